@@ -1,0 +1,120 @@
+"""Named optimisation settings: the paper's Table 1, and measured CPU defaults.
+
+``untrained-paper`` and ``pretrained-paper`` carry Table 1 and the original code's step
+counts exactly. ``untrained``, ``pretrained``, ``pixel`` and ``fourier`` are the
+defaults, chosen by measurement on 2 CPU cores (see README, "Presets"). Every field can
+be overridden with :meth:`Preset.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import InputError
+from .generators import GeneratorConfig
+
+Method = Literal["untrained", "pretrained", "pixel", "fourier"]
+METHODS: tuple[str, ...] = ("pretrained", "untrained", "pixel", "fourier")
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_DECODER = ASSETS / "decoder.safetensors"
+
+MAX_STEPS = 20_000
+MAX_OUT_SIZE = 512
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    method: Method
+    steps: int
+    optimizer: Literal["adamax", "adam", "sgd"]
+    lr: float
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    momentum: float = 0.0
+    nesterov: bool = False
+    #: sigma of the feature noise (additive for untrained, multiplicative for pretrained)
+    noise_sigma: float = 0.0
+    #: lambda of Equation 2: weight on the other classes' ReLU activations
+    penalty: float = 0.01
+    #: weight of R(xi)
+    reg_weight: float = 0.0
+    #: the image returned: the last one, or the per-pixel median of the images taken
+    #: every ``median_every`` steps over the last ``median_of`` such samples
+    final: Literal["last", "median"] = "last"
+    median_of: int = 10
+    median_every: int = 1
+    #: stop a row once its target probability reaches this (None: run all steps)
+    early_stop: float | None = None
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    #: decoder checkpoint for the pretrained method
+    checkpoint: str | None = None
+
+    def replace(self, **changes: Any) -> "Preset":
+        """A copy with some fields changed; ``None`` values are ignored, bad values are InputErrors."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise InputError(f"unknown preset setting(s): {', '.join(sorted(unknown))}")
+        out = dataclasses.replace(self, **changes)
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise InputError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
+        if not 0 < self.lr <= 10:
+            raise InputError(f"learning rate must be in (0, 10], got {self.lr}")
+        if self.early_stop is not None and not 0 < self.early_stop <= 1:
+            raise InputError(f"early stop must be a probability in (0, 1], got {self.early_stop}")
+        if not 16 <= self.generator.out_size <= MAX_OUT_SIZE:
+            raise InputError(f"image size must be between 16 and {MAX_OUT_SIZE} pixels")
+        if self.penalty < 0 or self.reg_weight < 0 or self.noise_sigma < 0:
+            raise InputError("penalty, regulariser weight and noise must not be negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        # Paper, Table 1 and generative_net.ipynb: 10 epochs x 50 steps, batch 1.
+        Preset(
+            name="untrained-paper", method="untrained", steps=500, optimizer="adamax", lr=0.002,
+            noise_sigma=2.0, reg_weight=0.01, penalty=0.01, final="last",
+            generator=GeneratorConfig(width=1.0, stages=6, out_size=224, rgb_last_stage=True),
+        ),
+        # Paper, Table 1 and generative_net_with_trained_decoder.ipynb: 30 epochs x 40 steps,
+        # median of the images after the last 10 epochs.
+        Preset(
+            name="pretrained-paper", method="pretrained", steps=1200, optimizer="sgd", lr=0.01,
+            momentum=0.1, nesterov=True, noise_sigma=0.05, reg_weight=0.1, penalty=0.01,
+            final="median", median_of=10, median_every=40, checkpoint=str(DEFAULT_DECODER),
+        ),
+        # CPU defaults (measured; README "Presets").
+        Preset(
+            name="untrained", method="untrained", steps=200, optimizer="adamax", lr=0.01,
+            noise_sigma=2.0, reg_weight=0.01, penalty=0.01, final="last", early_stop=0.99,
+            generator=GeneratorConfig(width=0.25, stages=6, out_size=224, rgb_last_stage=True),
+        ),
+        Preset(
+            name="pretrained", method="pretrained", steps=200, optimizer="adam", lr=0.05,
+            noise_sigma=0.05, reg_weight=0.1, penalty=0.01, final="median", median_of=10,
+            median_every=1, early_stop=0.99, checkpoint=str(DEFAULT_DECODER),
+        ),
+        Preset(name="pixel", method="pixel", steps=200, optimizer="adam", lr=0.05, early_stop=0.99),
+        Preset(name="fourier", method="fourier", steps=256, optimizer="adam", lr=0.05, early_stop=0.99),
+    ]
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; a method name gives its CPU default."""
+    key = name.strip().lower()
+    if key not in PRESETS:
+        raise InputError(f"unknown method or preset {name[:40]!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[key]

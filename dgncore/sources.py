@@ -1,0 +1,129 @@
+"""What the optimiser changes to make an image: one "image source" per method.
+
+Every source makes a batch of images in [0, 1], one row per target, and knows its own
+regulariser R(xi) from Equation 2:
+
+- ``untrained``: the feature layer and a whole G from random weights, one G per target
+  (grouped convolutions); R = L1 of the final BN's gamma.
+- ``pretrained``: only the feature layer alpha in front of a frozen decoder from a
+  denoising autoencoder; R = mean of alpha^2 (the paper's L2 / N).
+- ``pixel``: the pixels themselves (paper Fig. 1), a baseline that shows what the
+  generator prior adds; R = 0.
+- ``fourier``: a Lucid-style baseline (Fourier-parameterised, decorrelated colour, with
+  random jitter / scale / rotation applied before the classifier).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .generators import N_FEATURES, FeatureLayer, Generator
+
+if TYPE_CHECKING:
+    from .presets import Preset
+
+
+class ImageSource(nn.Module):
+    """Base: ``forward()`` -> (B, 3, S, S) in [0, 1]; ``regularizer()`` -> (B,)."""
+
+    #: The image the classifier sees may be a transformed copy (jitter etc.); the image a
+    #: user gets is ``forward()`` itself.
+    def classifier_view(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def regularizer(self) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class UntrainedSource(ImageSource):
+    def __init__(self, preset: "Preset", n: int) -> None:
+        super().__init__()
+        self.features = FeatureLayer(n, N_FEATURES, noise="additive", sigma=preset.noise_sigma, init=1.0)
+        self.generator = Generator(preset.generator, n_models=n)
+        self.reg_weight = preset.reg_weight
+        self.n = n
+
+    def forward(self) -> torch.Tensor:
+        return self.generator(self.features())
+
+    def regularizer(self) -> torch.Tensor:
+        gamma = self.generator.image_bn.weight.view(self.n, 3)
+        return self.reg_weight * gamma.abs().sum(1)
+
+
+class PretrainedSource(ImageSource):
+    def __init__(self, preset: "Preset", n: int, decoder: Generator, mean_code: torch.Tensor) -> None:
+        super().__init__()
+        self.features = FeatureLayer(n, N_FEATURES, noise="multiplicative", sigma=preset.noise_sigma, init=mean_code, relu=True)
+        self.decoder = decoder
+        self.reg_weight = preset.reg_weight
+
+    def train(self, mode: bool = True) -> "PretrainedSource":
+        super().train(mode)
+        self.decoder.eval()  # the decoder's BN keeps the statistics it was trained with
+        return self
+
+    def forward(self) -> torch.Tensor:
+        return self.decoder(self.features())
+
+    def regularizer(self) -> torch.Tensor:
+        return self.reg_weight * self.features.alpha.pow(2).mean(1)
+
+
+class PixelSource(ImageSource):
+    def __init__(self, preset: "Preset", n: int) -> None:
+        super().__init__()
+        size = preset.generator.out_size
+        self.logits = nn.Parameter(torch.randn(n, 3, size, size) * 0.1)
+
+    def forward(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits)
+
+    def regularizer(self) -> torch.Tensor:
+        return self.logits.new_zeros(self.logits.shape[0])
+
+
+# Lucid's colour decorrelation matrix (Cholesky of ImageNet's colour covariance), public values.
+_COLOR_CORRELATION = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+_COLOR_CORRELATION = _COLOR_CORRELATION / _COLOR_CORRELATION.norm(dim=0).max()
+
+
+class FourierSource(ImageSource):
+    """Lucid-style baseline: a 1/f-scaled Fourier spectrum in decorrelated colour space,
+    seen by the classifier through random jitter, scale and rotation."""
+
+    def __init__(self, preset: "Preset", n: int) -> None:
+        super().__init__()
+        size = preset.generator.out_size
+        fy = torch.fft.fftfreq(size)[:, None]
+        fx = torch.fft.rfftfreq(size)[None, :]
+        freqs = torch.sqrt(fx * fx + fy * fy)
+        self.register_buffer("scale", 1.0 / torch.clamp(freqs, min=1.0 / size) / size)
+        self.spectrum = nn.Parameter(torch.randn(n, 3, size, size // 2 + 1, 2) * 0.01)
+        self.size = size
+
+    def forward(self) -> torch.Tensor:
+        spec = torch.view_as_complex(self.spectrum) * self.scale
+        img = torch.fft.irfft2(spec, s=(self.size, self.size), norm="ortho")
+        img = torch.einsum("bchw,dc->bdhw", img, _COLOR_CORRELATION.to(img))
+        return torch.sigmoid(img)
+
+    def classifier_view(self, images: torch.Tensor) -> torch.Tensor:
+        b, s = images.shape[0], images.shape[-1]
+        pad = s // 16
+        x = F.pad(images, (pad,) * 4, mode="reflect")
+        angle = (torch.rand(b, device=images.device) - 0.5) * (math.pi / 18)  # +-5 degrees
+        scale = 1.0 + (torch.rand(b, device=images.device) - 0.5) * 0.2
+        shift = (torch.rand(b, 2, device=images.device) - 0.5) * (2 * pad / (s + 2 * pad))
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+        grid = F.affine_grid(theta, [b, 3, s, s], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    def regularizer(self) -> torch.Tensor:
+        return self.spectrum.new_zeros(self.spectrum.shape[0])
