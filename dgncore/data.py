@@ -1,0 +1,217 @@
+"""Files in and out, with their guards: images, image folders, ZIP archives, atomic writes.
+
+Everything a user can hand us (uploads, folders, archives) is untrusted: images are
+opened with Pillow under a pixel limit and fully decoded before use; archives are
+checked for path escapes, links, entry counts and expanded size before anything is
+written; results are written to a temporary file and renamed, so a crash leaves no
+half-written entry.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import stat
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InputError
+
+MAX_IMAGE_PIXELS = 40_000_000  # ~6300 x 6300
+MAX_IMAGE_BYTES = 50 * 1024**2
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+MAX_ZIP_ENTRIES = 20_000
+MAX_ZIP_BYTES = 2 * 1024**3
+MAX_ZIP_RATIO = 200  # expanded / compressed, per entry
+
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+def open_image(source: str | Path | bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decode an image fully into RGB; corrupt, truncated, huge or non-image input is an InputError."""
+    name = "upload" if isinstance(source, bytes) else Path(source).name[:80]
+    if isinstance(source, bytes):
+        if len(source) > MAX_IMAGE_BYTES:
+            raise InputError(f"image {name} is larger than {MAX_IMAGE_BYTES >> 20} MB")
+        fp: Any = io.BytesIO(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"image {name} does not exist")
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            raise InputError(f"image {name} is larger than {MAX_IMAGE_BYTES >> 20} MB")
+        fp = path
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fp) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise InputError(f"image {name} is too large ({w}x{h} pixels; the limit is {max_pixels:,})")
+                im.load()
+                return im.convert("RGB")
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(f"image {name} is too large to decode safely (decompression bomb)") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{name} is not a readable image ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})") from e
+
+
+def load_image(source: str | Path | bytes, size: int | None = None) -> torch.Tensor:
+    """An image as a (3, H, W) float tensor in [0, 1], optionally resized to size x size."""
+    im = open_image(source)
+    if size is not None:
+        im = im.resize((size, size), Image.BICUBIC)
+    arr = np.asarray(im, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> (H, W, 3) uint8, rounding as :func:`optimize.quantize` does."""
+    return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_png(image: torch.Tensor | np.ndarray, path: Path) -> None:
+    arr = to_uint8(image) if isinstance(image, torch.Tensor) else image
+    _atomic_write(Path(path), lambda f: Image.fromarray(arr).save(f, format="PNG"))
+
+
+def write_json(data: Any, path: Path) -> None:
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=_json_default)
+    _atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
+
+
+def write_bytes(data: bytes, path: Path) -> None:
+    _atomic_write(Path(path), lambda f: f.write(data))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    """An ImageFolder layout: one sub-folder per class, images inside."""
+
+    root: Path
+    classes: list[str]
+    files: dict[str, list[Path]]
+
+
+def scan_image_folder(root: str | Path, max_per_class: int | None = None) -> ImageFolder:
+    """Find class sub-folders and their image files (by suffix; decoding happens on use)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"dataset folder {str(root)[:120]} does not exist")
+    classes, files = [], {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        imgs = sorted(p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if max_per_class is not None:
+            imgs = imgs[:max_per_class]
+        if imgs:
+            classes.append(sub.name)
+            files[sub.name] = imgs
+    if not classes:
+        raise InputError(
+            f"dataset folder {root.name[:80]} has no class sub-folders with images "
+            "(expected ImageFolder layout: DIR/<class>/<image>.png)"
+        )
+    return ImageFolder(root, classes, files)
+
+
+def safe_extract_zip(data: bytes | str | Path, dest: str | Path) -> Path:
+    """Extract an uploaded ZIP into ``dest`` after checking every entry: no absolute paths,
+    no ``..``, no links, at most MAX_ZIP_ENTRIES entries and MAX_ZIP_BYTES expanded, no
+    entry that expands more than MAX_ZIP_RATIO times (zip bombs). Nothing is written
+    unless the whole archive passes."""
+    dest = Path(dest)
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise InputError("the upload is not a readable ZIP archive") from e
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_ZIP_ENTRIES:
+            raise InputError(f"the ZIP has {len(infos):,} entries; the limit is {MAX_ZIP_ENTRIES:,}")
+        total = 0
+        for info in infos:
+            name = info.filename
+            parts = PurePosixPath(name.replace("\\", "/")).parts
+            if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+                raise InputError(f"the ZIP entry {name[:80]!r} points outside the archive")
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise InputError(f"the ZIP entry {name[:80]!r} is a symbolic link, which is not allowed")
+            total += info.file_size
+            if info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1) and info.file_size > 1024**2:
+                raise InputError(f"the ZIP entry {name[:80]!r} expands {info.file_size // max(info.compress_size, 1)}x (zip bomb?)")
+        if total > MAX_ZIP_BYTES:
+            raise InputError(f"the ZIP expands to {total / 1024**3:.1f} GB; the limit is {MAX_ZIP_BYTES / 1024**3:.0f} GB")
+        if dest.exists() and any(dest.iterdir()):
+            raise InputError(f"cannot extract into {dest.name[:80]}: the folder is not empty")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".unzip-"))
+        try:
+            _extract_checked(zf, infos, staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if dest.exists():
+            dest.rmdir()
+        os.replace(staging, dest)
+    return dest
+
+
+def _extract_checked(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], dest: Path) -> None:
+    base = dest.resolve()
+    for info in infos:
+        target = (base / info.filename).resolve()
+        if not target.is_relative_to(base):
+            raise InputError(f"the ZIP entry {info.filename[:80]!r} points outside the archive")
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, open(target, "wb") as out:
+            remaining = info.file_size + 1
+            while chunk := src.read(1 << 20):
+                remaining -= len(chunk)
+                if remaining < 0:
+                    raise InputError(f"the ZIP entry {info.filename[:80]!r} is larger than it claims")
+                out.write(chunk)
+
+
+def iter_chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

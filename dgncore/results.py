@@ -1,0 +1,187 @@
+"""Saving results and scoring them honestly.
+
+A result is ``<stem>.png`` plus ``<stem>.json``. The scores in the JSON are computed on
+the PNG *reloaded from disk* (8-bit, as the user gets it) with the classifier in eval
+and inference mode, never taken from the training pass. Both files are written
+atomically; the JSON is written last, so a result exists exactly when its JSON does.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .classifiers import Classifier
+from .data import load_image, save_png, write_json
+from .errors import InputError
+from .objectives import Objective, Target
+
+VERSION = 1
+INDEX = "index.json"
+N_REFERENCE = 32
+MAX_HISTORY_POINTS = 300
+
+
+@torch.inference_mode()
+def score_image(classifier: Classifier, image: torch.Tensor, target: Target) -> dict[str, Any]:
+    """Scores of one (3, H, W) image in [0, 1] for ``target``: the target's softmax
+    probability and rank and the top-5 classes; for layer targets the activation and its
+    percentile among random images."""
+    image = image.to(classifier.device)[None]
+    objective = Objective([target], classifier.n_classes, device=classifier.device)
+    logits, acts = classifier.logits_and_activations(image, objective.layers)
+    logits = logits.float()
+    probs = torch.softmax(logits, 1)[0]
+    order = torch.argsort(probs, descending=True)
+    ranks = torch.empty_like(order)
+    ranks[order] = torch.arange(len(order), device=order.device)
+    top5 = [{"index": int(i), "name": classifier.classes[int(i)], "p": round(float(probs[i]), 6)} for i in order[:5]]
+    out: dict[str, Any] = {"top5": top5}
+    activation = float(objective.activation(logits, acts)[0])
+    out["activation"] = round(activation, 6)
+    if target.is_class:
+        out["p_target"] = round(float(sum(probs[u] for u in target.units)), 6)
+        out["rank"] = int(min(ranks[u] for u in target.units)) + 1
+        if len(target.units) > 1:
+            out["p_classes"] = {classifier.classes[u]: round(float(probs[u]), 6) for u in target.units}
+            out["rank_classes"] = {classifier.classes[u]: int(ranks[u]) + 1 for u in target.units}
+    else:
+        ref = reference_activations(classifier, target)
+        out["percentile"] = round(100.0 * float((ref < activation).float().mean()), 2)
+        out["p_target"] = None
+        out["rank"] = None
+    return out
+
+
+def reference_images(n: int = N_REFERENCE, size: int = 224, seed: int = 0) -> torch.Tensor:
+    """Random images for percentiles: smooth coloured noise at several scales (fixed seed)."""
+    g = torch.Generator().manual_seed(seed)
+    imgs = []
+    for i in range(n):
+        cells = 2 ** (1 + i % 6)
+        low = torch.rand(1, 3, cells, cells, generator=g)
+        imgs.append(F.interpolate(low, size=size, mode="bilinear", align_corners=False)[0])
+    return torch.stack(imgs).clamp(0, 1)
+
+
+def reference_activations(classifier: Classifier, target: Target) -> torch.Tensor:
+    """a(target) on :func:`reference_images` (cached per model and layer)."""
+    assert target.layer is not None
+    acts = _layer_reference(classifier, target.layer)
+    objective = Objective([target] * acts.shape[0], classifier.n_classes)
+    return objective.activation(torch.zeros(acts.shape[0], classifier.n_classes), {target.layer: acts})
+
+
+@functools.lru_cache(maxsize=16)
+def _layer_reference(classifier: Classifier, layer: str) -> torch.Tensor:
+    imgs = reference_images(size=classifier.input_size)
+    with torch.inference_mode():
+        _, acts = classifier.logits_and_activations(imgs, [layer])
+    return acts[layer].float().cpu()
+
+
+def _thin(history: list[list[float]]) -> list[list[float]]:
+    if len(history) <= MAX_HISTORY_POINTS:
+        return [[round(v, 4) for v in row] for row in history]
+    stride = -(-len(history) // MAX_HISTORY_POINTS)
+    kept = history[::stride] + ([history[-1]] if (len(history) - 1) % stride else [])
+    return [[round(v, 4) for v in row] for row in kept]
+
+
+def save_result(
+    out_dir: Path,
+    stem: str,
+    image: torch.Tensor,
+    classifier: Classifier,
+    target: Target,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """Write ``<stem>.png``, reload it, score it, write ``<stem>.json``; return the record."""
+    out_dir = Path(out_dir)
+    png = out_dir / f"{stem}.png"
+    save_png(image, png)
+    reloaded = load_image(png)
+    record = {
+        "version": VERSION,
+        "target": target.spec,
+        "target_label": target.label,
+        "target_kind": target.kind,
+        **meta,
+        "png": png.name,
+        "scored_on": "saved 8-bit PNG reloaded from disk, classifier in eval/inference mode",
+        **score_image(classifier, reloaded, target),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(record, out_dir / f"{stem}.json")
+    return record
+
+
+def run_records(run, classifier: Classifier, model: str) -> list[dict[str, Any]]:
+    """Per-row metadata of an optimisation run (everything except the scores)."""
+    n = len(run.targets)
+    history = _thin(run.activation)
+    out = []
+    for i, t in enumerate(run.targets):
+        out.append({
+            "model": model,
+            "method": run.preset.method,
+            "preset": run.preset.name,
+            "hyperparameters": run.preset.to_dict(),
+            "seed": run.seed,
+            "steps": run.steps[i],
+            "steps_max": run.preset.steps,
+            "seconds": round(run.seconds / n, 3),
+            "batch": n,
+            "batch_seconds": round(run.seconds, 3),
+            "device": run.device,
+            "cancelled": run.cancelled,
+            "start_activation": round(run.start_activation[i], 6),
+            "start_relu_activation": round(max(run.start_activation[i], 0.0), 6),
+            "history_activation": [row[i] for row in history],
+            "history_checks": [[s, None if p[i] != p[i] else round(p[i], 6)] for s, p in run.checks],
+            "classifier_input_size": classifier.input_size,
+        })
+    return out
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read result {Path(path).name[:80]}: {type(e).__name__}") from e
+    if not isinstance(data, dict) or "target" not in data:
+        raise InputError(f"{Path(path).name[:80]} is not a DGN Explorer result")
+    return data
+
+
+def scan_results(root: Path) -> list[dict[str, Any]]:
+    """All results under ``root`` (recursively), each with ``path`` (its JSON, relative)."""
+    root = Path(root)
+    out = []
+    if not root.is_dir():
+        return out
+    for p in sorted(root.rglob("*.json")):
+        if p.name == INDEX or p.name.startswith("."):
+            continue
+        try:
+            rec = read_result(p)
+        except InputError:
+            continue
+        if (p.parent / rec.get("png", "")).is_file():
+            rec["path"] = str(p.relative_to(root))
+            out.append(rec)
+    return out
+
+
+def write_index(root: Path) -> list[dict[str, Any]]:
+    """Rewrite ``root/index.json`` from the results on disk (so it is always consistent)."""
+    keep = ("target", "target_label", "target_kind", "model", "method", "preset", "seed", "steps", "seconds", "p_target", "rank", "activation", "percentile", "png", "path", "top5")
+    records = [{k: r.get(k) for k in keep} for r in scan_results(root)]
+    write_json({"version": VERSION, "count": len(records), "results": records}, Path(root) / INDEX)
+    return records
