@@ -20,7 +20,6 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -36,7 +35,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
 MAX_WEIGHTS_BYTES = 2 * 1024**3
-#: TorchScript runs code from the file: the operator can switch it off (hosted mode).
+#: TorchScript runs code from the file: off in hosted mode unless the operator turns it on
+#: (DGN_ALLOW_TORCHSCRIPT=1), and off anywhere with DGN_ALLOW_TORCHSCRIPT=0.
 TORCHSCRIPT_ENV = "DGN_ALLOW_TORCHSCRIPT"
 
 
@@ -67,7 +67,9 @@ class Classifier:
     scriptable_layers: bool = True
 
     def __post_init__(self) -> None:
-        self.model.eval().requires_grad_(False).to(self.device)
+        self.model.eval().to(self.device)
+        for p in self.model.parameters():  # frozen: only the image source trains
+            p.requires_grad_(False)
         self._mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
         if not self.descriptions:
@@ -164,9 +166,13 @@ class Classifier:
 def _is_targetable(module: nn.Module, name: str = "") -> bool:
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         return True
-    if isinstance(module, nn.Sequential) and name.count(".") == 1:  # a stage, e.g. blocks.3
+    if isinstance(module, nn.Sequential) and len(module) and _is_block(module[0]):  # a stage: blocks.3, layer4
         return True
-    # blocks and stages of timm / torchvision models
+    return _is_block(module)
+
+
+def _is_block(module: nn.Module) -> bool:
+    """Blocks of timm / torchvision models (residual, inverted residual, ...)."""
     kind = type(module).__name__
     return any(k in kind for k in ("Block", "Residual", "Bottleneck", "Stage", "DepthwiseSeparable"))
 
@@ -246,7 +252,9 @@ def _load_lite(name: str) -> nn.Module:
 
 
 def _load_torchscript(path: Path, device: torch.device) -> Classifier:
-    if os.environ.get(TORCHSCRIPT_ENV, "1") != "1":
+    from .hosting import torchscript_allowed
+
+    if not torchscript_allowed():
         raise InputError("TorchScript models are switched off on this server (they run code from the file)")
     sidecar = path.with_suffix(".json")
     if not sidecar.is_file():
@@ -265,7 +273,7 @@ def _load_torchscript(path: Path, device: torch.device) -> Classifier:
         model = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:  # noqa: BLE001 - torch.jit raises RuntimeError and friends
         raise InputError(f"cannot load {path.name[:80]} as TorchScript: {str(e).splitlines()[0][:120]}") from e
-    clf = Classifier(path.stem, model, size, mean, std, classes, device=device)  # type: ignore[arg-type]
+    clf = Classifier(path.stem, model, size, mean, std, classes, device=device, scriptable_layers=False)  # type: ignore[arg-type]
     with torch.inference_mode():
         try:
             out = clf.logits(torch.full((1, 3, size, size), 0.5))

@@ -1,0 +1,85 @@
+import threading
+
+import pytest
+import torch
+
+from dgncore.api import class_targets, gallery, generate, make_preset, parse_shard
+from dgncore.data import load_image
+from dgncore.errors import InputError
+from dgncore.objectives import parse_target
+from dgncore.optimize import optimize
+from dgncore.results import score_image
+
+
+def _tiny(method="pixel", steps=30, **kw):
+    if method == "untrained":
+        kw.setdefault("width", 0.0625)
+    return make_preset(method, steps=steps, size=32, **kw)
+
+
+def test_pixel_run_raises_the_target(tiny_classifier):
+    t = parse_target("class:hen", tiny_classifier)
+    run = optimize(tiny_classifier, [t], _tiny(early_stop=None), seed=0)
+    assert run.activation[-1][0] > run.activation[0][0] + 1.0
+    assert run.images.shape == (1, 3, 32, 32)
+    assert torch.equal(run.images, (run.images * 255).round() / 255)  # already 8-bit
+
+
+def test_untrained_batch_of_targets(tiny_classifier):
+    targets = [parse_target(x, tiny_classifier) for x in ["class:tench", "class:hen", "filter:features.2:3"]]
+    run = optimize(tiny_classifier, targets, _tiny("untrained", steps=20, early_stop=None), seed=1)
+    assert run.images.shape[0] == 3 and len(run.activation) == 20
+    first, last = run.activation[0], run.activation[-1]
+    assert sum(l > f for f, l in zip(first, last)) >= 2
+
+
+def test_progress_cancel_and_early_stop(tiny_classifier):
+    t = parse_target("class:tench", tiny_classifier)
+    seen = []
+    stop = threading.Event()
+
+    def progress(p):
+        seen.append(p.step)
+        if p.step >= 20:
+            stop.set()
+
+    run = optimize(tiny_classifier, [t], _tiny(steps=200, early_stop=None), progress=progress, cancel=stop)
+    assert run.cancelled and seen[:2] == [10, 20] and run.steps[0] <= 21
+    quick = optimize(tiny_classifier, [t], _tiny(steps=200, early_stop=0.5))
+    assert quick.steps[0] < 200 and quick.checks[-1][1][0] >= 0.5
+
+
+def test_generate_scores_the_saved_png_and_reuses_it(tiny_classifier, tmp_path):
+    targets = [parse_target("class:ostrich", tiny_classifier), parse_target("filter:features.0:2", tiny_classifier)]
+    preset = _tiny(steps=5)
+    recs = generate(tiny_classifier, targets, preset, tmp_path, seed=3)
+    for rec, t in zip(recs, targets):
+        png = tmp_path / rec["png"]
+        again = score_image(tiny_classifier, load_image(png), t)
+        assert again["activation"] == rec["activation"]
+        assert (tmp_path / png.with_suffix(".json").name).is_file()
+        assert {"target", "method", "p_target", "rank", "seconds", "top5", "start_activation"} <= set(rec)
+    assert recs[0]["rank"] >= 1 and 0 <= recs[0]["p_target"] <= 1
+    assert recs[1]["p_target"] is None and 0 <= recs[1]["percentile"] <= 100
+    before = (tmp_path / recs[0]["png"]).stat().st_mtime_ns
+    again = generate(tiny_classifier, targets, preset, tmp_path, seed=3)
+    assert all(r["cached"] for r in again)
+    assert (tmp_path / recs[0]["png"]).stat().st_mtime_ns == before
+    other_seed = generate(tiny_classifier, targets[:1], preset, tmp_path, seed=4)
+    assert not other_seed[0]["cached"]
+
+
+def test_gallery_is_resumable_and_shardable(tiny_classifier, tmp_path):
+    preset = _tiny(steps=2)
+    targets = class_targets(tiny_classifier, "0-4,hen")
+    assert [t.units[0] for t in targets] == [0, 1, 2, 3, 4, 8]
+    a = gallery(tiny_classifier, targets, preset, tmp_path, batch=2, shard=parse_shard("1/2"))
+    b = gallery(tiny_classifier, targets, preset, tmp_path, batch=2, shard=parse_shard("2/2"))
+    assert len(a) == 3 and len(b) == 3
+    assert gallery(tiny_classifier, targets, preset, tmp_path, batch=2) == []  # all done: nothing recomputed
+    import json
+
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert index["count"] == 6
+    with pytest.raises(InputError):
+        parse_shard("3/2")
