@@ -27,7 +27,7 @@ def make_preset(method: str = "pretrained", steps: int | None = None, size: int 
     if size is not None or width is not None:
         g = preset.generator
         try:
-            gen = dataclasses.replace(g, out_size=int(size) if size else g.out_size, width=float(width) if width else g.width)
+            gen = dataclasses.replace(g, out_size=g.out_size if size is None else int(size), width=g.width if width is None else float(width))
         except (TypeError, ValueError) as e:
             raise InputError(f"bad generator size or width: {e}") from e
         if not 0.05 <= gen.width <= 2:

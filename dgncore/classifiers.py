@@ -137,7 +137,7 @@ class Classifier:
         text = str(query).strip()
         if not text:
             raise InputError("empty class name")
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             idx = int(text)
             if idx >= self.n_classes:
                 raise InputError(f"class index {idx} is out of range: {self.name} has {self.n_classes} classes (0-{self.n_classes - 1})")

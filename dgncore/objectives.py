@@ -91,7 +91,7 @@ def _weighted(text: str, what: str) -> tuple[str, float]:
 
 def _int(text: str, what: str, upper: int | None = None) -> int:
     text = text.strip()
-    if not re.fullmatch(r"\d{1,7}", text):
+    if not re.fullmatch(r"[0-9]{1,7}", text):
         raise InputError(f"{what} must be a non-negative whole number, got {text[:40]!r}")
     value = int(text)
     if upper is not None and value >= upper:

@@ -13,6 +13,7 @@ uses that score, never the noisy training pass.
 from __future__ import annotations
 
 import functools
+import numbers
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from .presets import Preset
 from .sources import FourierSource, ImageSource, PixelSource, PretrainedSource, UntrainedSource
 
 MAX_BATCH = 64
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -146,6 +148,8 @@ def optimize(
     if len(targets) > MAX_BATCH:
         raise InputError(f"at most {MAX_BATCH} targets in one batch, got {len(targets)}")
     preset.validate()
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed must be a whole number between 0 and {MAX_SEED}, got {str(seed)[:30]!r}")
     device = classifier.device
     is_cancelled: CancelFn = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
     n = len(targets)

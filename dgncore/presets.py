@@ -9,6 +9,8 @@ be overridden with :meth:`Preset.replace`.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -64,6 +66,12 @@ class Preset:
         return out
 
     def validate(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, numbers.Integral):
+            raise InputError(f"steps must be a whole number, got {str(self.steps)[:30]!r}")
+        for name in ("lr", "penalty", "reg_weight", "noise_sigma", "momentum", "eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise InputError(f"{name} must be a finite number, got {str(value)[:30]!r}")
         if not 1 <= self.steps <= MAX_STEPS:
             raise InputError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
         if not 0 < self.lr <= 10:

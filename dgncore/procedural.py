@@ -42,6 +42,8 @@ def _natural_colours(shape: Sequence[int], gen: torch.Generator) -> torch.Tensor
 
 def pink_noise(n: int, size: int, gen: torch.Generator, colour: bool = True) -> torch.Tensor:
     """(n, 3, size, size) 1/f^beta noise in [0, 1], beta in [1.6, 2.6] per image."""
+    if n == 0:
+        return torch.empty(0, 3, size, size)
     fy = torch.fft.fftfreq(size)[:, None]
     fx = torch.fft.rfftfreq(size)[None, :]
     f = torch.sqrt(fx * fx + fy * fy).clamp(min=1.0 / size)
@@ -60,66 +62,87 @@ def dead_leaves(
     n: int,
     size: int,
     gen: torch.Generator,
-    shapes: int = 120,
-    r_min: float = 0.015,
-    r_max: float = 0.45,
-    power: float = 3.0,
+    shapes: int = 300,
+    r_min: float = 0.02,
+    r_max: float = 0.5,
+    power: float = 2.6,
     texture: float = 0.5,
     blur: float = 0.5,
 ) -> torch.Tensor:
     """(n, 3, size, size) dead-leaves images in [0, 1].
 
     ``shapes`` leaves fall back to front on a background gradient; radii follow
-    p(r) ~ r^-power between ``r_min`` and ``r_max`` (fractions of the image side); a
-    fraction ``texture`` of leaves carry a gradient, stripes or noise; a fraction
-    ``blur`` of images are blurred by a Gaussian of sigma up to 1.5 px (defocus).
+    p(r) ~ r^-power between ``r_min`` and ``r_max`` (fractions of the image side), which
+    covers the image at every scale; each image draws a small palette, so that leaves
+    share colours as objects in a scene do; a fraction ``texture`` of leaves carry a
+    gradient, stripes or 1/f noise; a fraction ``blur`` of images are blurred by a
+    Gaussian of sigma up to 1.5 px (defocus). Each leaf is drawn only inside its bounding
+    box, so the cost follows the painted area, not shapes x pixels.
     """
-    s = torch.linspace(-1.0, 1.0, size)
-    yy, xx = s.view(1, size, 1), s.view(1, 1, size)
-    # background: a smooth gradient between two colours
-    c0, c1 = _natural_colours((n,), gen), _natural_colours((n,), gen)
-    th = torch.rand(n, 1, 1, generator=gen) * 2 * math.pi
-    t = (0.5 + 0.5 * (torch.cos(th) * xx + torch.sin(th) * yy) / math.sqrt(2)).unsqueeze(1)
-    img = c0.view(n, 3, 1, 1) * (1 - t) + c1.view(n, 3, 1, 1) * t
-    noise_tex = pink_noise(n, size, gen, colour=False)[:, :2] * 2 - 1  # two grey textures per image
-
-    # per-leaf parameters, (n, shapes); radii by inverse-CDF sampling of the power law
-    u = torch.rand(n, shapes, generator=gen)
-    a, b = r_min ** (1 - power), r_max ** (1 - power)
-    radius = 2 * (a + u * (b - a)) ** (1 / (1 - power))  # in [-1, 1] units
-    aspect = torch.exp(torch.randn(n, shapes, generator=gen) * 0.45)
-    ra, rb = radius * aspect.sqrt(), radius / aspect.sqrt()
-    cx, cy = torch.rand(2, n, shapes, generator=gen) * 2.4 - 1.2
-    ang = torch.rand(n, shapes, generator=gen) * math.pi
-    ca, sa = torch.cos(ang), torch.sin(ang)
-    is_rect = torch.rand(n, shapes, generator=gen) < 0.35
-    col_a, col_b = _natural_colours((n, shapes), gen), _natural_colours((n, shapes), gen)
-    tex_kind = torch.randint(0, 3, (n, shapes), generator=gen)
-    tex_on = torch.rand(n, shapes, generator=gen) < texture
-    freq = 4 + 20 * torch.rand(n, shapes, generator=gen)
-    tex_amp = 0.15 + 0.35 * torch.rand(n, shapes, generator=gen)
-
-    for k in range(shapes):
-        dx, dy = xx - cx[:, k, None, None], yy - cy[:, k, None, None]
-        pu = dx * ca[:, k, None, None] + dy * sa[:, k, None, None]
-        pv = dy * ca[:, k, None, None] - dx * sa[:, k, None, None]
-        nu, nv = pu / ra[:, k, None, None], pv / rb[:, k, None, None]
-        ellipse = nu * nu + nv * nv <= 1
-        rect = (nu.abs() <= 0.8) & (nv.abs() <= 0.8)
-        mask = torch.where(is_rect[:, k, None, None], rect, ellipse).unsqueeze(1)
-        kind = tex_kind[:, k, None, None]
-        pattern = torch.where(
-            kind == 0, nu.clamp(-1, 1),
-            torch.where(kind == 1, torch.sin(freq[:, k, None, None] * pu), noise_tex[:, 0] * 2.5),
-        )
-        weight = (tex_on[:, k] * tex_amp[:, k]).view(n, 1, 1) * pattern
-        colour = col_a[:, k].view(n, 3, 1, 1) + weight.unsqueeze(1) * (col_b[:, k] - col_a[:, k]).view(n, 3, 1, 1)
-        img = torch.where(mask, colour, img)
-
-    img = img + 0.04 * noise_tex[:, 1:2]  # a little fine grain everywhere
+    if n == 0:
+        return torch.empty(0, 3, size, size)
+    seeds = torch.randint(0, 2**62, (n,), generator=gen).tolist()
+    tex = (pink_noise(n, size, gen, colour=False)[:, :2] * 2 - 1).numpy()
+    out = np.stack([_leaves_one(np.random.default_rng(s), size, tex[i], shapes, r_min, r_max, power, texture) for i, s in enumerate(seeds)])
+    img = torch.from_numpy(out).permute(0, 3, 1, 2)
+    img = img + 0.03 * torch.from_numpy(tex[:, 1:2])  # a little fine grain everywhere
     if blur > 0:
         img = _gaussian_blur(img, torch.where(torch.rand(n, generator=gen) < blur, 1.5 * torch.rand(n, generator=gen), 0.0))
     return img.clamp(0, 1)
+
+
+def _palette(rng: np.random.Generator, k: int) -> np.ndarray:
+    """k natural-ish RGB colours (k, 3): correlated channels, a per-scene saturation."""
+    sat = rng.uniform(0.3, 1.1)
+    z = rng.standard_normal((k, 3)) * np.array([1.0, sat, 0.75 * sat])
+    return np.clip(0.5 + 0.45 * z @ _COLOR.numpy().T, 0, 1).astype(np.float32)
+
+
+def _leaves_one(
+    rng: np.random.Generator, size: int, tex: np.ndarray, shapes: int,
+    r_min: float, r_max: float, power: float, texture: float,
+) -> np.ndarray:
+    palette = _palette(rng, int(rng.integers(3, 8)))
+    a, b = palette[rng.integers(len(palette), size=2)]
+    ramp = np.linspace(0, 1, size, dtype=np.float32)
+    ramp = ramp[:, None] if rng.random() < 0.5 else ramp[None, :]
+    img = (a * (1 - ramp[..., None]) + b * ramp[..., None]).astype(np.float32)
+    img = np.broadcast_to(img, (size, size, 3)).copy()
+    lo, hi = r_min ** (1 - power), r_max ** (1 - power)
+    radius = size * (lo + rng.random(shapes) * (hi - lo)) ** (1 / (1 - power))
+    aspect = np.exp(rng.standard_normal(shapes) * 0.4)
+    centre = rng.uniform(-0.1 * size, 1.1 * size, (shapes, 2))
+    angle = rng.uniform(0, np.pi, shapes)
+    rect = rng.random(shapes) < 0.35
+    colour = palette[rng.integers(len(palette), size=shapes)] + rng.normal(0, 0.06, (shapes, 3)).astype(np.float32)
+    colour2 = palette[rng.integers(len(palette), size=shapes)]
+    kind = np.where(rng.random(shapes) < texture, rng.integers(1, 4, shapes), 0)
+    freq = rng.uniform(0.5, 2.0, shapes)
+    for k in range(shapes):
+        ra, rb = radius[k] * np.sqrt(aspect[k]), radius[k] / np.sqrt(aspect[k])
+        ext = max(ra, rb)
+        cy, cx = centre[k]
+        y0, y1 = max(int(cy - ext), 0), min(int(cy + ext) + 2, size)
+        x0, x1 = max(int(cx - ext), 0), min(int(cx + ext) + 2, size)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        dy = np.arange(y0, y1, dtype=np.float32)[:, None] - cy
+        dx = np.arange(x0, x1, dtype=np.float32)[None, :] - cx
+        c, s = np.cos(angle[k]), np.sin(angle[k])
+        u, v = (dx * c + dy * s) / ra, (dy * c - dx * s) / rb
+        mask = (np.abs(u) <= 0.8) & (np.abs(v) <= 0.8) if rect[k] else u * u + v * v <= 1
+        if kind[k] == 0:
+            img[y0:y1, x0:x1][mask] = colour[k]
+            continue
+        if kind[k] == 1:  # a gradient across the leaf
+            t = np.clip(u, -1, 1) * 0.5
+        elif kind[k] == 2:  # stripes
+            t = 0.5 * np.sin(freq[k] * u * ra)
+        else:  # 1/f noise
+            t = 1.2 * tex[0, y0:y1, x0:x1]
+        patch = colour[k] + t[..., None] * (colour2[k] - colour[k])
+        img[y0:y1, x0:x1][mask] = patch[mask]
+    return img
 
 
 def _gaussian_blur(img: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .classifiers import Classifier
-from .data import load_image, save_png, write_json
+from .data import load_image, save_png, write_bytes, write_json
 from .errors import InputError
 from .objectives import Objective, Target
 
@@ -120,6 +120,40 @@ def save_result(
     }
     write_json(record, out_dir / f"{stem}.json")
     return record
+
+
+GIF_FRAME_MS = 150
+GIF_LAST_FRAME_MS = 1200
+
+
+def optimisation_gif(frames: list[torch.Tensor], record: dict[str, Any], png: Path | None = None) -> bytes:
+    """The optimisation of one image as an animated GIF: a frame every 10 steps (the
+    loop's checks) up to the step where the image was fixed, then the saved PNG itself,
+    held longer."""
+    import io
+
+    from PIL import Image
+
+    from .data import to_uint8
+
+    keep = max(1, -(-int(record.get("steps") or 1) // 10))
+    ims = [Image.fromarray(to_uint8(f)) for f in list(frames)[:keep]]
+    if png is not None and Path(png).is_file():
+        ims.append(Image.fromarray(to_uint8(load_image(png))))
+    if not ims:
+        raise InputError("no frames to make a GIF from")
+    buf = io.BytesIO()
+    durations = [GIF_FRAME_MS] * (len(ims) - 1) + [GIF_LAST_FRAME_MS]
+    ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=durations, loop=0)
+    return buf.getvalue()
+
+
+def save_gif(out_dir: Path, record: dict[str, Any], frames: list[torch.Tensor]) -> Path:
+    """Write ``<stem>.gif`` beside the record's PNG (atomically)."""
+    png = Path(out_dir) / record["png"]
+    path = png.with_suffix(".gif")
+    write_bytes(optimisation_gif(frames, record, png), path)
+    return path
 
 
 def run_records(run, classifier: Classifier, model: str) -> list[dict[str, Any]]:

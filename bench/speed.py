@@ -1,0 +1,500 @@
+"""Speed of the optimisation loop, against baselines and against this machine's limit.
+
+    python bench/speed.py                                   # everything, default settings
+    python bench/speed.py --quick                           # a few minutes on 2 CPU cores
+    python bench/speed.py --only throughput --batches 1,4 --steps 5
+    python bench/speed.py --only ttt --classes 8 --ttt-methods pretrained,pixel,fourier
+
+Sections (each figure is measured in this one run, on this machine, next to its baseline):
+
+- ``throughput``: per preset and batch (1, 4, 16 targets): seconds per step of the real
+  loop (``optimize``) and of the bare forward+backward of G + classifier on the same
+  source at the same batch, interleaved; the loop's overhead over the bare pass; steps/s;
+  seconds per image for the preset's full step count; FLOPs per step (FlopCounterMode,
+  generator and classifier); achieved FLOP/s as a share of a large fp32 matmul timed next
+  to each row; peak memory of the loop.
+- ``ttt``: time until the *saved* 8-bit PNG reaches p_target >= 0.9, per class, for each
+  method at batch 1 (what a user waits for), and the held-out EfficientNet-Lite2's top-1 /
+  top-5 on that PNG.
+- ``profile``: torch.profiler over a few loop steps per preset; self time grouped into
+  depthwise / pointwise / generator convolutions, batch norm, activations, copies, ...;
+  full tables go to ``bench/results/``.
+
+Timings on a shared machine are noisy: every comparison is interleaved and reported as a
+median and a ratio measured in the same run. Prints one table per section; ``--json``
+also writes everything to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from dgncore.api import make_preset  # noqa: E402
+from dgncore.classifiers import Classifier, load_classifier  # noqa: E402
+from dgncore.objectives import Objective, parse_target  # noqa: E402
+from dgncore.optimize import build_source, optimize  # noqa: E402
+from dgncore.presets import DEFAULT_DECODER, Preset  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+#: a spread of ImageNet classes (tench, goldfinch, tabby, volcano, pizza, daisy, school bus,
+#: espresso, then more); ``--classes N`` takes the first N
+CLASSES = [0, 11, 281, 980, 963, 985, 779, 967, 1, 130, 291, 340, 417, 850, 948, 430]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, reps: int = 3) -> float:
+    """Best of ``reps`` large fp32 matmuls, in GFLOP/s (the machine's practical limit now)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+class PeakMemory:
+    """Peak memory of a block above what the process held when it started, in MB: the
+    CPU's resident set (Linux VmHWM, reset through /proc/self/clear_refs; falls back to
+    ru_maxrss deltas) and, on CUDA, torch's max_memory_allocated."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cpu_mb = float("nan")
+        self.gpu_mb = float("nan")
+
+    def __enter__(self) -> "PeakMemory":
+        self.reset_ok = False
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.reset_ok = True
+        except OSError:
+            import resource
+
+            self.maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.rss0 = rss_kb()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.gpu0 = torch.cuda.memory_allocated(self.device)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.reset_ok:
+            with open("/proc/self/status") as f:
+                hwm = int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+            self.cpu_mb = (hwm - self.rss0) / 1024
+        else:
+            import resource
+
+            self.cpu_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self.maxrss0) / 1024
+        if self.device.type == "cuda":
+            self.gpu_mb = (torch.cuda.max_memory_allocated(self.device) - self.gpu0) / 2**20
+
+
+def class_targets(clf: Classifier, n: int) -> list:
+    idx = CLASSES[:n]
+    if n > len(CLASSES):  # more than the list: fill with an even spread of other classes
+        extra = [i for i in range(3, clf.n_classes, max(1, clf.n_classes // n)) if i not in CLASSES]
+        idx = CLASSES + extra[: n - len(CLASSES)]
+    return [parse_target(f"class:{i}", clf) for i in idx]
+
+
+def preset_for(name: str, args: argparse.Namespace) -> tuple[Preset, str]:
+    """The preset, with a stand-in decoder when the trained one is not on disk (speed only:
+    same shapes, random weights). Returns (preset, note)."""
+    preset = make_preset(name)
+    if preset.method != "pretrained":
+        return preset, ""
+    ckpt = Path(args.decoder or preset.checkpoint or DEFAULT_DECODER)
+    if ckpt.is_file():
+        return preset.replace(checkpoint=str(ckpt)), ""
+    path = RESULTS / f"random_decoder_w{args.decoder_width:g}.safetensors"
+    if not path.is_file():
+        from dgncore.generators import Generator, GeneratorConfig, N_FEATURES
+        from dgncore.pretrain import save_decoder
+
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        cfg = GeneratorConfig(width=args.decoder_width, stages=6, out_size=224, running_stats=True)
+        dec = Generator(cfg).eval()
+        save_decoder(dec, torch.rand(N_FEATURES), path, {"generator": cfg.to_dict(), "note": "random stand-in for speed measurements only"})
+    return preset.replace(checkpoint=str(path)), f"random decoder w{args.decoder_width:g}"
+
+
+def bare_step_fn(clf: Classifier, preset: Preset, n: int, device: torch.device) -> Callable[[], None]:
+    """One bare forward+backward of the source (G) and the classifier, nothing else."""
+    torch.manual_seed(0)
+    source = build_source(preset, n, device)
+    source.train()
+
+    def step() -> None:
+        images = source()
+        logits = clf.logits(source.classifier_view(images))
+        logits.sum().backward()
+
+    return step
+
+
+def count_flops(clf: Classifier, preset: Preset, n: int, device: torch.device) -> tuple[float, float]:
+    """(total, generator) FLOPs of one bare step: source forward/backward + classifier forward
+    and input gradient."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    source = build_source(preset, n, device)
+    source.train()
+    with FlopCounterMode(display=False) as total:
+        images = source()
+        clf.logits(source.classifier_view(images)).sum().backward()
+    with FlopCounterMode(display=False) as gen:
+        source().sum().backward()
+    return float(total.get_total_flops()), float(gen.get_total_flops())
+
+
+def fmt(x: float, spec: str = ".3g") -> str:
+    return "-" if x != x else format(x, spec)
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+def throughput(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    rows = []
+    all_targets = class_targets(clf, max(args.batches))
+    for name in args.presets:
+        base, note = preset_for(name, args)
+        for b in args.batches:
+            targets = all_targets[:b]
+            steps = args.steps
+            p = base.replace(steps=steps, early_stop=None)
+            # warm up: every shape once (oneDNN / cuDNN pick their kernels on first use)
+            optimize(clf, targets, p.replace(steps=2), check_every=1)
+            bare = bare_step_fn(clf, p, b, device)
+            bare()
+            loop_t, bare_t, mm, mem = [], [], [], []
+            for _ in range(args.repeats):
+                order = ["loop", "bare"]
+                random.shuffle(order)
+                for what in order:
+                    if what == "loop":
+                        with PeakMemory(device) as pm:
+                            sync(device)
+                            t = time.perf_counter()
+                            optimize(clf, targets, p, check_every=args.check_every)
+                            sync(device)
+                            loop_t.append((time.perf_counter() - t) / steps)
+                        mem.append(pm)
+                    else:
+                        sync(device)
+                        t = time.perf_counter()
+                        for _ in range(steps):
+                            bare()
+                        sync(device)
+                        bare_t.append((time.perf_counter() - t) / steps)
+                mm.append(matmul_gflops(device))
+            flops, gflops_g = count_flops(clf, p, b, device)
+            lt, bt, mmg = statistics.median(loop_t), statistics.median(bare_t), statistics.median(mm)
+            row = {
+                "preset": name, "note": note, "batch": b, "loop_s_step": lt, "bare_s_step": bt,
+                "overhead": lt / bt - 1, "steps_per_s": 1 / lt, "image_steps_per_s": b / lt,
+                "s_per_image": lt * base.steps / b, "preset_steps": base.steps,
+                "gflop_step": flops / 1e9, "gflop_step_gen": gflops_g / 1e9,
+                "gflops": flops / lt / 1e9, "matmul_gflops": mmg, "share_of_matmul": flops / lt / 1e9 / mmg,
+                "peak_cpu_mb": max(m.cpu_mb for m in mem), "peak_gpu_mb": max(m.gpu_mb for m in mem),
+                "loop_samples": loop_t, "bare_samples": bare_t,
+            }
+            rows.append(row)
+            print(f"  {name} b{b}: loop {lt:.3f}s/step bare {bt:.3f}s/step overhead {row['overhead']:+.0%} "
+                  f"{flops / 1e9:.1f} GFLOP/step {row['share_of_matmul']:.0%} of matmul", file=sys.stderr, flush=True)
+    return rows
+
+
+def print_throughput(rows: list[dict[str, Any]]) -> None:
+    print("\n## Throughput (per step = one optimiser step for the whole batch; medians)")
+    hdr = (f"{'preset':<17}{'batch':>5}{'s/step':>8}{'bare':>8}{'ovh':>6}{'step/s':>7}{'img-st/s':>9}{'s/image':>8}"
+           f"{'GFLOP/st':>9}{'of G':>6}{'GFLOP/s':>8}{'mm GF/s':>8}{'%mm':>5}{'peakMB':>7}")
+    print(hdr)
+    for r in rows:
+        print(f"{r['preset'][:16]:<17}{r['batch']:>5}{r['loop_s_step']:>8.3f}{r['bare_s_step']:>8.3f}{r['overhead']:>+6.0%}"
+              f"{r['steps_per_s']:>7.2f}{r['image_steps_per_s']:>9.2f}{r['s_per_image']:>8.1f}{r['gflop_step']:>9.2f}"
+              f"{r['gflop_step_gen'] / r['gflop_step']:>6.0%}{r['gflops']:>8.1f}{r['matmul_gflops']:>8.0f}"
+              f"{r['share_of_matmul']:>5.0%}{fmt(r['peak_cpu_mb'], '.0f') if r['peak_gpu_mb'] != r['peak_gpu_mb'] else fmt(r['peak_gpu_mb'], '.0f'):>7}")
+    for note in sorted({r["note"] for r in rows if r["note"]}):
+        print(f"  ({', '.join(sorted({r['preset'] for r in rows if r['note'] == note}))}: {note})")
+
+
+# --------------------------------------------------------------------------- time to target
+
+
+def time_to_target(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    from dgncore.data import load_image, save_png
+
+    held_out = load_classifier("efficientnet_lite2", device=str(device))
+    targets = class_targets(clf, args.classes)
+    methods = []
+    for m in args.ttt_methods:
+        preset, note = preset_for(m, args)
+        if note:
+            print(f"  ttt: skipping {m}: no trained decoder on disk ({note} would only measure noise)", file=sys.stderr)
+            continue
+        methods.append((m, preset.replace(early_stop=args.p, steps=args.ttt_steps or preset.steps)))
+    for _m, preset in methods:  # warm every method's shapes
+        optimize(clf, targets[:1], preset.replace(steps=2, early_stop=None), check_every=1)
+    rows = []
+    out = RESULTS / "ttt"
+    for t in targets:
+        order = list(methods)
+        random.shuffle(order)  # spread the machine's load drift over the methods
+        for m, preset in order:
+            sync(device)
+            t0 = time.perf_counter()
+            run = optimize(clf, [t], preset, seed=args.seed, check_every=args.check_every)
+            sync(device)
+            seconds = time.perf_counter() - t0
+            png = out / m / f"{t.slug}.png"
+            png.parent.mkdir(parents=True, exist_ok=True)
+            save_png(run.images[0], png)
+            img = load_image(png)[None].to(device)
+            with torch.inference_mode():
+                p = float(Objective([t], clf.n_classes, device=device).probability(clf.logits(img))[0])
+                order5 = torch.argsort(held_out.logits(img)[0], descending=True)[:5].tolist()
+            rows.append({
+                "method": m, "class": t.units[0], "label": t.label, "seconds": seconds, "steps": run.steps[0],
+                "max_steps": preset.steps, "p_target": p, "reached": p >= args.p,
+                "lite2_top1": order5[0] == t.units[0], "lite2_top5": t.units[0] in order5,
+            })
+            print(f"  {m:<11} {t.label[:14]:<14} {seconds:6.1f}s {run.steps[0]:>4} steps p={p:.3f}", file=sys.stderr, flush=True)
+    return rows
+
+
+def print_ttt(rows: list[dict[str, Any]], p: float, default: str) -> None:
+    if not rows:
+        return
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    print(f"\n## Time until the saved PNG reaches p_target >= {p} (batch 1; '>' = not reached within the step budget)")
+    print(f"{'class':<16}" + "".join(f"{m[:14]:>16}" for m in methods))
+    for c in dict.fromkeys(r["class"] for r in rows):
+        cells = []
+        for m in methods:
+            r = next(r for r in rows if r["class"] == c and r["method"] == m)
+            l2 = ("T1" if r["lite2_top1"] else "T5" if r["lite2_top5"] else "--")
+            cells.append(f"{'' if r['reached'] else '>'}{r['seconds']:.1f}s {r['steps']}st {l2}")
+        label = next(r["label"] for r in rows if r["class"] == c)
+        print(f"{label[:15]:<16}" + "".join(f"{x:>16}" for x in cells))
+    print(f"\n{'method':<12}{'reached':>8}{'median s':>9}{'mean s':>8}{'med steps':>10}{'mean p':>7}{'L2 top1':>8}{'L2 top5':>8}{'time vs ' + default:>16}")
+    med = {}
+    for m in methods:
+        rs = [r for r in rows if r["method"] == m]
+        med[m] = statistics.median(r["seconds"] if r["reached"] else float("inf") for r in rs)
+    for m in methods:
+        rs = [r for r in rows if r["method"] == m]
+        n = len(rs)
+        ratio = med[m] / med[default] if default in med and med[default] not in (0, float("inf")) else float("nan")
+        print(f"{m:<12}{sum(r['reached'] for r in rs):>5}/{n:<2}{med[m]:>9.1f}{statistics.mean(r['seconds'] for r in rs):>8.1f}"
+              f"{statistics.median(r['steps'] for r in rs):>10.0f}{statistics.mean(r['p_target'] for r in rs):>7.2f}"
+              f"{sum(r['lite2_top1'] for r in rs):>5}/{n:<2}{sum(r['lite2_top5'] for r in rs):>5}/{n:<2}{fmt(ratio, '.2f'):>16}")
+    print("  (median s counts a class that never reached the threshold as infinite; L2 = EfficientNet-Lite2 on the saved PNG;"
+          " cells: T1 / T5 = target in Lite2's top 1 / top 5)")
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def _weight_shape(name: str, shapes: list) -> tuple | None:
+    i = 2 if "backward" in name else 1
+    if len(shapes) > i and isinstance(shapes[i], list) and len(shapes[i]) == 4:
+        return tuple(shapes[i])
+    return None
+
+
+def _conv_shapes(module: torch.nn.Module) -> set[tuple]:
+    return {tuple(m.weight.shape) for m in module.modules() if isinstance(m, torch.nn.Conv2d)}
+
+
+def categorize(name: str, shapes: list, clf_convs: set, gen_convs: set) -> str:
+    n = name.lower()
+    if any(k in n for k in ("convolution_backward", "mkldnn_convolution", "_slow_conv2d", "cudnn_convolution", "conv_depthwise")):
+        w = _weight_shape(name, shapes)
+        if w is None:
+            return "conv (unknown)"
+        if w in gen_convs and w not in clf_convs:
+            return "generator conv"
+        if w[1] == 1 and w[2] > 1:
+            return "classifier depthwise conv"
+        if w[2] == 1:
+            return "classifier 1x1 conv"
+        if w in clf_convs:
+            return "classifier conv (stem)"
+        return "generator conv"
+    if "batch_norm" in n:
+        return "batch norm"
+    if any(k in n for k in ("hardtanh", "relu", "threshold", "clamp_min", "silu", "gelu")):
+        return "activations (ReLU/ReLU6)"
+    if "sigmoid" in n:
+        return "sigmoid"
+    if "upsample" in n:
+        return "upsample"
+    if any(k in n for k in ("fft", "grid_sampler", "affine_grid", "reflection_pad")):
+        return "fourier/transforms"
+    if "foreach" in n or "optimizer" in n or "adam" in n or "lerp" in n:
+        return "optimizer"
+    if any(k in n for k in ("addmm", "aten::mm", "aten::bmm", "matmul", "aten::linear")):
+        return "matmul (head)"
+    if any(k in n for k in ("copy_", "constant_pad", "fill_", "zero_", "contiguous", "clone", "cat", "empty", "reorder", "to_dense", "to_mkldnn", "as_strided", "pixel_shuffle")):
+        return "copies/padding/layout"
+    if any(k in n for k in ("mean", "sum", "softmax", "median", "mul", "add", "div", "sub", "round", "clamp", "pow", "abs", "neg", "where", "sort", "randn", "normal")):
+        return "elementwise/reductions"
+    return "other"
+
+
+def profile(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    clf_convs = _conv_shapes(clf.model) | _conv_shapes(getattr(clf, "fast_model", None) or clf.model)
+    rows = []
+    for name in args.presets:
+        preset, note = preset_for(name, args)
+        b = args.profile_batch
+        targets = class_targets(clf, b)
+        p = preset.replace(steps=args.profile_steps, early_stop=None)
+        torch.manual_seed(0)
+        gen_convs = _conv_shapes(build_source(p, b, device))
+        optimize(clf, targets, p.replace(steps=2), check_every=1)  # warm
+        with tprofile(activities=activities, record_shapes=True) as prof:
+            optimize(clf, targets, p, check_every=args.check_every)
+        ka = prof.key_averages(group_by_input_shape=True)
+        use_cuda = device.type == "cuda"
+        cats: dict[str, float] = defaultdict(float)
+        for e in ka:
+            t = e.self_device_time_total if use_cuda else e.self_cpu_time_total
+            cats[categorize(e.key, e.input_shapes, clf_convs, gen_convs)] += t
+        total = sum(cats.values()) or 1.0
+        stem = f"profile_{name}_b{b}"
+        sort = "self_cuda_time_total" if use_cuda else "self_cpu_time_total"
+        text = [f"# {name} batch {b}, {args.profile_steps} loop steps, device {device} {note}".rstrip(), "",
+                "## self time by category", ""]
+        text += [f"{c:<30} {v / 1e3:10.1f} ms {v / total:6.1%}" for c, v in sorted(cats.items(), key=lambda kv: -kv[1])]
+        text += ["", "## top ops", "", prof.key_averages().table(sort_by=sort, row_limit=30), "",
+                 "## top ops by input shape", "", ka.table(sort_by=sort, row_limit=40)]
+        (RESULTS / f"{stem}.txt").write_text("\n".join(text))
+        if args.trace:
+            prof.export_chrome_trace(str(RESULTS / f"{stem}.trace.json"))
+        rows.append({"preset": name, "batch": b, "note": note, "total_ms": total / 1e3,
+                     "categories": {c: v / total for c, v in sorted(cats.items(), key=lambda kv: -kv[1])}})
+        print(f"  profiled {name} b{b} -> {RESULTS / stem}.txt", file=sys.stderr, flush=True)
+    return rows
+
+
+def print_profile(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    cats = list(dict.fromkeys(c for r in rows for c in r["categories"]))
+    print(f"\n## Profile: share of self time per category (batch {rows[0]['batch']}; full tables in bench/results/profile_*.txt)")
+    print(f"{'category':<30}" + "".join(f"{r['preset'][:12]:>13}" for r in rows))
+    for c in cats:
+        print(f"{c:<30}" + "".join(f"{r['categories'].get(c, 0.0):>13.1%}" for r in rows))
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="throughput,ttt,profile", help="comma list of sections: throughput, ttt, profile")
+    ap.add_argument("--presets", default="pretrained,untrained,pixel,fourier", help="presets for throughput and profile")
+    ap.add_argument("--batches", default="1,4,16", help="batch sizes (targets per run) for throughput")
+    ap.add_argument("--steps", type=int, default=10, help="loop steps per throughput sample")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved samples per throughput row")
+    ap.add_argument("--check-every", type=int, default=10, help="optimize()'s check_every (early-stop granularity)")
+    ap.add_argument("--classes", type=int, default=8, help="classes for the time-to-target section")
+    ap.add_argument("--ttt-methods", default="pretrained,untrained,pixel,fourier")
+    ap.add_argument("--ttt-steps", type=int, default=0, help="step budget per class (0: the preset's own)")
+    ap.add_argument("--p", type=float, default=0.9, help="target probability for time-to-target")
+    ap.add_argument("--profile-batch", type=int, default=1)
+    ap.add_argument("--profile-steps", type=int, default=10)
+    ap.add_argument("--trace", action="store_true", help="also write chrome traces of the profiles")
+    ap.add_argument("--decoder", default=None, help="decoder checkpoint for the pretrained preset (default: the preset's)")
+    ap.add_argument("--decoder-width", type=float, default=None, help="width of the random stand-in decoder when none is trained")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="batches 1,4; 4 steps x 2 repeats; 4 classes with 60 steps")
+    ap.add_argument("--json", default=None, help="also write all figures to this JSON file")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.batches, args.steps, args.repeats, args.classes = "1,4", 4, 2, 4
+        args.ttt_steps = args.ttt_steps or 60
+    if args.decoder_width is None:
+        try:
+            from dgncore.pretrain import PretrainConfig
+
+            args.decoder_width = PretrainConfig().width
+        except ImportError:
+            args.decoder_width = 0.5
+    args.presets = [p for p in args.presets.split(",") if p]
+    args.batches = [int(b) for b in args.batches.split(",") if b]
+    args.ttt_methods = [m for m in args.ttt_methods.split(",") if m]
+    sections = set(args.only.split(","))
+    random.seed(args.seed)
+
+    clf = load_classifier("efficientnet_lite0", device=args.device)
+    device = clf.device
+    print(f"# bench/speed.py  {time.strftime('%Y-%m-%d %H:%M')}  torch {torch.__version__}  device {device}"
+          f" ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()},"
+          f" {torch.get_num_threads()} threads)  load avg {os.getloadavg()[0]:.1f}")
+    print(f"# matmul fp32 2048^2: {matmul_gflops(device, reps=5):.0f} GFLOP/s (best of 5, now)")
+    out: dict[str, Any] = {"args": {k: v for k, v in vars(args).items()}, "device": str(device)}
+    if "throughput" in sections:
+        out["throughput"] = throughput(clf, args, device)
+        print_throughput(out["throughput"])
+    if "ttt" in sections:
+        out["ttt"] = time_to_target(clf, args, device)
+        print_ttt(out["ttt"], args.p, "fourier")
+    if "profile" in sections:
+        out["profile"] = profile(clf, args, device)
+        print_profile(out["profile"])
+    print(f"\n# load avg at end {os.getloadavg()[0]:.1f}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""DGN Explorer's dashboard: ``streamlit run dashboard/app.py``.
+
+Pages (one file each under ``dashboard/pages/``) are thin compositions of dgncore calls;
+every image is made through :func:`dashboard.runner.run_generation` and saved under the
+results root (``$DGN_RESULTS``, default ``./results``), so a reload shows it again.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import runner, state  # noqa: E402
+
+st.set_page_config(page_title="DGN Explorer", page_icon=":material/neurology:", layout="wide")
+
+# Not "pages/": Streamlit treats a folder of that name as an old-style multipage app and, on the
+# first request of a fresh server to a sub-page URL, runs the page without this script.
+PAGES = Path(__file__).resolve().parent / "views"
+hosted = state.limits().hosted
+pages = [
+    st.Page(PAGES / "single_class.py", title="Single class", icon=":material/image:", url_path="single" if hosted else None, default=not hosted),
+    st.Page(PAGES / "compound.py", title="Compound", icon=":material/join:", url_path="compound"),
+    st.Page(PAGES / "layers.py", title="Layer hierarchy", icon=":material/layers:", url_path="layers"),
+    st.Page(PAGES / "bias_audit.py", title="Bias audit", icon=":material/policy:", url_path="audit"),
+    st.Page(PAGES / "gallery.py", title="Gallery", icon=":material/photo_library:", url_path="gallery", default=hosted),
+]
+nav = st.navigation(pages)
+
+st.sidebar.markdown("### DGN Explorer")
+st.sidebar.caption("See what a trained image classifier has learned: the image it finds most typical of a class, a filter or a neuron.")
+choice = state.model_sidebar()
+classifier = state.load_model(choice)
+st.session_state["_model_choice"] = choice
+st.session_state["_classifier"] = classifier
+if classifier is not None:
+    st.sidebar.caption(f"{len(classifier.classes)} classes · input {classifier.input_size} px · {classifier.device.type}")
+st.sidebar.caption(f"Results are saved in `{runner.results_root()}`")
+if hosted:
+    st.sidebar.caption(state.limits().limits_text())
+
+nav.run()

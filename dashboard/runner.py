@@ -1,0 +1,373 @@
+"""The one door through which the dashboard makes images.
+
+Every page asks for images through :func:`run_generation` (directly, or in a background
+thread through :class:`BackgroundRun`, which only calls :func:`run_generation`). It sends
+each seed as a job to the process-wide job queue (:func:`dgncore.jobs.get_queue`: an
+in-process FIFO with one worker per device, or RQ workers when ``REDIS_URL`` is set),
+follows its place in the queue and its progress, and cancels it on Stop. The job calls
+:func:`dgncore.api.generate` with its output folder under the results root, so that a
+result made here is the same PNG + JSON as the CLI's, is reused when asked for again,
+and is still on disk after a reload, a restart, or a closed tab.
+
+Results root: ``$DGN_RESULTS`` (else ``$DGN_RESULTS_DIR``, the hosting setting; else
+``./results``). Layout::
+
+    <root>/<model>/<preset>-<steps>[-<size>px]/seed<k>/<slug>.png   (+ .json, + .gif)
+
+``-<size>px`` appears only when the image size differs from the preset's default, so
+runs at two sizes never overwrite each other.
+
+This module does not import Streamlit: it can run in a worker process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from dgncore.errors import InputError
+
+DEFAULT_MODEL = "efficientnet_lite0"
+#: how often a waiting run asks the queue for news
+QUEUE_POLL_S = 0.1
+
+ProgressFn = Callable[["RunProgress"], None]
+
+
+def results_root() -> Path:
+    """Where results live (read from the environment on every call)."""
+    raw = os.environ.get("DGN_RESULTS") or os.environ.get("DGN_RESULTS_DIR") or "results"
+    return Path(raw).expanduser()
+
+
+def safe_name(text: str, limit: int = 80) -> str:
+    """A folder-name-safe version of ``text``."""
+    out = re.sub(r"[^A-Za-z0-9_.+-]+", "-", str(text)).strip("-.") or "model"
+    return out[:limit]
+
+
+def model_folder_name(model_name: str) -> str:
+    return safe_name(model_name)
+
+
+def preset_folder_name(preset) -> str:
+    from dgncore.presets import get_preset
+
+    name = f"{preset.name}-{preset.steps}"
+    default = get_preset(preset.name).generator.out_size
+    if preset.generator.out_size != default:
+        name += f"-{preset.generator.out_size}px"
+    return name
+
+
+def out_dir_for(model_name: str, preset, seed: int, root: Path | None = None) -> Path:
+    root = results_root() if root is None else Path(root)
+    return root / model_folder_name(model_name) / preset_folder_name(preset) / f"seed{int(seed)}"
+
+
+def default_method() -> str:
+    """``pretrained`` when its decoder checkpoint is on disk, else ``untrained``."""
+    from dgncore.presets import DEFAULT_DECODER
+
+    return "pretrained" if DEFAULT_DECODER.is_file() else "untrained"
+
+
+def build_preset(method: str, steps: int | None = None, size: int | None = None, width: float | None = None, overrides: dict[str, Any] | None = None):
+    """The preset of a request, with the checks a person can fail (missing decoder, limits)."""
+    from dgncore.api import make_preset
+    from dgncore.hosting import settings
+
+    limits = settings()
+    if steps is not None and not 1 <= int(steps) <= limits.max_steps:
+        raise InputError(f"steps must be between 1 and {limits.max_steps}, got {steps}")
+    if size is not None and not 16 <= int(size) <= limits.max_size:
+        raise InputError(f"image size must be between 16 and {limits.max_size} pixels, got {size}")
+    preset = make_preset(method, steps=steps, size=size, width=width, **(overrides or {}))
+    if preset.method == "pretrained":
+        ckpt = Path(preset.checkpoint or "")
+        if not ckpt.is_file():
+            raise InputError(
+                f"the pretrained method needs the decoder checkpoint {ckpt.name or 'decoder.safetensors'}, "
+                "which is not on disk yet (train it with: python -m dgncore pretrain); choose untrained or pixel meanwhile"
+            )
+    return preset
+
+
+def load(model_spec: str, weights: str | None = None):
+    from dgncore.classifiers import load_classifier
+    from dgncore.hosting import settings
+
+    limits = settings()
+    limits.check_model(model_spec, weights)
+    return load_classifier(model_spec, weights=weights, device=limits.device)
+
+
+@dataclass
+class RunProgress:
+    """What :func:`run_generation` reports: dgncore's Progress, and which seed of how many."""
+
+    progress: Any  # dgncore.optimize.Progress
+    seed: int
+    index: int  # 0-based position of this seed in the request
+    count: int  # number of seeds in the request
+
+
+def run_generation(
+    model_spec: str,
+    target_texts: Sequence[str],
+    method: str,
+    steps: int | None = None,
+    seed: int | Sequence[int] = 0,
+    size: int | None = None,
+    *,
+    width: float | None = None,
+    weights: str | None = None,
+    model_name: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    on_progress: ProgressFn | None = None,
+    cancel: threading.Event | Callable[[], bool] | None = None,
+    keep_frames: bool = True,
+    reuse: bool = True,
+    session_id: str | None = None,
+    on_queued: Callable[[int | None], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Make (or reuse from disk) the images of ``target_texts`` for each seed.
+
+    Returns the records seed by seed, targets in order within a seed. Each record is the
+    saved JSON plus ``_file`` (absolute path of its PNG) and, when frames were kept,
+    ``_gif`` (the optimisation as an animated GIF beside the PNG). User mistakes raise
+    :class:`InputError`. Each seed is one job in the queue, submitted for
+    ``session_id`` (default: the current Streamlit session); ``on_queued`` gets the
+    job's place in the queue while it waits (1 = next), then None."""
+    from dgncore.api import parse_targets
+    from dgncore.hosting import settings
+    from dgncore.jobs import JobSpec, get_queue
+
+    seeds = [int(seed)] if isinstance(seed, int) else [int(s) for s in seed]
+    if not seeds:
+        raise InputError("give at least one seed")
+    if any(not 0 <= s < 2**31 for s in seeds):
+        raise InputError("seeds must be whole numbers from 0 to 2147483647")
+    texts = [t for t in (str(x).strip() for x in target_texts) if t]
+    if not texts:
+        raise InputError("nothing to generate: give at least one target")
+    limits = settings()
+    if len(texts) > limits.max_batch:
+        raise InputError(f"at most {limits.max_batch} targets in one run, got {len(texts)}")
+    preset = build_preset(method, steps, size, width, overrides)
+    clf = load(model_spec, weights)
+    targets = parse_targets(texts, clf)
+    name = model_name or clf.name
+    is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+    queue = get_queue()
+    session = session_id or current_session_id()
+    root = results_root()
+    out: list[dict[str, Any]] = []
+    for k, s in enumerate(seeds):
+        if is_cancelled():
+            break
+        spec = JobSpec(
+            tuple(t.spec for t in targets), model=model_spec, method=method, steps=steps, seed=s, size=size, width=width,
+            out_dir=out_dir_for(name, preset, s, root=Path(".")).as_posix(), weights=weights, reuse=reuse,
+            overrides=dict(overrides or {}), model_name=name, gif=keep_frames,
+        )
+        job = queue.submit(spec, session)
+        st = _follow(queue, job, is_cancelled, on_progress and (lambda p, s=s, k=k: on_progress(RunProgress(p, s, k, len(seeds)))), on_queued)
+        if st.state == "failed":
+            error = st.error or "the job failed"
+            raise RuntimeError(error) if error.startswith("internal error") else InputError(error)
+        folder = st.out_dir or (root / spec.out_dir)
+        for rec in st.records:
+            rec["_file"] = str((folder / rec["png"]).resolve())
+            gif = folder / (Path(rec["png"]).stem + ".gif")
+            if gif.is_file():
+                rec["_gif"] = str(gif.resolve())
+        out.extend(st.records)
+    return out
+
+
+def _follow(queue, job_id: str, is_cancelled: Callable[[], bool], on_progress: Callable[[Any], None] | None, on_queued: Callable[[int | None], None] | None):
+    """Poll a job until it ends: report its place in the queue and its progress, and
+    cancel it when ``is_cancelled()`` turns true. Returns its final JobStatus."""
+    asked_to_cancel = False
+    place_shown: Any = "none yet"
+    step_shown = -1
+    while True:
+        st = queue.status(job_id)
+        if not st.final and not asked_to_cancel and is_cancelled():
+            queue.cancel(job_id)
+            asked_to_cancel = True
+        place = st.position if st.state == "queued" else None
+        if on_queued is not None and place != place_shown:
+            on_queued(place)
+            place_shown = place
+        if on_progress is not None and st.state == "running" and st.step != step_shown:
+            progress = st.as_progress()
+            if progress is not None:
+                on_progress(progress)
+                step_shown = st.step
+        if st.final:
+            return st
+        time.sleep(QUEUE_POLL_S)
+
+
+def current_session_id() -> str:
+    """The browser session (Streamlit's session id) that runs this code, if any."""
+    import sys
+
+    if "streamlit" in sys.modules:  # never import Streamlit here (worker processes)
+        try:
+            from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+            ctx = get_script_run_ctx(suppress_warning=True)
+            if ctx is not None:
+                return ctx.session_id
+        except Exception:  # noqa: BLE001 - an older or newer Streamlit: one shared session
+            pass
+    return f"process-{os.getpid()}"
+
+
+def find_saved(model_spec: str, target_texts: Sequence[str], method: str, steps: int | None = None, seeds: Sequence[int] = (0,), size: int | None = None, *, weights: str | None = None, model_name: str | None = None) -> list[dict[str, Any]] | None:
+    """The records of exactly this request if every one is on disk (none is computed), else None."""
+    from dgncore.api import cached_result, parse_targets
+
+    preset = build_preset(method, steps, size)
+    clf = load(model_spec, weights)
+    targets = parse_targets([t for t in target_texts if str(t).strip()], clf)
+    name = model_name or clf.name
+    out = []
+    for s in seeds:
+        folder = out_dir_for(name, preset, s)
+        for t in targets:
+            rec = cached_result(folder, t.slug, name, t, preset, int(s))
+            if rec is None:
+                return None
+            rec["cached"] = True
+            rec["_file"] = str((folder / rec["png"]).resolve())
+            gif = folder / (t.slug + ".gif")
+            if gif.is_file():
+                rec["_gif"] = str(gif.resolve())
+            out.append(rec)
+    return out
+
+
+def content_hash(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(hashlib.sha256(p).digest())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- background
+
+
+@dataclass
+class Request:
+    """One call of :func:`run_generation`, as data (a page may queue several)."""
+
+    model_spec: str
+    target_texts: tuple[str, ...]
+    method: str
+    steps: int | None = None
+    seeds: tuple[int, ...] = (0,)
+    size: int | None = None
+    weights: str | None = None
+    model_name: str | None = None
+    label: str = ""
+    #: short names of the targets, for the progress view (default: the target texts)
+    target_labels: tuple[str, ...] = ()
+
+    def key(self) -> tuple:
+        return (self.model_spec, self.target_texts, self.method, self.steps, self.seeds, self.size, self.weights, self.model_name)
+
+
+@dataclass
+class BackgroundRun:
+    """Requests run one after another in a thread, so that a rerun of the page (a click
+    on Stop, a changed widget, a closed tab) neither stops nor loses them: the page polls
+    :meth:`snapshot`. Results land on disk as each request finishes."""
+
+    requests: list[Request]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    records: list[list[dict[str, Any]]] = field(default_factory=list)
+    error: str | None = None
+    bug: str | None = None
+    current: int = 0
+    latest: RunProgress | None = None
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    updates: int = 0
+    #: the browser session that started the run (its jobs count against its queue limit)
+    session_id: str = field(default_factory=lambda: current_session_id())
+    #: the current job's place in the queue while it waits (1 = next), else None
+    position: int | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> "BackgroundRun":
+        self._thread = threading.Thread(target=self._work, name="dgn-dashboard-run", daemon=True)
+        self._thread.start()
+        return self
+
+    def _work(self) -> None:
+        try:
+            for i, req in enumerate(self.requests):
+                if self.cancel.is_set():
+                    break
+                self.current = i
+                self.latest = None
+                recs = run_generation(
+                    req.model_spec, req.target_texts, req.method, req.steps, list(req.seeds), req.size,
+                    weights=req.weights, model_name=req.model_name, on_progress=self._progress, cancel=self.cancel,
+                    session_id=self.session_id, on_queued=self._queued,
+                )
+                self.records.append(recs)
+        except InputError as e:
+            self.error = (str(e).splitlines() or ["bad input"])[0]
+        except Exception as e:  # noqa: BLE001 - a bug: keep the page alive, show one line, log the rest
+            self.bug = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+            traceback.print_exc()
+        finally:
+            self.finished = time.time()
+
+    def _progress(self, rp: RunProgress) -> None:
+        self.latest = rp
+        self.updates += 1
+
+    def _queued(self, position: int | None) -> None:
+        self.position = position
+        self.updates += 1
+
+    @property
+    def done(self) -> bool:
+        return self.finished is not None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel.is_set()
+
+    @property
+    def waiting(self) -> bool:
+        """True while the current job waits in the queue behind others."""
+        return self.position is not None
+
+    def stop(self) -> None:
+        self.cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.done
+
+    def keys(self) -> list[tuple]:
+        return [r.key() for r in self.requests]
+
+
+def start_background(requests: Sequence[Request]) -> BackgroundRun:
+    return BackgroundRun(list(requests)).start()

@@ -1,0 +1,231 @@
+"""Bias audit: generated images of a class beside real samples of it (the paper's Fig. 6-7).
+
+Plug-in point: when ``dgncore.audit`` exists (issue 4), the page adds a "Planted-bias demo"
+tab drawn by ``dashboard/audit_panel.py``: a module with ``render(ctx: AuditContext)``.
+Without that module the tab says how to run the audit from the command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import runner, state, widgets
+from dashboard.runner import Request
+from dgncore.errors import InputError
+
+PAGE = "audit"
+FOLDER = "A folder on this computer"
+ZIP = "Upload a ZIP"
+
+
+@dataclass
+class AuditContext:
+    """What the page knows, handed to the audit plug-in."""
+
+    choice: Any  # state.ModelChoice
+    classifier: Any  # dgncore Classifier
+    class_index: int | None
+    dataset_root: Path | None
+    results_root: Path
+
+
+def audit_available() -> bool:
+    try:
+        return importlib.util.find_spec("dgncore.audit") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def audit_section(ctx: AuditContext) -> None:
+    try:
+        panel = importlib.import_module("dashboard.audit_panel")
+    except ImportError:
+        panel = None
+    if panel is not None and hasattr(panel, "render"):
+        panel.render(ctx)
+        return
+    st.info("The audit module is installed. Run it from the command line: "
+            "`python -m dgncore audit --model MODEL --dataset DIR --out DIR`, then open the report it writes.")
+
+
+def unwrap(root: Path) -> Path:
+    """A ZIP often holds one top folder around the class folders: step into it."""
+    for _ in range(3):
+        subs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX"))]
+        files = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
+        if len(subs) == 1 and not files and any(q.is_dir() for q in subs[0].iterdir()):
+            root = subs[0]
+        else:
+            break
+    return root
+
+
+def extract_upload(data: bytes) -> Path:
+    from dgncore.data import safe_extract_zip
+
+    dest = state.uploads_dir() / "datasets" / runner.content_hash(data)
+    if not (dest.is_dir() and any(dest.iterdir())):
+        safe_extract_zip(data, dest)
+    return unwrap(dest)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def predictions(paths: tuple[str, ...], mtimes: tuple[float, ...], model: str, _clf) -> list[list[tuple[int, float]]]:
+    """The classifier's top-3 (index, p) on each sample image (eval mode)."""
+    import torch
+
+    from dgncore.data import load_image
+
+    out: list[list[tuple[int, float]]] = []
+    for start in range(0, len(paths), 16):
+        batch = torch.stack([load_image(p, size=_clf.input_size) for p in paths[start : start + 16]])
+        with torch.inference_mode():
+            probs = torch.softmax(_clf.logits(batch).float(), 1).cpu()
+        top = probs.topk(min(3, probs.shape[1]), dim=1)
+        out += [[(int(i), float(v)) for v, i in zip(vs, ix)] for vs, ix in zip(top.values, top.indices)]
+    return out
+
+
+def matching_folder(folders: list[str], idx: int, clf) -> str:
+    names = {clf.classes[idx].lower(), str(idx)} | {s.strip().lower() for s in clf.descriptions[idx].split(",")}
+    for f in folders:
+        if f.lower() in names or f.lower().replace("_", " ") in names:
+            return f
+    return folders[0]
+
+
+st.title("Bias audit")
+widgets.explain(
+    "A classifier learns from examples, and it can learn the wrong lesson: if most photos of a class show the same "
+    "background, hands or watermark, the network may rely on that instead of the object. Here the pictures the classifier "
+    "imagines for a class sit beside real samples of that class, with what the classifier predicts for each sample. "
+    "If the imagined pictures keep showing something that is not the object, that is a lead worth checking on real images, "
+    "not yet a proof."
+)
+choice, clf = widgets.need_model()
+lim = state.limits()
+
+tabs = st.tabs(["Your class and samples", "Planted-bias demo"]) if audit_available() else [st.container()]
+with tabs[0]:
+    left, right = st.columns([1, 2])
+    idx = None
+    with left:
+        default_class = "tench" if "tench" in clf.classes else clf.classes[0]
+        text = state.widget(st.text_input, "Class", f"{PAGE}.class", default_class, "class", help="Name or index of the class to audit.")
+        try:
+            idx = clf.class_index(text)
+            st.caption(f"→ class {idx}: {clf.descriptions[idx]}")
+        except InputError as e:
+            widgets.error(e)
+    root: Path | None = None
+    with right:
+        sources = ([FOLDER] if not lim.hosted else []) + ([ZIP] if lim.allow_uploads else [])
+        if not sources:
+            st.info("This server offers no way to add sample images.")
+        else:
+            src = state.widget(st.radio, "Sample images (ImageFolder layout: one sub-folder per class)", f"{PAGE}.source", sources[0], "source",
+                               options=sources, horizontal=True)
+            try:
+                if src == FOLDER:
+                    folder = state.widget(st.text_input, "Folder", f"{PAGE}.folder", "", "folder", placeholder="/path/to/dataset")
+                    if folder.strip():
+                        root = Path(folder.strip()).expanduser()
+                else:
+                    up = st.file_uploader("ZIP of class folders", type=["zip"], key=f"{PAGE}.zip")
+                    if up is not None:
+                        root = extract_upload(up.getvalue())
+                        st.session_state[f"{PAGE}.zip_root"] = str(root)
+                    elif st.session_state.get(f"{PAGE}.zip_root"):
+                        root = Path(st.session_state[f"{PAGE}.zip_root"])
+            except InputError as e:
+                widgets.error(e)
+                root = None
+
+    samples_shown: list[str] = []
+    if root is not None and idx is not None:
+        from dgncore.data import scan_image_folder
+
+        try:
+            ds = scan_image_folder(root)
+        except InputError as e:
+            widgets.error(e)
+            ds = None
+        if ds is not None:
+            c1, c2 = st.columns([2, 1])
+            with c1:
+                guess = matching_folder(ds.classes, idx, clf)
+                sub = state.widget(st.selectbox, "Dataset folder of this class", f"{PAGE}.dsclass.{idx}", guess, "dsclass", options=ds.classes)
+            with c2:
+                n = state.widget(st.number_input, "Samples to show", f"{PAGE}.nsamples", 8, "nsamples", min_value=1, max_value=32, step=1)
+            files = ds.files[sub][: int(n)]
+            try:
+                preds = predictions(tuple(map(str, files)), tuple(f.stat().st_mtime for f in files), choice.name, clf)
+            except InputError as e:
+                widgets.error(e)
+                preds = []
+            if preds:
+                hits = sum(1 for p in preds if p[0][0] == idx)
+                st.markdown(f"**The classifier's own view of these samples:** it calls {hits} of {len(preds)} "
+                            f"*{clf.classes[idx]}* (top-1).")
+                counts: dict[str, int] = {}
+                for p in preds:
+                    counts[clf.classes[p[0][0]]] = counts.get(clf.classes[p[0][0]], 0) + 1
+                top = sorted(counts.items(), key=lambda kv: -kv[1])[:8]
+                fig = go.Figure(go.Bar(x=[v for _, v in top], y=[k[:24] for k, _ in top], orientation="h",
+                                       marker_color=["#d62728" if k == clf.classes[idx] else "#9aa7b8" for k, _ in top]))
+                fig.update_layout(height=60 + 24 * len(top), margin=dict(l=10, r=10, t=28, b=10),
+                                  title=dict(text="top-1 predictions on the samples", font=dict(size=12)), yaxis=dict(autorange="reversed"),
+                                  xaxis=dict(dtick=1))
+                st.plotly_chart(fig, key=f"{PAGE}.predbar", width="stretch")
+                samples_shown = [str(f) for f in files]
+    elif idx is not None:
+        st.caption("Name a folder or upload a ZIP to see real samples of the class beside the generated images.")
+
+    st.markdown("#### What the classifier imagines for this class")
+    opts = widgets.method_controls(PAGE, samples=True)
+    requests = []
+    if idx is not None:
+        seeds = tuple(range(int(opts["seed"]), int(opts["seed"]) + int(opts["samples"])))
+        requests = [Request(choice.spec, (f"class:{idx}",), opts["method"], int(opts["steps"]), seeds,
+                            widgets.size_arg(int(opts["size"]), opts["method"]), choice.weights, choice.name, label=clf.classes[idx], target_labels=(clf.classes[idx],))]
+    go_ = st.button("Generate", type="primary", disabled=idx is None or widgets.running(PAGE))
+    results = widgets.run_panel(PAGE, requests, go_) if requests else None
+    if results is None and requests and not widgets.running(PAGE):
+        r = requests[0]
+        try:
+            saved = runner.find_saved(r.model_spec, r.target_texts, r.method, r.steps, r.seeds, r.size, weights=r.weights, model_name=r.model_name)
+        except InputError as e:
+            widgets.error(e)
+            saved = None
+        if saved is not None:
+            results = [saved]
+
+    if results or samples_shown:
+        gen_col, data_col = st.columns(2)
+        with gen_col:
+            st.markdown("**Generated**")
+            if results:
+                widgets.image_grid(results[0], f"{PAGE}.gen", columns=2)
+                widgets.zip_button(results[0], PAGE, name="dgn-audit.zip")
+            else:
+                st.caption("Press Generate to make them.")
+        with data_col:
+            st.markdown("**Dataset samples** (with the classifier's top-3)")
+            pairs = list(zip(samples_shown, preds if samples_shown else []))
+            for start in range(0, len(pairs), 3):
+                cols = st.columns(3)
+                for j, (path, p) in enumerate(pairs[start : start + 3]):
+                    with cols[j]:
+                        cap = "; ".join(f"{clf.classes[i][:16]} {v:.2f}" for i, v in p)
+                        st.image(path, caption=cap, width="stretch")
+
+if len(tabs) > 1:
+    with tabs[1]:
+        audit_section(AuditContext(choice, clf, idx, root, runner.results_root()))

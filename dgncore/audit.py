@@ -1,0 +1,788 @@
+"""Bias audit: generated images of each class beside real images of that class.
+
+For every audited class the audit makes ``k`` images per method and seed (the paper's
+pretrained and untrained generators, and the pixel baseline), puts them beside dataset
+samples of the class with the classifier's predictions and the folder's exemplars (the
+real images that score highest and lowest for the class, and the most class-like images
+of *other* classes), and writes a report folder::
+
+    OUT/report.html     self-contained (images embedded), to open or share
+    OUT/report.json     every figure in the page
+    OUT/generated/<method>/seed<S>/<class>_k<J>.png (+ .json, scored on the saved PNG)
+    OUT/samples/<class>/<image>.png   thumbnails of the dataset samples shown
+
+A picture proves nothing by itself (Geirhos et al. 2023), so the audit can be given a
+*cue detector* - a function that measures a suspected shortcut in any image - and then
+reports the cue's strength in each class's generated images against the dataset. The
+built-in case (:mod:`dgncore.planted`) has a known planted shortcut; the audit passes
+for a method when, at every seed, the biased class's generated images carry the cue
+(see :data:`CRITERION`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import html
+import io
+import math
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .classifiers import Classifier
+from .data import IMAGE_SUFFIXES, load_image, save_png, write_json
+from .errors import InputError
+from .objectives import Target, parse_target
+
+DEFAULT_METHODS: tuple[str, ...] = ("pretrained", "untrained", "pixel")
+DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
+MAX_AUTO_CLASSES = 20
+THUMB = 128
+#: The pass criterion for a planted cue, fixed before the measurement. Per seed: the
+#: biased class's mean cue score must be at least RATIO times the highest mean of any
+#: other class AND exceed it by MARGIN (a fraction of the image area); a method passes
+#: when every seed passes.
+RATIO = 2.0
+MARGIN = 0.005
+CRITERION = (
+    f"per seed: cue(biased class) >= {RATIO:g} x max cue(other class) and cue(biased) - max cue(other) >= {MARGIN:g} "
+    "(cue = mean over the class's generated images of the fraction of cue-coloured pixels); "
+    "a method passes when all seeds pass"
+)
+
+ProgressFn = Callable[[str, int, int], None]
+CueFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+# --------------------------------------------------------------------------- dataset checks
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", name.strip().lower())
+
+
+@dataclass(frozen=True)
+class DatasetMatch:
+    """An ImageFolder checked against a model: folder name -> class index."""
+
+    root: Path
+    folders: list[str]
+    class_of: dict[str, int]
+    files: dict[str, list[Path]]
+
+
+def check_dataset(folder: str | Path, classifier: Classifier) -> DatasetMatch:
+    """Validate an ImageFolder (``DIR/<class>/<image>``) for ``classifier``: it exists,
+    has class sub-folders, each holds image files, and each folder name is one of the
+    model's classes (name, case and ``_``/``-`` ignored; a class index; or an ImageNet
+    WordNet id for 1000-class models). Anything else is an InputError naming the problem."""
+    root = Path(folder)
+    if not root.exists():
+        raise InputError(f"dataset folder {str(root)[:120]} does not exist")
+    if not root.is_dir():
+        raise InputError(f"dataset {root.name[:80]} is not a folder (expected DIR/<class>/<image>.png)")
+    subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subs:
+        loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        what = f"{len(loose)} images but no class sub-folders" if loose else "no class sub-folders"
+        raise InputError(f"dataset folder {root.name[:80]} has {what} (expected ImageFolder layout: DIR/<class>/<image>.png)")
+    files: dict[str, list[Path]] = {}
+    for sub in subs:
+        entries = [p for p in sub.iterdir() if p.is_file() and not p.name.startswith(".")]
+        imgs = sorted(p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not imgs:
+            if entries:
+                raise InputError(f"class folder {sub.name[:60]!r} in {root.name[:60]} holds no images: {len(entries)} other file(s), e.g. {entries[0].name[:40]!r}")
+            raise InputError(f"class folder {sub.name[:60]!r} in {root.name[:60]} is empty")
+        files[sub.name] = imgs
+    lookup: dict[str, int] = {}
+    for names in (classifier.descriptions, classifier.classes):
+        for i, d in enumerate(names):
+            for syn in d.split(",") if names is classifier.descriptions else [d]:
+                lookup.setdefault(_norm(syn), i)
+    for i, c in enumerate(classifier.classes):  # the short name wins over another class's synonym
+        lookup[_norm(c)] = i
+    wnids = _wnids() if classifier.n_classes == 1000 else {}
+    class_of: dict[str, int] = {}
+    unmatched = []
+    for name in files:
+        key = _norm(name)
+        if key in lookup:
+            class_of[name] = lookup[key]
+        elif key.isdigit() and int(key) < classifier.n_classes:
+            class_of[name] = int(key)
+        elif name in wnids:
+            class_of[name] = wnids[name]
+        else:
+            unmatched.append(name)
+    if unmatched:
+        shown = ", ".join(repr(n[:40]) for n in unmatched[:4]) + (f" and {len(unmatched) - 4} more" if len(unmatched) > 4 else "")
+        some = ", ".join(classifier.classes[:6]) + (", ..." if classifier.n_classes > 6 else "")
+        raise InputError(f"class folder(s) {shown} in {root.name[:60]} match no class of {classifier.name[:60]} (its classes: {some})")
+    seen: dict[int, str] = {}
+    for name, idx in class_of.items():
+        if idx in seen:
+            raise InputError(f"class folders {seen[idx][:40]!r} and {name[:40]!r} in {root.name[:60]} both mean class {classifier.classes[idx]!r}")
+        seen[idx] = name
+    return DatasetMatch(root, list(files), class_of, files)
+
+
+def _wnids() -> dict[str, int]:
+    try:
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo()
+        return {info.index_to_label_name(i): i for i in range(1000)}
+    except Exception:  # noqa: BLE001 - optional convenience
+        return {}
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def method_preset(method: str, classifier: Classifier, steps: int | None = None, early_stop: float | None = None, checkpoint: str | Path | None = None):
+    """The preset an audit uses for ``method``, or (None, reason) when it cannot run here.
+
+    ``untrained`` and ``pixel`` make images at the classifier's input size (the
+    untrained G at quarter width with as many stages as reach that size); ``pretrained``
+    uses its decoder's 224 px (the classifier resizes). ``early_stop``: None keeps the
+    preset's (p >= 0.99: the audit then shows the *first* image the classifier is sure
+    of, i.e. the easiest route to the class, which is where a shortcut shows; pushed
+    for the whole budget the images drift into saturated patterns), 0 turns it off."""
+    from .api import make_preset
+    from .generators import GeneratorConfig
+
+    size = classifier.input_size
+    if method == "pretrained":
+        preset = make_preset("pretrained", steps=steps, checkpoint=str(checkpoint) if checkpoint else None)
+        ckpt = Path(preset.checkpoint or "")
+        if checkpoint and not ckpt.is_file():
+            raise InputError(f"decoder checkpoint {str(ckpt)[:120]} does not exist")
+        if not ckpt.is_file():
+            return None, f"no decoder checkpoint at {ckpt} (train one with: python -m dgncore pretrain)"
+        try:
+            import importlib
+
+            importlib.import_module(".pretrain", __package__)
+        except ImportError:
+            return None, "dgncore.pretrain is not available"
+    elif method == "untrained":
+        stages = min(range(1, 7), key=lambda s: abs(math.log(GeneratorConfig(stages=s).native_size / max(size, 16))))
+        gen = GeneratorConfig(width=0.25, stages=stages, out_size=max(16, min(size, 512)), rgb_last_stage=True)
+        preset = make_preset("untrained", steps=steps, generator=gen)
+    elif method in ("pixel", "fourier"):
+        preset = make_preset(method, steps=steps, size=max(16, min(size, 512)))
+    else:
+        raise InputError(f"unknown audit method {method[:30]!r}: choose from pretrained, untrained, pixel, fourier")
+    if early_stop is not None:
+        preset = dataclasses.replace(preset, early_stop=early_stop if early_stop > 0 else None)
+    preset.validate()
+    return preset, None
+
+
+def parse_seeds(text: str | Sequence[int]) -> list[int]:
+    if not isinstance(text, str):
+        seeds = [int(s) for s in text]
+    else:
+        try:
+            seeds = [int(s) for s in text.replace(" ", "").split(",") if s]
+        except ValueError as e:
+            raise InputError(f"bad seeds {text[:40]!r}: write a comma list like 0,1,2") from e
+    if not seeds or len(seeds) > 20 or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise InputError("seeds must be 1-20 distinct non-negative whole numbers, e.g. 0,1,2")
+    return seeds
+
+
+def parse_methods(text: str | Sequence[str]) -> list[str]:
+    items = [m.strip().lower() for m in (text.split(",") if isinstance(text, str) else text) if m.strip()]
+    bad = [m for m in items if m not in ("pretrained", "untrained", "pixel", "fourier")]
+    if not items or bad:
+        raise InputError(f"bad methods {','.join(bad)[:40] or '(none)'}: choose from pretrained, untrained, pixel, fourier")
+    return list(dict.fromkeys(items))
+
+
+# --------------------------------------------------------------------------- the audit
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:50] or "class"
+
+
+def _thumb(src: Path, dest: Path, size: int = THUMB) -> None:
+    from .data import open_image
+
+    im = open_image(src)
+    im.thumbnail((size, size))
+    save_png(np.asarray(im, dtype=np.uint8), dest)
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return {"mean": round(float(a.mean()), 5), "sd": round(float(a.std(ddof=1)) if len(a) > 1 else 0.0, 5), "n": int(len(a))}
+
+
+def judge_cue(per_seed: dict[str, list[float]], biased: str, seeds: Sequence[int]) -> dict[str, Any]:
+    """Apply :data:`CRITERION` to ``per_seed[class][i]`` = mean cue score of that class's
+    images at ``seeds[i]``."""
+    rows = []
+    for i, s in enumerate(seeds):
+        b = per_seed[biased][i]
+        others = {c: v[i] for c, v in per_seed.items() if c != biased}
+        worst = max(others, key=lambda c: others[c]) if others else None
+        mo = others[worst] if worst else 0.0
+        ok = b >= RATIO * mo and b - mo >= MARGIN
+        rank = 1 + sum(v > b for v in others.values())
+        rows.append({"seed": s, "biased": round(b, 5), "max_other": round(mo, 5), "max_other_class": worst, "ratio": round(b / mo, 2) if mo > 0 else None, "rank_of_biased": rank, "pass": bool(ok)})
+    return {"per_seed": rows, "passes": sum(r["pass"] for r in rows), "seeds": len(rows), "pass": all(r["pass"] for r in rows)}
+
+
+def run_audit(
+    classifier: Classifier,
+    out_dir: str | Path,
+    dataset: str | Path | None = None,
+    classes: Sequence[str | int] | str | None = None,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    k: int = 1,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    steps: int | None = None,
+    early_stop: float | None = None,
+    model_name: str | None = None,
+    samples: int = 6,
+    exemplars: int = 4,
+    cue: CueFn | None = None,
+    cue_name: str = "cue",
+    biased_class: str | None = None,
+    extra: dict[str, Any] | None = None,
+    checkpoint: str | Path | None = None,
+    reuse: bool = True,
+    progress: ProgressFn | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
+) -> dict[str, Any]:
+    """Run an audit and write the report folder; returns the report (also in
+    ``OUT/report.json``; the page is ``OUT/report.html``).
+
+    ``classes``: names or indices (default: the dataset's classes, or all classes of a
+    model with at most 20). ``cue``: images in [0, 1] -> (n,) scores; with it, the report
+    has the cue score of every class's generated images per method and seed, of the
+    dataset's images, and, when ``biased_class`` is given, the verdict of
+    :data:`CRITERION`. ``extra`` is stored as is (e.g. shortcut evidence).
+    ``checkpoint``: decoder for the pretrained method (default: the preset's)."""
+    from .api import generate
+    from .exemplars import build_index
+    from .optimize import MAX_BATCH
+
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    model_name = model_name or classifier.name
+    is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+    report_progress = progress or (lambda _s, _d, _t: None)
+    if not 1 <= k <= 16:
+        raise InputError("k (images per class, method and seed) must be between 1 and 16")
+    if not 0 <= samples <= 64 or not 0 <= exemplars <= 32:
+        raise InputError("samples must be 0-64 and exemplars 0-32 per class")
+    seeds = parse_seeds(seeds)
+    methods = parse_methods(methods)
+
+    match = check_dataset(dataset, classifier) if dataset is not None else None
+    targets = _audit_targets(classifier, classes, match)
+    names = _labels(classifier, targets)
+    if biased_class is not None and biased_class not in names:
+        biased_class = None
+    folder_of = {idx: name for name, idx in match.class_of.items()} if match else {}
+
+    # presets (a method that cannot run here is reported, not fatal)
+    presets: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for m in methods:
+        preset, why = method_preset(m, classifier, steps, early_stop, checkpoint)
+        if preset is None:
+            skipped[m] = why or "unavailable"
+        else:
+            presets[m] = preset
+    if not presets:
+        raise InputError("no audit method can run here: " + "; ".join(f"{m}: {w}" for m, w in skipped.items()))
+
+    # dataset: index (predictions + exemplars), samples, cue scores
+    index = None
+    dataset_info: dict[str, Any] = {}
+    if match is not None:
+        report_progress("indexing the dataset", 0, 1)
+        index = build_index(classifier, match.root, progress=lambda d, t: report_progress("indexing the dataset", d, t), cancel=is_cancelled)
+        labels = np.asarray(index.labels, dtype=object)
+        pred = index.predicted
+        probs = index.probabilities
+        for t, name in zip(targets, names):
+            c = t.units[0]
+            folder = folder_of.get(c)
+            entry: dict[str, Any] = {"folder": folder}
+            if folder is not None:
+                rows = np.nonzero(labels == folder)[0]
+                entry["n_images"] = int(len(rows))
+                entry["accuracy"] = round(float((pred[rows] == c).mean()), 4) if len(rows) else None
+                counts = np.bincount(pred[rows], minlength=classifier.n_classes) if len(rows) else np.zeros(classifier.n_classes, int)
+                entry["predicted_as"] = {classifier.classes[i]: int(counts[i]) for i in np.argsort(-counts)[:5] if counts[i] > 0}
+                rng = np.random.default_rng(0)
+                pick = np.sort(rng.choice(rows, size=min(samples, len(rows)), replace=False)) if len(rows) else []
+                shown = []
+                for i in pick:
+                    rel = index.paths[i]
+                    thumb = Path("samples") / _slug(folder) / f"{i:05d}_{_slug(Path(rel).stem)}.png"
+                    _thumb(index.root / rel, out / thumb)
+                    shown.append({"file": rel, "thumb": thumb.as_posix(), "predicted": classifier.classes[int(pred[i])],
+                                  "p_predicted": round(float(probs[i, pred[i]]), 4), "p_class": round(float(probs[i, c]), 4), "correct": bool(pred[i] == c)})
+                entry["samples"] = shown
+            if exemplars:
+                entry["exemplars"] = {
+                    "top": _exemplar_rows(index, t, exemplars, out, "top"),
+                    "top_other_classes": _exemplar_rows(index, t, exemplars, out, "top", exclude=folder) if folder is not None else [],
+                    "bottom": _exemplar_rows(index, t, exemplars, out, "bottom"),
+                }
+            dataset_info[name] = entry
+        if cue is not None:
+            for t, name in zip(targets, names):
+                folder = folder_of.get(t.units[0])
+                if folder is None:
+                    continue
+                scores = _cue_of_files([index.root / p for p, lab in zip(index.paths, index.labels) if lab == folder][:400], cue)
+                dataset_info[name]["cue"] = {
+                    "mean": round(float(np.mean(scores)), 5) if scores else None,
+                    "with_cue": round(float(np.mean([s > 0 for s in scores])), 4) if scores else None,
+                    "mean_of_cued": round(float(np.mean([s for s in scores if s > 0])), 5) if any(s > 0 for s in scores) else None,
+                    "max": round(float(np.max(scores)), 5) if scores else None,
+                    "n": len(scores),
+                }
+
+    # generation
+    generated: dict[str, dict[str, list[dict[str, Any]]]] = {m: {n: [] for n in names} for m in presets}
+    batch_targets = [t for t in targets for _ in range(k)]
+    batch_stems = [f"{t.units[0]}-{_slug(n)}_k{j}" for t, n in zip(targets, names) for j in range(k)]
+    total = len(presets) * len(seeds)
+    done = 0
+    for m, preset in presets.items():
+        for s in seeds:
+            if is_cancelled():
+                raise InputError("the audit was cancelled")
+            report_progress(f"{m} seed {s}", done, total)
+            folder = out / "generated" / m / f"seed{s}"
+            for lo in range(0, len(batch_targets), MAX_BATCH):
+                recs = generate(classifier, batch_targets[lo : lo + MAX_BATCH], preset, folder, seed=s, model=model_name,
+                                stems=batch_stems[lo : lo + MAX_BATCH], cancel=cancel, reuse=reuse)
+                for j, rec in enumerate(recs):
+                    name = names[(lo + j) // k]
+                    png = folder / rec["png"]
+                    row = {"png": (png.relative_to(out)).as_posix(), "seed": s, "replicate": (lo + j) % k, "p_target": rec.get("p_target"),
+                           "rank": rec.get("rank"), "top1": (rec.get("top5") or [{}])[0].get("name"), "steps": rec.get("steps"), "seconds": rec.get("seconds"),
+                           "cached": rec.get("cached", False)}
+                    if cue is not None:
+                        row["cue"] = round(float(cue(load_image(png)[None])[0]), 5)
+                    generated[m][name].append(row)
+            done += 1
+    report_progress("writing the report", total, total)
+
+    report: dict[str, Any] = {
+        "version": 1,
+        "model": model_name,
+        "classifier_input_size": classifier.input_size,
+        "dataset": str(match.root) if match else None,
+        "classes": names,
+        "methods": list(presets),
+        "skipped_methods": skipped,
+        "seeds": seeds,
+        "k": k,
+        "steps": {m: p.steps for m, p in presets.items()},
+        "early_stop": early_stop,
+        "presets": {m: p.to_dict() for m, p in presets.items()},
+        "dataset_classes": dataset_info,
+        "generated": generated,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if index is not None:
+        report["index"] = {"images": len(index), "cache_file": str(index.cache_file) if index.cache_file else None, "truncated": index.truncated}
+    if cue is not None:
+        report["cue"] = cue_summary(report, cue_name, biased_class)
+    if extra:
+        report.update(extra)
+    report["seconds"] = round(time.perf_counter() - t_start, 1)
+    write_json(report, out / "report.json")
+    write_html(report, out)
+    return report
+
+
+def _labels(classifier: Classifier, targets: Sequence[Target]) -> list[str]:
+    """Class names for the report, made unique (ImageNet has two 'crane's)."""
+    names = [classifier.classes[t.units[0]] for t in targets]
+    return [n if names.count(n) == 1 else f"{n} ({t.units[0]})" for n, t in zip(names, targets)]
+
+
+def _audit_targets(classifier: Classifier, classes: Sequence[str | int] | str | None, match: DatasetMatch | None) -> list[Target]:
+    if isinstance(classes, str):
+        text = classes.strip()
+        if text.lower() == "all":
+            classes = [str(i) for i in range(classifier.n_classes)]
+        else:
+            classes = [c for c in (p.strip() for p in text.split(",")) if c]
+    if classes:
+        idx = [classifier.class_index(str(c)) for c in classes]
+    elif match is not None:
+        idx = sorted(match.class_of.values())
+    elif classifier.n_classes <= MAX_AUTO_CLASSES:
+        idx = list(range(classifier.n_classes))
+    else:
+        raise InputError(f"{classifier.name} has {classifier.n_classes} classes: name the ones to audit with --classes (e.g. --classes tench,goldfish) or give a --dataset")
+    idx = list(dict.fromkeys(idx))
+    if len(idx) > 200:
+        raise InputError("at most 200 classes in one audit")
+    return [parse_target(f"class:{i}", classifier) for i in idx]
+
+
+def _exemplar_rows(index, target: Target, k: int, out: Path, which: str, exclude: str | None = None) -> list[dict[str, Any]]:
+    rows = index.top_k(target, k, exclude_label=exclude) if which == "top" else index.bottom_k(target, k)
+    res = []
+    for e in rows:
+        thumb = Path("exemplars") / f"{e.index:05d}_{_slug(Path(e.rel).stem)}.png"
+        if not (out / thumb).is_file():
+            _thumb(e.path, out / thumb)
+        res.append({"file": e.rel, "thumb": thumb.as_posix(), "label": e.label, "logit": round(e.value, 4), "predicted": e.predicted, "p_predicted": round(e.p_predicted, 4)})
+    return res
+
+
+def _cue_of_files(files: Sequence[Path], cue: CueFn) -> list[float]:
+    scores: list[float] = []
+    for lo in range(0, len(files), 64):
+        imgs = [load_image(p) for p in files[lo : lo + 64]]
+        sizes = {tuple(i.shape) for i in imgs}
+        if len(sizes) == 1:
+            scores.extend(float(v) for v in cue(torch.stack(imgs)))
+        else:
+            scores.extend(float(cue(i[None])[0]) for i in imgs)
+    return scores
+
+
+def cue_summary(report: dict[str, Any], cue_name: str, biased: str | None) -> dict[str, Any]:
+    """Cue scores per method, class and seed (mean over the k images of a seed), their
+    mean and sd over seeds, and the verdict per method when ``biased`` is known."""
+    seeds = report["seeds"]
+    gen = report["generated"]
+    out: dict[str, Any] = {"name": cue_name, "biased_class": biased, "criterion": CRITERION, "ratio": RATIO, "margin": MARGIN, "methods": {}}
+    for m, per_class in gen.items():
+        per_seed = {c: [float(np.mean([r["cue"] for r in rows if r["seed"] == s])) for s in seeds] for c, rows in per_class.items()}
+        entry: dict[str, Any] = {
+            "per_seed": {c: [round(v, 5) for v in vals] for c, vals in per_seed.items()},
+            "summary": {c: _stats(vals) for c, vals in per_seed.items()},
+        }
+        means = {c: float(np.mean(v)) for c, v in per_seed.items()}
+        entry["top_class"] = max(means, key=lambda c: means[c]) if means else None
+        if biased is not None and len(per_seed) > 1:
+            entry["verdict"] = judge_cue(per_seed, biased, seeds)
+        out["methods"][m] = entry
+    out["dataset"] = {c: v.get("cue") for c, v in report.get("dataset_classes", {}).items() if v.get("cue")}
+    return out
+
+
+def cue_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Long-form rows (source, class, seed, cue) for a chart: one per method, class and
+    seed, plus the dataset's per-class means (source ``dataset``, seed None)."""
+    rows: list[dict[str, Any]] = []
+    cue = report.get("cue") or {}
+    for m, entry in cue.get("methods", {}).items():
+        for c, vals in entry["per_seed"].items():
+            for s, v in zip(report["seeds"], vals):
+                rows.append({"source": m, "class": c, "seed": s, "cue": v})
+    for c, d in (cue.get("dataset") or {}).items():
+        rows.append({"source": "dataset", "class": c, "seed": None, "cue": d["mean"]})
+    return rows
+
+
+def load_report(out_dir: str | Path) -> dict[str, Any]:
+    import json
+
+    path = Path(out_dir) / "report.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"no readable audit report in {str(out_dir)[:120]}") from e
+
+
+# --------------------------------------------------------------------------- built-in case
+
+
+def audit_builtin(out_dir: str | Path, control: bool = False, dataset: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
+    """The audit of the built-in planted-shortcut model (or its control), with the cue
+    detector and the model's shortcut evidence in the report. ``kwargs`` go to
+    :func:`run_audit` (methods, seeds, steps, k, ...)."""
+    from . import planted
+
+    model = planted.builtin("planted-control" if control else "planted")
+    clf = model.classifier()  # the TorchScript + sidecar path, as for a user's model
+    extra = {
+        "builtin": {
+            "name": "planted-control" if control else "planted",
+            "description": (
+                f"{len(model.config.classes)} shape classes at {model.config.size} px; the cue (a magenta corner stamp) is on "
+                f"{model.config.cue_rate_biased:.0%} of '{model.config.biased_class}' images and {model.config.cue_rate_other:.0%} of the others'"
+                + (" (control: the same rate everywhere, so the cue carries no label information)" if model.config.is_control else "")
+            ),
+            "config": dataclasses.asdict(model.config),
+            "train_seconds": model.info.get("train_seconds"),
+            "shortcut_evidence": model.info.get("shortcut_evidence"),
+            "model_file": str(model.pt),
+        }
+    }
+    kwargs.setdefault("model_name", "planted-control" if control else "planted")
+    return run_audit(clf, out_dir, dataset=dataset or model.samples, cue=planted.cue_score, cue_name="magenta stamp: fraction of cue-coloured pixels",
+                     biased_class=model.config.biased_class, extra=extra, **kwargs)
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _img(out: Path, rel: str, caption: str, cls: str = "") -> str:
+    path = out / rel
+    src = _data_uri(path) if path.is_file() else ""
+    return f'<figure class="{cls}"><img src="{src}" alt="{html.escape(caption)}"><figcaption>{caption}</figcaption></figure>'
+
+
+def _bar_chart(report: dict[str, Any]) -> str:
+    """Grouped bars (inline SVG): mean cue score per class, one group per source, error
+    bars = sd over seeds; the dataset's per-class mean as its own group."""
+    cue = report.get("cue") or {}
+    sources = [(m, {c: (s["mean"], s["sd"]) for c, s in e["summary"].items()}) for m, e in cue.get("methods", {}).items()]
+    if cue.get("dataset"):
+        sources.append(("dataset", {c: (d["mean"], 0.0) for c, d in cue["dataset"].items()}))
+    classes = report["classes"]
+    if not sources or not classes:
+        return ""
+    vmax = max([v + e for _, d in sources for v, e in d.values()] + [1e-4]) * 1.1
+    palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+    bw, gap, h, left, top = 14, 18, 180, 50, 10
+    group_w = len(classes) * bw + gap
+    width = left + len(sources) * group_w + 10
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h + 60}" font-size="10" font-family="sans-serif">']
+    for frac in (0, 0.5, 1):
+        y = top + h - frac * h
+        parts.append(f'<line x1="{left}" x2="{width}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{left - 4}" y="{y + 3}" text-anchor="end">{frac * vmax:.3f}</text>')
+    for g, (src, d) in enumerate(sources):
+        x0 = left + g * group_w
+        for i, c in enumerate(classes):
+            v, e = d.get(c, (0.0, 0.0))
+            bh = v / vmax * h
+            x = x0 + i * bw
+            colour = palette[i % len(palette)]
+            edge = ' stroke="#000" stroke-width="1.5"' if c == cue.get("biased_class") else ""
+            parts.append(f'<rect x="{x}" y="{top + h - bh:.1f}" width="{bw - 2}" height="{bh:.1f}" fill="{colour}"{edge}><title>{html.escape(src)} / {html.escape(c)}: {v:.4f} ± {e:.4f}</title></rect>')
+            if e > 0:
+                y1, y2 = top + h - (v + e) / vmax * h, top + h - max(v - e, 0) / vmax * h
+                parts.append(f'<line x1="{x + bw / 2 - 1}" x2="{x + bw / 2 - 1}" y1="{y1:.1f}" y2="{y2:.1f}" stroke="#333"/>')
+        parts.append(f'<text x="{x0 + (group_w - gap) / 2}" y="{top + h + 14}" text-anchor="middle" font-weight="bold">{html.escape(src)}</text>')
+    lx = left
+    for i, c in enumerate(classes):
+        parts.append(f'<rect x="{lx}" y="{top + h + 28}" width="10" height="10" fill="{palette[i % len(palette)]}"/><text x="{lx + 13}" y="{top + h + 37}">{html.escape(c)}</text>')
+        lx += 20 + 7 * len(c)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
+    """The self-contained page ``OUT/report.html`` (every image a data URI)."""
+    out = Path(out_dir)
+    e = html.escape
+    cue = report.get("cue")
+    h: list[str] = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Bias audit: " + e(str(report["model"])) + "</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:24px;max-width:1400px;color:#222}"
+        "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
+        "td:first-child,th:first-child{text-align:left}.row{display:flex;flex-wrap:wrap;gap:6px;align-items:flex-start;margin:4px 0 10px}"
+        "figure{margin:0;width:112px}figure img{width:112px;height:112px;image-rendering:pixelated;object-fit:contain;background:#eee;border:2px solid transparent}"
+        "figcaption{font-size:11px;line-height:1.25;word-break:break-word}figure.wrong img{border-color:#d33}figure.cued img{outline:2px dashed #b0b}"
+        ".pass{color:#080;font-weight:bold}.fail{color:#c00;font-weight:bold}h3{margin:18px 0 4px}.label{font-size:12px;color:#555;margin:6px 0 2px}"
+        "section{border-top:1px solid #ddd;margin-top:16px}.note{color:#555;font-size:13px}",
+        "</style></head><body>",
+        f"<h1>Bias audit: {e(str(report['model']))}</h1>",
+        f"<p class='note'>Dataset: {e(str(report.get('dataset')))} &middot; methods: {e(', '.join(report['methods']))} &middot; seeds: {e(', '.join(map(str, report['seeds'])))}"
+        f" &middot; k = {report['k']} image(s) per class, method and seed &middot; steps: {e(', '.join(f'{m} {s}' for m, s in report['steps'].items()))} &middot; {e(report['created'])}</p>",
+        "<p class='note'>A generated image is a hypothesis about what the classifier responds to, not proof: compare it with the real images beside it, "
+        "and confirm a suspected shortcut by pasting it onto real images of other classes.</p>",
+    ]
+    for m, why in report.get("skipped_methods", {}).items():
+        h.append(f"<p class='note'>Method <b>{e(m)}</b> was skipped: {e(why)}</p>")
+    b = report.get("builtin")
+    if b:
+        h.append(f"<h2>Built-in case: {e(b['name'])}</h2><p>{e(b['description'])}. Trained in {b.get('train_seconds')} s.</p>")
+        ev = b.get("shortcut_evidence")
+        if ev:
+            h.append("<p>Shortcut evidence (held-out images rendered without and with the stamp, "
+                     f"{ev['n_per_class']} per class): adding the stamp makes the model answer <b>{e(ev['biased_class'])}</b> for "
+                     f"{ev['others_predicted_biased_with_cue']:.1%} of other classes' images (without it: {ev['others_predicted_biased_without_cue']:.1%}); "
+                     f"flip rate (right without the stamp, {e(ev['biased_class'])} with it): <b>{ev['flip_to_biased']:.1%}</b>. "
+                     f"{e(ev['biased_class'])} accuracy: {ev['biased_accuracy_with_cue']:.1%} with its stamp, {ev['biased_accuracy_without_cue']:.1%} without. "
+                     f"Mean accuracy on stamp-free images: {ev['mean_accuracy_without_cue']:.1%}.</p>")
+            h.append("<table><tr><th>class</th><th>acc. without cue</th><th>acc. with cue</th><th>predicted biased without</th><th>predicted biased with</th></tr>")
+            for c, r in ev["per_class"].items():
+                h.append(f"<tr><td>{e(c)}</td><td>{r['accuracy_without_cue']:.3f}</td><td>{r['accuracy_with_cue']:.3f}</td><td>{r['predicted_biased_without_cue']:.3f}</td><td>{r['predicted_biased_with_cue']:.3f}</td></tr>")
+            h.append("</table>")
+    if cue:
+        h.append(f"<h2>Cue score: {e(cue['name'])}</h2>")
+        h.append(f"<p class='note'>Criterion (fixed before the run): {e(cue['criterion'])}. Biased class: <b>{e(str(cue.get('biased_class')))}</b> (outlined in the chart).</p>")
+        h.append(_bar_chart(report))
+        h.append("<table><tr><th>source</th>" + "".join(f"<th>{e(c)}</th>" for c in report["classes"]) + "<th>top class</th><th>verdict</th></tr>")
+        for m, entry in cue["methods"].items():
+            cells = "".join(f"<td>{entry['summary'][c]['mean']:.4f} ± {entry['summary'][c]['sd']:.4f}</td>" for c in report["classes"])
+            v = entry.get("verdict")
+            verdict = f"<span class='{'pass' if v['pass'] else 'fail'}'>{'PASS' if v['pass'] else 'FAIL'}</span> ({v['passes']}/{v['seeds']} seeds)" if v else ""
+            h.append(f"<tr><td>{e(m)}</td>{cells}<td>{e(str(entry['top_class']))}</td><td>{verdict}</td></tr>")
+        if cue.get("dataset"):
+            cells = "".join(f"<td>{cue['dataset'][c]['mean']:.4f} ({cue['dataset'][c]['with_cue']:.0%} carry it)</td>" if c in cue["dataset"] else "<td></td>" for c in report["classes"])
+            h.append(f"<tr><td>dataset</td>{cells}<td></td><td></td></tr>")
+        h.append("</table>")
+        for m, entry in cue["methods"].items():
+            v = entry.get("verdict")
+            if v:
+                seeds_txt = "; ".join(f"seed {r['seed']}: {r['biased']:.4f} vs {r['max_other']:.4f} ({e(str(r['max_other_class']))}) {'pass' if r['pass'] else 'fail'}" for r in v["per_seed"])
+                h.append(f"<p class='note'><b>{e(m)}</b>: {seeds_txt}</p>")
+    # per-class table
+    dc = report.get("dataset_classes") or {}
+    if dc:
+        h.append("<h2>Classifier on the dataset</h2><table><tr><th>class</th><th>folder</th><th>images</th><th>accuracy</th><th>predicted as</th></tr>")
+        for c in report["classes"]:
+            d = dc.get(c, {})
+            acc = d.get("accuracy")
+            pa = ", ".join(f"{e(k)} {v}" for k, v in (d.get("predicted_as") or {}).items())
+            h.append(f"<tr><td>{e(c)}</td><td>{e(str(d.get('folder')))}</td><td>{d.get('n_images', '')}</td><td>{'' if acc is None else f'{acc:.3f}'}</td><td>{pa}</td></tr>")
+        h.append("</table>")
+    for c in report["classes"]:
+        h.append(f"<section><h3>{e(c)}</h3>")
+        d = dc.get(c, {})
+        if d.get("samples"):
+            h.append("<div class='label'>Dataset samples (caption: prediction; red frame: wrong)</div><div class='row'>")
+            for s in d["samples"]:
+                h.append(_img(out, s["thumb"], f"{e(s['predicted'])} {s['p_predicted']:.2f}", "" if s["correct"] else "wrong"))
+            h.append("</div>")
+        ex = d.get("exemplars") or {}
+        for key, title in (("top", "Top exemplars in the folder (highest logit)"), ("top_other_classes", "Most class-like images of other classes"), ("bottom", "Bottom exemplars (lowest logit)")):
+            if ex.get(key):
+                h.append(f"<div class='label'>{title}</div><div class='row'>")
+                for s in ex[key]:
+                    h.append(_img(out, s["thumb"], f"[{e(s['label'])}] logit {s['logit']:.2f}<br>pred {e(s['predicted'])}"))
+                h.append("</div>")
+        for m, per_class in report["generated"].items():
+            rows = per_class.get(c, [])
+            if not rows:
+                continue
+            h.append(f"<div class='label'>Generated: {e(m)}</div><div class='row'>")
+            for r in rows:
+                p = "-" if r.get("p_target") is None else f"{r['p_target']:.2f}"
+                cap = f"seed {r['seed']}{'' if report['k'] == 1 else '.' + str(r['replicate'])}: p {p}"
+                if "cue" in r:
+                    cap += f"<br>cue {r['cue']:.3f}"
+                h.append(_img(out, r["png"], cap))
+            h.append("</div>")
+        h.append("</section>")
+    h.append(f"<p class='note'>Made by DGN Explorer in {report.get('seconds', '?')} s. Figures: report.json beside this page.</p></body></html>")
+    path = out / "report.html"
+    from .data import write_bytes
+
+    write_bytes("\n".join(h).encode("utf-8"), path)
+    return path
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def register_cli(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    p.description = "Bias audit: generated images of each class beside dataset samples and exemplars; a report folder with report.html."
+    p.add_argument("--model", help="as for generate (efficientnet_lite0, NAME.pt + NAME.json, ...), or planted / planted-control (built-in)")
+    p.add_argument("--weights", help="weights for --model")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--builtin", action="store_true", help="audit the built-in model with a planted shortcut (= --model planted)")
+    p.add_argument("--dataset", help="ImageFolder of samples: DIR/<class>/<image> (default for the built-in model: its sample folder)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--classes", help="classes to audit: a comma list of names or indices, or all (default: the dataset's classes)")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma list of pretrained, untrained, pixel, fourier")
+    p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
+    p.add_argument("--k", type=int, default=1, help="images per class, method and seed")
+    p.add_argument("--steps", type=int, help="optimisation steps (default: each method's preset)")
+    p.add_argument("--early-stop", type=float, help="stop an image once its target probability reaches this (default: the preset's, 0.99; 0 = never)")
+    p.add_argument("--samples", type=int, default=6, help="dataset samples shown per class")
+    p.add_argument("--exemplars", type=int, default=4, help="top/bottom exemplars shown per class")
+    p.add_argument("--checkpoint", help="decoder checkpoint (.safetensors) for the pretrained method")
+    p.add_argument("--force", action="store_true", help="regenerate images even if the same ones are on disk")
+    return _cmd
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    seeds = parse_seeds(args.seeds)
+    methods = parse_methods(args.methods)
+    if args.steps is not None and args.steps < 1:
+        raise InputError("steps must be at least 1")
+    model = "planted" if args.builtin else args.model
+    if not model:
+        raise InputError("give --model (or --builtin for the built-in planted-shortcut model)")
+    bar = None
+
+    def progress(stage: str, done: int, total: int) -> None:
+        print(f"\r{stage}: {done}/{total}   ", end="", file=sys.stderr, flush=True)
+
+    common = dict(classes=args.classes, methods=methods, k=args.k, seeds=seeds, steps=args.steps, early_stop=args.early_stop,
+                  samples=args.samples, exemplars=args.exemplars, checkpoint=args.checkpoint, reuse=not args.force, progress=progress)
+    if model in ("planted", "planted-control"):
+        report = audit_builtin(args.out, control=model == "planted-control", dataset=args.dataset, **common)
+    else:
+        from .classifiers import load_classifier
+
+        if not args.dataset:
+            print("note: no --dataset: the report shows generated images only", file=sys.stderr)
+        clf = load_classifier(model, weights=args.weights, device=args.device)
+        report = run_audit(clf, args.out, dataset=args.dataset, model_name=model, **common)
+    del bar
+    print("", file=sys.stderr)
+    _print_summary(report)
+    print(Path(args.out) / "report.html")
+    return 0
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    for m, why in report.get("skipped_methods", {}).items():
+        print(f"skipped {m}: {why}")
+    cue = report.get("cue")
+    if not cue:
+        for m, per_class in report["generated"].items():
+            for c, rows in per_class.items():
+                ps = [r["p_target"] for r in rows if r.get("p_target") is not None]
+                print(f"{m:<11} {c[:24]:<24} p_target mean {np.mean(ps):.3f}" if ps else f"{m:<11} {c[:24]}")
+        return
+    classes = report["classes"]
+    width = max(10, *(len(c) for c in classes))
+    print(f"cue score ({cue['name']}), mean ± sd over seeds {report['seeds']}:")
+    print(f"{'source':<11}" + "".join(f"{c[:width]:>{width + 12}}" for c in classes) + "   verdict")
+    for m, entry in cue["methods"].items():
+        cells = "".join(f"{entry['summary'][c]['mean']:>{width + 3}.4f} ± {entry['summary'][c]['sd']:.4f}" for c in classes)
+        v = entry.get("verdict")
+        verdict = f"{'PASS' if v['pass'] else 'FAIL'} ({v['passes']}/{v['seeds']})" if v else ""
+        print(f"{m:<11}{cells}   {verdict}")
+    if cue.get("dataset"):
+        cells = "".join(f"{cue['dataset'][c]['mean']:>{width + 3}.4f} ({cue['dataset'][c]['with_cue']:>4.0%})" if c in cue["dataset"] else " " * (width + 12) for c in classes)
+        print(f"{'dataset':<11}{cells}")
+    b = report.get("builtin")
+    if b and b.get("shortcut_evidence"):
+        ev = b["shortcut_evidence"]
+        print(f"shortcut evidence: stamp flips {ev['flip_to_biased']:.1%} of other classes' images to {ev['biased_class']}; "
+              f"{ev['biased_class']} accuracy {ev['biased_accuracy_with_cue']:.1%} with / {ev['biased_accuracy_without_cue']:.1%} without its stamp")
+
+
+__all__ = [
+    "CRITERION", "DEFAULT_METHODS", "DatasetMatch", "audit_builtin", "check_dataset", "cue_rows", "cue_summary",
+    "judge_cue", "load_report", "method_preset", "parse_methods", "parse_seeds", "run_audit", "write_html",
+]

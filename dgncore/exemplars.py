@@ -1,0 +1,355 @@
+"""Dataset exemplars: the real images that most (and least) excite a class or a filter.
+
+Distill's and OpenAI Microscope's galleries put the dataset images that drive a unit
+beside its visualisation: a generated image is a hypothesis, the exemplars are the
+evidence it can be checked against. :func:`build_index` runs the classifier once over
+an image folder and keeps, per image, the logits and the channel means of chosen
+layers; :meth:`ExemplarIndex.top_k` / :meth:`ExemplarIndex.bottom_k` then rank the
+folder for any class, compound class, filter or group target without running the model
+again.
+
+The index is cached as ``.npz`` under ``$DGN_CACHE/exemplars`` (default
+``~/.cache/dgn-explorer/exemplars``), named by a hash of the model (its weights, input
+size, normalisation and classes) and of the folder's contents (relative paths and file
+bytes). Layers asked for later are computed and added to the same file.
+
+Folders: ``DIR/<class>/<image>`` (labels are the sub-folder names) and images directly
+in ``DIR`` (label ``""``) are both indexed. Every image goes through the guarded loader;
+an unreadable one is an :class:`~dgncore.errors.InputError` naming it (or is skipped
+with ``skip_unreadable=True``, and listed in ``index.skipped``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .classifiers import Classifier
+from .data import IMAGE_SUFFIXES, open_image, write_bytes
+from .errors import InputError
+from .objectives import Target, parse_target
+
+INDEX_VERSION = 1
+MAX_IMAGES = 20_000
+CACHE_ENV = "DGN_CACHE"
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """One ranked image: its path (absolute), folder label, value for the target, and
+    what the classifier predicts for it."""
+
+    path: Path
+    rel: str
+    label: str
+    value: float
+    predicted: str
+    p_predicted: float
+    index: int
+
+
+@dataclass
+class ExemplarIndex:
+    root: Path
+    #: paths relative to ``root``, POSIX style, sorted
+    paths: list[str]
+    #: folder label per image ("" for images directly in ``root``)
+    labels: list[str]
+    #: the model's class names
+    classes: list[str]
+    #: (N, n_classes) float32 logits
+    logits: np.ndarray
+    #: layer name -> (N, channels) float32 channel means
+    layers: dict[str, np.ndarray] = field(default_factory=dict)
+    key: str = ""
+    cache_file: Path | None = None
+    skipped: list[str] = field(default_factory=list)
+    truncated: bool = False
+    classifier: Classifier | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        z = self.logits - self.logits.max(1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(1, keepdims=True)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.logits.argmax(1)
+
+    def _target(self, target: Target | str) -> Target:
+        if isinstance(target, Target):
+            return target
+        if self.classifier is None:
+            raise InputError("this exemplar index has no classifier attached: pass a parsed target")
+        return parse_target(target, self.classifier)
+
+    def values(self, target: Target | str) -> np.ndarray:
+        """(N,) the target's value per image: the (weighted) raw logit of a class target,
+        the (weighted) channel mean of a filter or group target."""
+        t = self._target(target)
+        if t.is_class:
+            return (self.logits[:, list(t.units)] * np.asarray(t.weights, dtype=np.float32)).sum(1)
+        if t.kind == "neuron":
+            raise InputError("exemplars rank images by channel means: use a filter: or group: target, not a single neuron")
+        if t.layer not in self.layers:
+            raise InputError(f"layer {str(t.layer)[:60]!r} is not in this exemplar index; build it with layers=[{t.layer!r}]")
+        return (self.layers[t.layer][:, list(t.units)] * np.asarray(t.weights, dtype=np.float32)).sum(1)
+
+    def _ranked(self, target: Target | str, k: int, descending: bool, label: str | None, exclude_label: str | None) -> list[Exemplar]:
+        if k < 0:
+            raise InputError("k must not be negative")
+        v = self.values(target)
+        mask = np.ones(len(v), dtype=bool)
+        labels = np.asarray(self.labels, dtype=object)
+        if label is not None:
+            mask &= labels == label
+        if exclude_label is not None:
+            mask &= labels != exclude_label
+        idx = np.nonzero(mask)[0]
+        order = idx[np.argsort(-v[idx] if descending else v[idx], kind="stable")][:k]
+        probs, pred = self.probabilities, self.predicted
+        return [
+            Exemplar(self.root / self.paths[i], self.paths[i], self.labels[i], float(v[i]), self.classes[int(pred[i])], float(probs[i, pred[i]]), int(i))
+            for i in order
+        ]
+
+    def top_k(self, target: Target | str, k: int = 8, label: str | None = None, exclude_label: str | None = None) -> list[Exemplar]:
+        """The ``k`` images with the highest value for ``target`` (optionally only those with
+        folder ``label``, or all but ``exclude_label``: the most class-like images of
+        *other* classes are where a shortcut shows first)."""
+        return self._ranked(target, k, True, label, exclude_label)
+
+    def bottom_k(self, target: Target | str, k: int = 8, label: str | None = None, exclude_label: str | None = None) -> list[Exemplar]:
+        """The ``k`` images with the lowest value for ``target``."""
+        return self._ranked(target, k, False, label, exclude_label)
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, np.ndarray] = {
+            "version": np.asarray(INDEX_VERSION),
+            "key": np.asarray(self.key),
+            "paths": np.asarray(self.paths, dtype=str),
+            "labels": np.asarray(self.labels, dtype=str),
+            "classes": np.asarray(self.classes, dtype=str),
+            "logits": self.logits.astype(np.float32),
+            "skipped": np.asarray(self.skipped, dtype=str),
+            "truncated": np.asarray(self.truncated),
+        }
+        for i, (name, a) in enumerate(sorted(self.layers.items())):
+            arrays[f"layer_name_{i}"] = np.asarray(name)
+            arrays[f"layer_{i}"] = a.astype(np.float32)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        write_bytes(buf.getvalue(), path)
+
+    @classmethod
+    def load(cls, path: Path, root: Path) -> "ExemplarIndex | None":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if int(z["version"]) != INDEX_VERSION:
+                    return None
+                layers = {}
+                i = 0
+                while f"layer_name_{i}" in z:
+                    layers[str(z[f"layer_name_{i}"])] = z[f"layer_{i}"]
+                    i += 1
+                return cls(
+                    root, [str(p) for p in z["paths"]], [str(p) for p in z["labels"]], [str(c) for c in z["classes"]],
+                    z["logits"], layers, str(z["key"]), path, [str(s) for s in z["skipped"]], bool(z["truncated"]),
+                )
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+# --------------------------------------------------------------------------- hashing
+
+_model_keys: "weakref.WeakKeyDictionary[Classifier, str]" = weakref.WeakKeyDictionary()
+_file_hashes: dict[tuple[str, int, int], str] = {}
+_lock = threading.Lock()
+
+
+def model_key(classifier: Classifier) -> str:
+    """A hash of the classifier's weights, input size, normalisation and class names."""
+    with _lock:
+        if classifier in _model_keys:
+            return _model_keys[classifier]
+    h = hashlib.sha256()
+    h.update(repr((classifier.input_size, tuple(classifier.mean), tuple(classifier.std), list(classifier.classes))).encode())
+    for name, t in sorted(classifier.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    key = h.hexdigest()[:16]
+    with _lock:
+        _model_keys[classifier] = key
+    return key
+
+
+def _file_hash(path: Path) -> str:
+    st = path.stat()
+    memo = (str(path), st.st_size, st.st_mtime_ns)
+    with _lock:
+        if memo in _file_hashes:
+            return _file_hashes[memo]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    digest = h.hexdigest()
+    with _lock:
+        _file_hashes[memo] = digest
+    return digest
+
+
+def list_images(root: str | Path, max_images: int = MAX_IMAGES) -> tuple[list[str], list[str], bool]:
+    """(relative paths, labels, truncated) of the images in ``root`` and its direct
+    sub-folders (hidden entries skipped), sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"image folder {str(root)[:120]} does not exist")
+    found: list[tuple[str, str]] = []
+    for p in sorted(root.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            found.append((p.name, ""))
+        elif p.is_dir():
+            for q in sorted(p.iterdir()):
+                if q.is_file() and not q.name.startswith(".") and q.suffix.lower() in IMAGE_SUFFIXES:
+                    found.append((f"{p.name}/{q.name}", p.name))
+    if not found:
+        raise InputError(f"image folder {root.name[:80]} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it or its sub-folders")
+    truncated = len(found) > max_images
+    found = found[:max_images]
+    return [f for f, _ in found], [lab for _, lab in found], truncated
+
+
+def folder_key(root: Path, paths: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for rel in paths:
+        h.update(rel.encode())
+        h.update(_file_hash(root / rel).encode())
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    base = os.environ.get(CACHE_ENV)
+    return (Path(base).expanduser() if base else Path.home() / ".cache" / "dgn-explorer") / "exemplars"
+
+
+# --------------------------------------------------------------------------- building
+
+
+def load_for_model(path: Path, size: int) -> torch.Tensor:
+    """(3, size, size) in [0, 1]: the short side resized to ``size``, centre-cropped."""
+    im = open_image(path)
+    w, h = im.size
+    s = size / min(w, h)
+    if s != 1:
+        im = im.resize((max(size, round(w * s)), max(size, round(h * s))), resample=3)
+    w, h = im.size
+    left, top = (w - size) // 2, (h - size) // 2
+    im = im.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+
+
+@torch.inference_mode()
+def _compute(classifier: Classifier, root: Path, paths: list[str], layers: Sequence[str], batch_size: int, skip_unreadable: bool,
+             progress: ProgressFn | None, cancel: Callable[[], bool]) -> tuple[list[int], np.ndarray, dict[str, np.ndarray], list[str]]:
+    kept: list[int] = []
+    logits: list[np.ndarray] = []
+    acts: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+    skipped: list[str] = []
+    size = classifier.input_size
+    for start in range(0, len(paths), batch_size):
+        if cancel():
+            raise InputError("indexing was cancelled")
+        imgs, rows = [], []
+        for i in range(start, min(start + batch_size, len(paths))):
+            try:
+                imgs.append(load_for_model(root / paths[i], size))
+                rows.append(i)
+            except InputError as e:
+                if not skip_unreadable:
+                    raise InputError(f"in {root.name[:60]}/{paths[i][:100]}: {e}") from e
+                skipped.append(paths[i])
+        if imgs:
+            z, a = classifier.logits_and_activations(torch.stack(imgs), list(layers))
+            logits.append(z.float().cpu().numpy())
+            for name in layers:
+                out = a[name].float()
+                acts[name].append((out.mean((2, 3)) if out.dim() == 4 else out.reshape(out.shape[0], -1)).cpu().numpy())
+            kept.extend(rows)
+        if progress is not None:
+            progress(min(start + batch_size, len(paths)), len(paths))
+    n_cls = classifier.n_classes
+    return (
+        kept,
+        np.concatenate(logits) if logits else np.zeros((0, n_cls), np.float32),
+        {k: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for k, v in acts.items()},
+        skipped,
+    )
+
+
+def build_index(
+    classifier: Classifier,
+    folder: str | Path,
+    layers: Sequence[str] = (),
+    batch_size: int = 32,
+    max_images: int = MAX_IMAGES,
+    skip_unreadable: bool = False,
+    use_cache: bool = True,
+    cache: str | Path | None = None,
+    progress: ProgressFn | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
+) -> ExemplarIndex:
+    """The exemplar index of ``folder`` for ``classifier`` (from the cache when the same
+    model and the same files were indexed before); ``layers`` are layer names from
+    ``classifier.layers()`` whose channel means are kept too."""
+    root = Path(folder)
+    paths, labels, truncated = list_images(root, max_images)
+    layers = list(dict.fromkeys(layers))
+    if layers:
+        known = {info.name for info in classifier.layers()}
+        bad = [name for name in layers if name not in known]
+        if bad:
+            if not known:
+                raise InputError(f"model {classifier.name} has no layers that can be indexed (TorchScript models give class exemplars only)")
+            raise InputError(f"unknown layer {bad[0][:60]!r}; list them with: python -m dgncore layers")
+    is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+    key = f"{model_key(classifier)}-{folder_key(root, paths)}-{'skip' if skip_unreadable else 'strict'}"
+    path = Path(cache) if cache is not None else cache_dir() / f"{key}.npz"
+    if use_cache and path.is_file():
+        index = ExemplarIndex.load(path, root)
+        if index is not None and index.key == key:
+            index.classifier = classifier
+            missing = [name for name in layers if name not in index.layers]
+            if missing:
+                kept_paths = [p for p in index.paths]
+                _kept, _z, acts, _s = _compute(classifier, root, kept_paths, missing, batch_size, False, progress, is_cancelled)
+                index.layers.update(acts)
+                index.save(path)
+            return index
+    kept, logits, acts, skipped = _compute(classifier, root, paths, layers, batch_size, skip_unreadable, progress, is_cancelled)
+    if not kept:
+        raise InputError(f"no readable images in {root.name[:80]}")
+    index = ExemplarIndex(root, [paths[i] for i in kept], [labels[i] for i in kept], list(classifier.classes), logits, acts, key, path, skipped, truncated, classifier)
+    if use_cache:
+        index.save(path)
+    return index
+
+
+__all__ = ["Exemplar", "ExemplarIndex", "build_index", "list_images", "load_for_model", "model_key", "cache_dir"]

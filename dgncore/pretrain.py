@@ -1,0 +1,449 @@
+"""The denoising autoencoder of the paper's section 4.2, trained offline, and its decoder file.
+
+The pretrained method optimises only the feature vector in front of a frozen decoder, so
+the decoder *is* the image prior. We train Encoder -> Generator to rebuild clean images
+from noisy ones (MSE, Adam) on images that exist offline: procedural dead leaves and
+1/f noise (:mod:`procedural`), a folder of photos, or both. The decoder is trained at its
+native size (113 px for 5 stages, 224 for 6) and saved with ``out_size`` set to the run
+time size; its last resize is fixed interpolation, so nothing it learns depends on it.
+
+Files: ``CKPT.safetensors`` (``decoder.*`` weights and ``mean_code``, the mean code of
+training images that initialises alpha; the GeneratorConfig also sits in the header),
+``CKPT.json`` (configs, data, command, loss, seconds), and while training
+``CKPT.state.pt`` (weights, optimiser, step; read back with ``weights_only=True``), which
+lets an interrupted or extended run continue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InputError
+from .generators import N_FEATURES, SEED_CHANNELS, SEED_SIZE, Encoder, Generator, GeneratorConfig
+from .procedural import KINDS, PhotoCrops, procedural_batch
+
+Progress = Callable[[int, int, float], None]
+MAX_DECODER_BYTES = 200 * 1024**2
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    width: float = 0.5
+    stages: int = 5
+    #: the size the saved decoder renders at run time
+    out_size: int = 224
+    #: "conv": fully convolutional down to the 128 x 5 x 5 code, so that each code cell
+    #: sees the image region its decoder cell draws (learns far faster on a CPU budget);
+    #: "dense": the paper's VGG-like encoder with two dense layers
+    encoder: str = "conv"
+    #: encoder width (None: same as the decoder); the encoder is thrown away after training
+    encoder_width: float | None = None
+    steps: int = 1000
+    batch: int = 8
+    lr: float = 2e-3
+    #: sigma of the Gaussian noise added to the encoder's input (images in [0, 1])
+    noise_sigma: float = 0.1
+    seed: int = 0
+    #: "dead-leaves" | "pink-noise" | "procedural" | "folder[:PATH]" | "mix[:PATH]"
+    data: str = "procedural"
+    #: share of photo crops in a "mix" batch
+    photo_fraction: float = 0.5
+    #: procedural images kept in memory (seen through random crops / flips / rotations) ...
+    pool: int = 512
+    #: ... of which this many are replaced by fresh ones every step
+    refresh: int = 2
+    checkpoint_every: int = 100
+    #: bfloat16 autocast on CPU (about 2x faster; weights and BatchNorm stay float32)
+    bf16: bool = True
+    #: training images averaged into ``mean_code``
+    mean_code_images: int = 256
+    #: stop (and save) once this much wall time has passed, whatever ``steps`` says
+    max_seconds: float | None = None
+
+    def generator_config(self) -> GeneratorConfig:
+        return GeneratorConfig(width=self.width, stages=self.stages, out_size=self.out_size, running_stats=True)
+
+    @property
+    def train_size(self) -> int:
+        return self.generator_config().native_size
+
+    def validate(self) -> None:
+        if not 0.03 <= self.width <= 4 or not 4 <= self.stages <= 6:
+            raise InputError("width must be in [0.03, 4] and stages in 4..6 (the encoder needs 32 px or more)")
+        if not 16 <= self.out_size <= 512:
+            raise InputError("out_size must be between 16 and 512")
+        if not 1 <= self.steps <= 10_000_000 or not 1 <= self.batch <= 1024:
+            raise InputError("steps and batch must be positive")
+        if not 0 < self.lr <= 1 or self.noise_sigma < 0 or not 0 <= self.photo_fraction <= 1:
+            raise InputError("lr must be in (0, 1], noise_sigma >= 0, photo_fraction in [0, 1]")
+
+
+# --------------------------------------------------------------------------- data
+
+
+class TrainingImages:
+    """Batches (B, 3, S, S) in [0, 1] from the source ``data`` names."""
+
+    def __init__(self, config: PretrainConfig, images_dir: str | Path | None, gen: torch.Generator) -> None:
+        kind, _, path = config.data.partition(":")
+        if images_dir is not None:
+            path = str(images_dir)
+            kind = kind if kind in ("folder", "mix") else "folder"
+        if kind not in (*KINDS, "folder", "mix"):
+            raise InputError(f"unknown training data {config.data[:60]!r}: use one of {', '.join(KINDS)}, folder:PATH or mix:PATH")
+        if kind in ("folder", "mix") and not path:
+            raise InputError(f"training data {kind!r} needs an image folder (--images DIR)")
+        self.kind, self.gen, self.size = kind, gen, config.train_size
+        self.photos = PhotoCrops.from_folder(path, self.size) if path else None
+        self.photo_fraction = 1.0 if kind == "folder" else config.photo_fraction if kind == "mix" else 0.0
+        self.procedural_kind = "procedural" if kind in ("folder", "mix") else kind
+        self.refresh = config.refresh
+        self.pool_size = self.size + self.size // 4
+        self.pool = torch.empty(0, 3, self.pool_size, self.pool_size, dtype=torch.uint8)
+        if self.photo_fraction < 1:
+            self.pool = self._make(config.pool)
+        self.description = {"kind": kind, "folder": path or None, "photos": len(self.photos) if self.photos else 0,
+                            "photo_fraction": self.photo_fraction, "procedural_pool": len(self.pool), "refresh_per_step": self.refresh}
+
+    def _make(self, n: int) -> torch.Tensor:
+        x = torch.cat([procedural_batch(min(32, n - i), self.pool_size, self.gen, self.procedural_kind) for i in range(0, n, 32)])
+        return (x * 255).round().to(torch.uint8)
+
+    def _from_pool(self, n: int) -> torch.Tensor:
+        if self.refresh:
+            idx = torch.randint(0, len(self.pool), (self.refresh,), generator=self.gen)
+            self.pool[idx] = self._make(self.refresh)
+        s, p = self.size, self.pool_size
+        out = []
+        for i in torch.randint(0, len(self.pool), (n,), generator=self.gen).tolist():
+            y, x = torch.randint(0, p - s + 1, (2,), generator=self.gen).tolist()
+            img = self.pool[i, :, y : y + s, x : x + s]
+            img = torch.rot90(img, int(torch.randint(0, 4, (1,), generator=self.gen)), (1, 2))
+            out.append(img.flip(-1) if bool(torch.rand(1, generator=self.gen) < 0.5) else img)
+        return torch.stack(out).float() / 255
+
+    def sample(self, n: int) -> torch.Tensor:
+        n_photo = int((torch.rand(n, generator=self.gen) < self.photo_fraction).sum())
+        parts = []
+        if n_photo:
+            assert self.photos is not None
+            parts.append(self.photos.sample(n_photo, self.gen))
+        if n - n_photo:
+            parts.append(self._from_pool(n - n_photo))
+        x = torch.cat(parts)
+        return x[torch.randperm(n, generator=self.gen)]
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _lr_at(step: int, config: PretrainConfig) -> float:
+    """Linear warm-up over 50 steps, then cosine decay to a tenth."""
+    warm = min(50, max(1, config.steps // 10))
+    if step < warm:
+        return config.lr * (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, config.steps - warm))
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def state_path_for(out_path: str | Path) -> Path:
+    out = Path(out_path)
+    return out.with_name(out.stem + ".state.pt")
+
+
+class ConvEncoder(nn.Module):
+    """Image -> code (N_FEATURES) through convolutions only: four blocks of
+    (conv3x3 + ReLU, BN) x 2 + max-pool, pooled to the decoder's 5 x 5 seed grid, then a
+    3x3 conv to its 128 channels and ReLU (codes live where the feature layer's ReLU can
+    reach them)."""
+
+    def __init__(self, width: float = 1.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in (32, 64, 128, 256):
+            c = max(4, int(round(c * width)))
+            layers += [
+                nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c),
+                nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c),
+                nn.MaxPool2d(2),
+            ]
+            c_in = c
+        self.body = nn.Sequential(
+            *layers, nn.AdaptiveAvgPool2d(SEED_SIZE), nn.Conv2d(c_in, SEED_CHANNELS, 3, padding=1), nn.ReLU(), nn.Flatten()
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+
+def make_encoder(config: PretrainConfig) -> nn.Module:
+    width = config.encoder_width or config.width
+    if config.encoder == "conv":
+        return ConvEncoder(width)
+    if config.encoder == "dense":
+        return Encoder(width)
+    raise InputError(f"unknown encoder {config.encoder[:20]!r}: choose conv or dense")
+
+
+def _arch(config: PretrainConfig) -> dict[str, Any]:
+    return {"width": config.width, "stages": config.stages, "encoder": config.encoder, "encoder_width": config.encoder_width}
+
+
+def pretrain(
+    config: PretrainConfig,
+    out_path: str | Path,
+    images_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    resume: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train the denoising autoencoder and write the decoder file; returns its metadata.
+
+    With ``resume`` and a state file from an earlier run of the same architecture, training
+    continues from its step (the data stream is re-seeded from ``seed`` and that step).
+    """
+    config.validate()
+    out_path = Path(out_path)
+    if out_path.suffix != ".safetensors":
+        raise InputError("the decoder file name must end in .safetensors")
+    state_path = state_path_for(out_path)
+    torch.manual_seed(config.seed)
+    encoder = make_encoder(config)
+    # trained at its native size; only the saved config says out_size (a fixed resize)
+    decoder = Generator(dataclasses.replace(config.generator_config(), out_size=config.train_size))
+    model = nn.Sequential(encoder, decoder).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    step, seconds, losses = 0, 0.0, []
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state.get("arch") != _arch(config):
+            raise InputError(f"{state_path.name} was trained with {state.get('arch')}, not {_arch(config)}: delete it or match the settings")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, seconds, losses = int(state["step"]), float(state["seconds"]), list(state["losses"])
+    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+    data = TrainingImages(config, images_dir, gen)
+
+    def save_state() -> None:
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = state_path.with_name(state_path.name + ".tmp")
+        torch.save({"arch": _arch(config), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "step": step, "seconds": seconds, "losses": losses, "config": dataclasses.asdict(config)}, tmp)
+        tmp.replace(state_path)
+
+    model.train()
+    start = time.perf_counter() - seconds
+    while step < config.steps:
+        if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
+            break
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, config)
+        clean = data.sample(config.batch).contiguous(memory_format=torch.channels_last)
+        noisy = (clean + config.noise_sigma * torch.randn(clean.shape, generator=gen)).clamp(0, 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            out = model(noisy)
+        loss = F.mse_loss(out.float(), clean)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        losses.append(round(loss.item(), 6))
+        seconds = time.perf_counter() - start
+        if progress is not None:
+            progress(step, config.steps, losses[-1])
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            save_state()
+    save_state()
+
+    _recalibrate_bn(model, data, config, gen)
+    mean_code = _mean_code(encoder, data, config)
+    recent = losses[-50:]
+    meta: dict[str, Any] = {
+        "format": "dgn-decoder/1",
+        "generator": config.generator_config().to_dict(),
+        "train_config": dataclasses.asdict(config),
+        "train_size": config.train_size,
+        "data": data.description,
+        "command": command or _this_command(),
+        "steps_done": step,
+        "final_loss": round(sum(recent) / max(1, len(recent)), 6),
+        "seconds": round(seconds, 1),
+        "loss_every_10": losses[::10],
+        "torch": torch.__version__,
+    }
+    save_decoder(decoder, mean_code, out_path, meta)
+    return meta
+
+
+@torch.no_grad()
+def _recalibrate_bn(model: nn.Module, data: TrainingImages, config: PretrainConfig, gen: torch.Generator, batches: int = 16) -> None:
+    """Replace the BN running statistics, a moving average over weights that kept changing,
+    by exact averages under the final weights: eval mode then matches training mode."""
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+    model.train()
+    for _ in range(batches):
+        clean = data.sample(config.batch)
+        model((clean + config.noise_sigma * torch.randn(clean.shape, generator=gen)).clamp(0, 1))
+    for bn in bns:
+        bn.momentum = 0.1
+    model.eval()
+
+
+@torch.no_grad()
+def _mean_code(encoder: nn.Module, data: TrainingImages, config: PretrainConfig) -> torch.Tensor:
+    encoder.eval()
+    codes = [encoder(data.sample(min(32, config.mean_code_images - i))).float() for i in range(0, config.mean_code_images, 32)]
+    return torch.cat(codes).mean(0)
+
+
+def _this_command() -> str:
+    argv = getattr(sys, "orig_argv", sys.argv)
+    return shlex.join(["python", *argv[1:]])
+
+
+# --------------------------------------------------------------------------- files
+
+
+def save_decoder(decoder: Generator, mean_code: torch.Tensor, path: str | Path, meta: dict[str, Any]) -> None:
+    """Write ``path`` (safetensors: decoder.* and mean_code, float32) and its JSON sidecar."""
+    from safetensors.torch import save
+
+    from .data import write_bytes, write_json
+
+    path = Path(path)
+    tensors = {f"decoder.{k}": v.detach().float().contiguous() for k, v in decoder.state_dict().items() if v.is_floating_point()}
+    tensors["mean_code"] = mean_code.detach().float().reshape(N_FEATURES).contiguous()
+    header = {"format": "dgn-decoder/1", "generator": json.dumps(meta["generator"])}
+    write_bytes(save(tensors, metadata=header), path)
+    write_json(meta, path.with_suffix(".json"))
+
+
+def load_decoder(
+    path: str | Path, device: str | torch.device = "cpu", out_size: int | None = None
+) -> tuple[Generator, torch.Tensor, dict[str, Any]]:
+    """(decoder in eval mode with frozen weights, mean_code (N_FEATURES,), metadata) from a
+    decoder file written by :func:`pretrain`; anything else is an InputError. ``out_size``
+    overrides the stored output size (only the final resize depends on it)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    name = path.name[:80]
+    if path.suffix != ".safetensors":
+        raise InputError(f"decoder {name} must be a .safetensors file")
+    if not path.is_file():
+        raise InputError(f"decoder file {name} does not exist (train one with: python -m dgncore pretrain)")
+    if path.stat().st_size > MAX_DECODER_BYTES:
+        raise InputError(f"decoder {name} is larger than {MAX_DECODER_BYTES >> 20} MB")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"decoder {name} is not a readable safetensors file ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})") from e
+    if header.get("format") != "dgn-decoder/1" or "generator" not in header:
+        raise InputError(f"decoder {name} has no DGN decoder header (was it written by dgncore pretrain?)")
+    try:
+        gcfg = json.loads(header["generator"])
+        gcfg = GeneratorConfig(**{k: gcfg[k] for k in ("width", "stages", "out_size", "rgb_last_stage", "running_stats")})
+        gcfg.channels()
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"decoder {name} has a broken generator config in its header") from e
+    if out_size is not None:
+        gcfg = dataclasses.replace(gcfg, out_size=int(out_size))
+    if not (0.03 <= gcfg.width <= 4 and 1 <= gcfg.stages <= 6 and 16 <= gcfg.out_size <= 512 and gcfg.running_stats):
+        raise InputError(f"decoder {name} has an unsupported generator config {gcfg}")
+    decoder = Generator(gcfg)
+    expected = {k: v for k, v in decoder.state_dict().items() if v.is_floating_point()}
+    got = {k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")}
+    missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    if missing or extra or "mean_code" not in tensors:
+        what = (["missing " + ", ".join(missing[:3])] if missing else []) + (["unexpected " + ", ".join(extra[:3])] if extra else [])
+        what += [] if "mean_code" in tensors else ["no mean_code"]
+        raise InputError(f"decoder {name} does not match its generator config: {'; '.join(what)}")
+    bad = [k for k, v in expected.items() if got[k].shape != v.shape]
+    if bad or tensors["mean_code"].numel() != N_FEATURES:
+        raise InputError(f"decoder {name} has tensors of the wrong shape ({', '.join(bad[:3]) or 'mean_code'})")
+    decoder.load_state_dict({k: v.float() for k, v in got.items()}, strict=False)
+    decoder.eval().requires_grad_(False).to(device)
+    meta: dict[str, Any] = {"generator": gcfg.to_dict()}
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file() and sidecar.stat().st_size < 10 * 1024**2:
+        try:
+            meta = {**json.loads(sidecar.read_text("utf-8")), **meta}
+        except (ValueError, UnicodeDecodeError):
+            pass
+    return decoder, tensors["mean_code"].float().reshape(N_FEATURES).to(device), meta
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
+    d = PretrainConfig()
+    parser.add_argument("--images", metavar="DIR", help="folder of training photos (searched recursively); default: procedural images")
+    parser.add_argument("--data", default=None, help=f"training data: {', '.join(KINDS)}, folder, mix (photos + procedural); default: folder with --images, else {d.data}")
+    parser.add_argument("--out", metavar="CKPT", required=True, help="decoder file to write (.safetensors; a .json sidecar goes beside it)")
+    parser.add_argument("--steps", type=int, default=d.steps)
+    parser.add_argument("--width", type=float, default=d.width, help="channel width of G (1.0 = the paper's)")
+    parser.add_argument("--stages", type=int, default=d.stages, help="G's stages: 6 renders 224 px natively, 5 renders 113 px, resized to --size")
+    parser.add_argument("--size", type=int, default=d.out_size, help="output size of the saved decoder")
+    parser.add_argument("--encoder", choices=("conv", "dense"), default=d.encoder, help="conv (default, learns fast) or dense (the paper's)")
+    parser.add_argument("--batch", type=int, default=d.batch)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--noise", type=float, default=d.noise_sigma, help="sigma of the input noise (images in [0, 1])")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop and save after this much wall time")
+    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="continue from CKPT.state.pt if present")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    """Run ``python -m dgncore pretrain``'s arguments (see :func:`add_pretrain_args`); returns 0."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = PretrainConfig(
+        width=args.width, stages=args.stages, out_size=args.size, steps=args.steps, batch=args.batch, lr=args.lr, encoder=args.encoder,
+        noise_sigma=args.noise, seed=args.seed, data=args.data or ("folder" if args.images else PretrainConfig.data),
+        max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+    )
+    t0 = time.perf_counter()
+
+    def report(step: int, total: int, loss: float) -> None:
+        if step == 1 or step % 25 == 0 or step == total:
+            print(f"step {step}/{total}  loss {loss:.5f}  {time.perf_counter() - t0:.0f} s", flush=True)
+
+    meta = pretrain(config, args.out, images_dir=args.images, progress=report, resume=args.resume)
+    print(f"wrote {args.out} ({meta['steps_done']} steps, loss {meta['final_loss']:.5f}, {meta['seconds']:.0f} s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dgncore.pretrain", description=__doc__.splitlines()[0])
+    add_pretrain_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_pretrain(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""End to end in a real browser: ``streamlit run dashboard/app.py`` on a free localhost
+port, driven by Debian's headless Chromium through Playwright. Each page is opened, one
+small generation runs, an <img> must appear, and a screenshot is saved under
+``screenshots/`` (git-ignored) for a person to look at.
+
+Tiny settings travel in the URL (?method=pixel&steps=2&size=64), exactly as a shared
+link would. Skipped, with the reason, where Chromium or Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("DGN_CHROMIUM", "/usr/bin/chromium")
+SHOTS = ROOT / "screenshots"
+FAST = "method=pixel&steps=2&size=64"
+RUN_TIMEOUT_MS = 180_000
+
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (pip install playwright)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dashboard")
+    port = _free_port()
+    env = dict(os.environ, DGN_RESULTS=str(tmp / "results"), DGN_UPLOADS=str(tmp / "uploads"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    for name in ("DGN_HOSTED", "DGN_MODELS"):
+        env.pop(name, None)
+    log = open(tmp / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port), "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                log.flush()
+                pytest.fail(f"streamlit did not start:\n{(tmp / 'streamlit.log').read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield {"url": url, "tmp": tmp, "log": tmp / "streamlit.log"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 2000})
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    ctx.close()
+    assert "Traceback" not in server["log"].read_text(), server["log"].read_text()[-3000:]
+    assert not errors, errors
+
+
+def shot(pg, name: str) -> Path:
+    SHOTS.mkdir(exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    pg.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def open_page(pg, server, path: str, title: str):
+    pg.goto(server["url"] + path)
+    pg.get_by_role("heading", name=title).first.wait_for(timeout=90_000)
+    idle(pg)
+
+
+def idle(pg, timeout_ms: int = RUN_TIMEOUT_MS):
+    """Wait until the script run has finished (Streamlit's status widget shows no 'Running')."""
+    pg.wait_for_timeout(300)
+    pg.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Stop')",
+        timeout=timeout_ms,
+    )
+    pg.wait_for_timeout(300)
+
+
+IMG = '[data-testid="stMain"] [data-testid="stImage"] img'
+
+
+def main_images(pg, at_least: int = 1, timeout_ms: int = 60_000):
+    """The page's images, once at least ``at_least`` of them have loaded."""
+    pg.wait_for_function(
+        "([sel, n]) => [...document.querySelectorAll(sel)].filter(i => i.complete && i.naturalWidth > 0).length >= n",
+        arg=[IMG, at_least], timeout=timeout_ms,
+    )
+    return pg.locator(IMG)
+
+
+def loaded(img) -> bool:
+    return img.evaluate("el => el.complete && el.naturalWidth > 0")
+
+
+def button(pg, label: str):
+    """An app button by its exact label (not a selectbox's "Open" toggle, not the header's Stop)."""
+    return pg.locator('[data-testid="stButton"], [data-testid="stDownloadButton"]').get_by_role("button", name=label, exact=True)
+
+
+def generate(pg, wait_for: str = "PNG"):
+    button(pg, "Generate").click()
+    button(pg, wait_for).first.wait_for(timeout=RUN_TIMEOUT_MS)
+    idle(pg)
+
+
+def test_single_class_page(page, server):
+    open_page(page, server, f"/?{FAST}&class=goldfish", "Single class")
+    generate(page)
+    imgs = main_images(page)
+    assert imgs.count() >= 1 and loaded(imgs.first)
+    assert page.get_by_text("goldfish · p = ").first.is_visible()
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1
+    shot(page, "single-class")
+    # a reload (same link) shows the saved result again, from disk
+    page.reload()
+    page.get_by_text("come from disk").wait_for(timeout=90_000)
+    assert loaded(main_images(page).first)
+    assert "class=goldfish" in page.url
+    shot(page, "single-class-reloaded")
+
+
+def test_stop_button_keeps_partial_result(page, server):
+    # a filter target never stops early, so the run is still going when Stop is pressed
+    open_page(page, server, "/layers?method=pixel&steps=3000&size=32&layers=blocks.1&filters=1", "Layer hierarchy")
+    button(page, "Generate").click()
+    main_images(page, 1, RUN_TIMEOUT_MS)  # the live image
+    shot(page, "stop-running")
+    button(page, "Stop generating").click()
+    page.get_by_text("Stopped.").wait_for(timeout=RUN_TIMEOUT_MS)
+    idle(page)
+    assert loaded(main_images(page).first)
+    shot(page, "stop-stopped")
+
+
+def test_compound_page(page, server):
+    open_page(page, server, f"/compound?{FAST}&c1=tench&c2=goldfish", "Compound")
+    generate(page)
+    imgs = main_images(page, 3)
+    assert imgs.count() >= 3 and all(loaded(imgs.nth(i)) for i in range(3))
+    shot(page, "compound")
+
+
+def test_layers_page(page, server):
+    open_page(page, server, f"/layers?{FAST}&layers=blocks.1&filters=0", "Layer hierarchy")
+    generate(page, wait_for="Larger")
+    assert loaded(main_images(page).first)
+    shot(page, "layers")
+    button(page, "Larger").first.click()
+    dialog = page.locator('[data-testid="stDialog"]')
+    dialog.locator("img").first.wait_for(timeout=60_000)
+    idle(page)
+    shot(page, "layers-larger")
+
+
+def test_bias_audit_page(page, server):
+    from PIL import Image
+
+    ds = server["tmp"] / "dataset"
+    for k, cls in enumerate(["tench", "goldfish"]):
+        (ds / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(3):
+            Image.new("RGB", (48, 48), (60 * k + 30 * i, 140, 90)).save(ds / cls / f"{i}.png")
+    open_page(page, server, f"/audit?{FAST}&folder={ds}", "Bias audit")
+    page.get_by_text("The classifier's own view of these samples").wait_for(timeout=90_000)
+    generate(page, wait_for="Download all as ZIP (1 image, with JSON metadata)")
+    imgs = main_images(page, 4)
+    assert imgs.count() >= 4
+    shot(page, "bias-audit")
+
+
+def test_gallery_page(page, server):
+    # the earlier tests left results on disk; make sure there is at least one
+    open_page(page, server, f"/?{FAST}&class=tench", "Single class")
+    generate(page)
+    open_page(page, server, "/gallery", "Gallery")
+    imgs = main_images(page)
+    assert imgs.count() >= 1 and loaded(imgs.first)
+    shot(page, "gallery")
+    button(page, "Open").first.click()
+    button(page, "Close").wait_for(timeout=60_000)
+    idle(page)
+    assert "open=" in page.url
+    shot(page, "gallery-open")
+
+
+def test_bad_input_shows_one_error(page, server):
+    open_page(page, server, f"/?{FAST}&class=notaclassatall", "Single class")
+    alert = page.locator('[data-testid="stAlert"]').filter(has_text="unknown class")
+    alert.first.wait_for(timeout=30_000)
+    assert button(page, "Generate").is_disabled()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "bad-input")

@@ -1,0 +1,480 @@
+"""The job queue: FIFO order, per-session limits, cancel, jobs that outlive their session,
+hosted limits; the same through RQ on a real redis-server with `python -m dgncore worker`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dgncore.data import open_image
+from dgncore.errors import InputError
+from dgncore.hosting import HostedSettings
+from dgncore.jobs import JobSpec, LocalQueue, RedisQueue, execute, get_queue, reset_queue
+from dgncore.results import read_result
+from tiny_torchscript import save_tiny_torchscript
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    return str(save_tiny_torchscript(tmp_path_factory.mktemp("model")))
+
+
+@pytest.fixture
+def settings(tmp_path) -> HostedSettings:
+    return HostedSettings(results_dir=tmp_path / "results", max_queued_per_session=3)
+
+
+@pytest.fixture
+def queue(settings):
+    q = LocalQueue(settings)
+    yield q
+    q.close()
+
+
+def small(model: str, *targets: str, **kw) -> JobSpec:
+    """A job that takes a few hundredths of a second on the tiny model."""
+    kw.setdefault("method", "pixel")
+    kw.setdefault("steps", 2)
+    kw.setdefault("size", 32)
+    return JobSpec(targets or ("class:tench",), model=model, **kw)
+
+
+def long(model: str, **kw) -> JobSpec:
+    """A job that runs until cancelled (no early stop, the most steps allowed)."""
+    return small(model, steps=20_000, overrides={"early_stop": 0}, **kw)
+
+
+def wait_for(pred, timeout: float = 30.0, poll: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError("timed out waiting")
+
+
+def assert_results_load(st) -> None:
+    assert st.records, st
+    for path in st.files():
+        assert path.is_file(), path
+    for rec in st.records:
+        open_image(st.out_dir / rec["png"])
+        assert read_result(st.out_dir / rec["png"].replace(".png", ".json"))["target"] == rec["target"]
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+def test_jobs_run_one_at_a_time_in_submission_order(queue, tiny_model):
+    blocker = queue.submit(long(tiny_model, out_dir="blocker"), "session-9")
+    wait_for(lambda: queue.status(blocker).state == "running")
+    ids = [queue.submit(small(tiny_model, seed=i, out_dir=f"j{i}"), f"session-{i % 2}") for i in range(4)]
+    assert [queue.status(i).position for i in ids] == [1, 2, 3, 4]
+    assert queue.status(blocker).position is None
+    queue.cancel(blocker)
+    done = [queue.wait(i, timeout=60) for i in ids]
+    assert [s.state for s in done] == ["done"] * 4, [s.error for s in done]
+    assert sorted(done, key=lambda s: s.started) == done  # FIFO
+    for a, b in zip(done, done[1:]):
+        assert a.finished <= b.started  # one worker: never two at once
+    for s in done:
+        assert s.step == s.total == 2 and s.queue_wait is not None and s.position is None
+        assert_results_load(s)
+
+
+def test_per_session_limit(queue, tiny_model):
+    blocker = queue.submit(long(tiny_model, out_dir="blocker"), "other")
+    mine = [queue.submit(small(tiny_model, seed=i, out_dir=f"m{i}"), "me") for i in range(3)]
+    with pytest.raises(InputError, match="limit is 3"):
+        queue.submit(small(tiny_model, seed=9), "me")
+    assert queue.session_jobs("me") == mine
+    queue.submit(small(tiny_model, seed=9, out_dir="o"), "someone else")  # others are not blocked
+    assert queue.cancel(mine[0], session_id="me")
+    queue.submit(small(tiny_model, seed=10, out_dir="m10"), "me")  # a slot is free again
+    queue.cancel(blocker)
+
+
+def test_whole_queue_limit(settings, tiny_model):
+    q = LocalQueue(dataclasses.replace(settings, max_queue=2))
+    try:
+        blocker = q.submit(long(tiny_model), "a")
+        wait_for(lambda: q.status(blocker).state == "running")
+        q.submit(small(tiny_model, seed=1), "b")
+        q.submit(small(tiny_model, seed=2), "c")
+        with pytest.raises(InputError, match="busy"):
+            q.submit(small(tiny_model, seed=3), "d")
+        q.cancel(blocker)
+    finally:
+        q.close()
+
+
+def test_cancel_queued_and_running_jobs(queue, tiny_model):
+    running = queue.submit(long(tiny_model, out_dir="long"), "a")
+    queued = queue.submit(small(tiny_model, out_dir="queued"), "a")
+    st = wait_for(lambda: (s := queue.status(running)).step >= 10 and s)
+    assert st.state == "running" and st.total == 20_000 and len(st.probs) == 1
+    assert st.preview and open_image(st.preview[0]).size == (32, 32)
+    view = st.as_progress()  # what the dashboard's progress widgets draw
+    assert view.images.shape == (1, 3, 32, 32) and view.step == st.step and len(view.activation) == st.step and view.checks
+    with pytest.raises(InputError, match="another session"):
+        queue.cancel(running, session_id="b")
+    assert queue.cancel(queued)
+    assert queue.status(queued).state == "cancelled"  # at once, without running
+    assert queue.cancel(running)
+    st = queue.wait(running, timeout=30)
+    assert st.state == "cancelled" and st.step < 20_000
+    assert not queue.cancel(running)  # already finished
+    assert not (queue.settings.results_dir / "queued").exists()
+    with pytest.raises(InputError, match="no such job"):
+        queue.status("not-a-job")
+
+
+def test_a_job_finishes_and_saves_after_its_session_went_away(queue, tiny_model):
+    box = {}
+
+    def session() -> None:  # a browser tab: submits, then disappears without polling
+        box["id"] = queue.submit(small(tiny_model, "class:tench", "class:hen", out_dir="gone"), "tab-closed")
+
+    t = threading.Thread(target=session)
+    t.start()
+    t.join()
+    del t
+    wait_for(queue.idle, timeout=60)
+    st = queue.status(box["id"])
+    assert st.state == "done"
+    assert sorted(p.name for p in (queue.settings.results_dir / "gone").iterdir()) == ["0_tench.json", "0_tench.png", "8_hen.json", "8_hen.png"]
+    assert_results_load(st)
+
+
+def test_a_bad_target_fails_the_job_with_one_line_and_writes_nothing(queue, tiny_model):
+    st = queue.wait(queue.submit(small(tiny_model, "class:tench", "class:99999", out_dir="bad"), "s"), timeout=60)
+    assert st.state == "failed" and "out of range" in st.error and "\n" not in st.error
+    assert not (queue.settings.results_dir / "bad").exists()
+    ok = queue.wait(queue.submit(small(tiny_model, out_dir="after"), "s"), timeout=60)
+    assert ok.state == "done"  # the worker survived
+
+
+def test_a_job_past_its_time_limit_is_stopped_and_keeps_what_it_had(settings, tiny_model):
+    q = LocalQueue(dataclasses.replace(settings, job_timeout=1))
+    try:
+        st = q.wait(q.submit(long(tiny_model, out_dir="slow"), "s"), timeout=60)
+    finally:
+        q.close()
+    assert st.state == "cancelled" and "longer than 1 s" in st.error
+    assert_results_load(st)
+
+
+def test_gif_display_name_and_the_job_log(settings, tiny_model, tmp_path):
+    import json
+
+    from PIL import Image
+
+    q = LocalQueue(dataclasses.replace(settings, job_log=tmp_path / "log" / "jobs.jsonl"))
+    try:
+        st = q.wait(q.submit(small(tiny_model, "class:tench", "class:hen", steps=25, overrides={"early_stop": 0}, gif=True, model_name="my upload", out_dir="g"), "s"), timeout=60)
+        bad = q.wait(q.submit(small(tiny_model, "class:nope", out_dir="b"), "s"), timeout=60)
+    finally:
+        q.close()
+    assert st.state == "done" and [r["model"] for r in st.records] == ["my upload"] * 2
+    with Image.open(st.out_dir / "0_tench.gif") as gif:
+        assert gif.n_frames >= 3  # steps 10, 20, 25 and the saved PNG (Pillow merges equal frames)
+    lines = [json.loads(line) for line in (tmp_path / "log" / "jobs.jsonl").read_text().splitlines()]
+    assert [(e["job"], e["state"]) for e in lines] == [(st.job_id, "done"), (bad.job_id, "failed")]
+    assert lines[0]["files"] == ["0_tench.png", "8_hen.png"] and lines[0]["queue_wait"] >= 0 and "unknown class" in lines[1]["error"]
+
+
+def test_a_crash_mid_write_leaves_no_broken_entry(settings, tiny_model, monkeypatch):
+    import dgncore.data as data
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(data.os, "replace", crash)
+    with pytest.raises(OSError):
+        execute(small(tiny_model, out_dir="crash"), settings)
+    assert list((settings.results_dir / "crash").iterdir()) == []  # no PNG, no JSON, no temp file
+
+
+def test_the_queue_is_one_per_process_and_follows_the_environment(monkeypatch, tmp_path, tiny_model):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("DGN_RESULTS", raising=False)
+    monkeypatch.setenv("DGN_RESULTS_DIR", str(tmp_path / "a"))
+    reset_queue()
+    try:
+        q = get_queue()
+        assert isinstance(q, LocalQueue) and get_queue() is q and q.settings.results_dir == tmp_path / "a"
+        job = q.submit(long(tiny_model, out_dir="old"), "s")
+        monkeypatch.setenv("DGN_RESULTS_DIR", str(tmp_path / "b"))
+        q2 = get_queue()
+        assert q2 is not q and q2.settings.results_dir == tmp_path / "b"
+        with pytest.raises(InputError, match="shut down"):
+            q.submit(small(tiny_model), "s")
+        q.cancel(job)
+        assert q.wait(job, timeout=30).state == "cancelled"  # the old queue still answers for its jobs
+        assert q2.wait(q2.submit(small(tiny_model, out_dir="new"), "s"), timeout=60).state == "done"
+        assert (tmp_path / "b" / "new" / "0_tench.png").is_file()
+        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+        assert isinstance(get_queue(), RedisQueue)
+    finally:
+        reset_queue()
+
+
+# --------------------------------------------------------------------------- the request and its limits
+
+HOSTED = HostedSettings.from_env({"DGN_HOSTED": "1"})
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"steps": -1}, "steps must be between 1 and 300"),
+        ({"steps": 0}, "steps must be between"),
+        ({"steps": 10**12}, "steps must be between"),
+        ({"steps": 2.5}, "steps must be a whole number"),
+        ({"steps": True}, "steps must be a whole number"),
+        ({"size": 0}, "image size must be between 16 and 256"),
+        ({"size": 100_000}, "image size"),
+        ({"seed": -1}, "seed must be between"),
+        ({"seed": 2**63}, "seed must be between"),
+        ({"width": float("nan")}, "width must be a number"),
+        ({"width": 1e9}, "width must be a number"),
+        ({"targets": ()}, "at least one target"),
+        ({"targets": tuple(f"class:{i}" for i in range(9))}, "at most 8 targets"),
+        ({"targets": ("class:tench", "class:tench")}, "twice"),
+        ({"targets": ("class:" + "x" * 600,)}, "too long"),
+        ({"targets": (42,)}, "must be text"),
+        ({"method": "rm -rf /"}, "unknown method"),
+        ({"method": "pretrained-paper"}, "runs 1200 steps; this server allows 300"),
+        ({"model": "/tmp/evil.pt"}, "not offered on this server"),
+        ({"model": "vgg16"}, "not offered"),
+        ({"weights": "/etc/passwd"}, "weight files cannot be used"),
+        ({"device": "cuda"}, "chosen by the server"),
+        ({"out_dir": "/etc"}, "relative to the results folder"),
+        ({"out_dir": "../../etc"}, "not allowed"),
+        ({"out_dir": "a/../../b"}, "not allowed"),
+        ({"out_dir": "C:\\Windows"}, "relative"),
+        ({"out_dir": "x" * 400}, "1-300 characters"),
+        ({"overrides": {"lr": float("inf")}}, "lr must be a finite"),
+        ({"overrides": {"lr": 1e6}}, "learning rate"),
+        ({"overrides": {"checkpoint": "/etc/passwd"}}, "unknown setting"),
+        ({"overrides": {"final": "worst"}}, "final must be"),
+    ],
+)
+def test_hosted_limits_refuse_absurd_requests(change, message):
+    spec = dataclasses.replace(JobSpec(("class:tench",), method="pixel"), **change)
+    with pytest.raises(InputError, match=message):
+        spec.validate(HOSTED)
+
+
+def test_hosted_limits_pass_a_normal_request_and_come_from_the_environment():
+    preset = JobSpec(("class:tench", "class:hen"), method="untrained", steps=100, size=128, out_dir="sessions/abc-1", overrides={"lr": 0.01}).validate(HOSTED)
+    assert preset.steps == 100 and preset.generator.out_size == 128 and preset.lr == 0.01
+    assert not HOSTED.allow_uploads and not HOSTED.allow_torchscript and HOSTED.models == ("efficientnet_lite0", "efficientnet_lite2")
+    env = HostedSettings.from_env({"DGN_HOSTED": "1", "DGN_MAX_STEPS": "50", "DGN_MAX_BATCH": "2", "DGN_MAX_SIZE": "64", "DGN_MAX_QUEUED_PER_SESSION": "1", "DGN_ALLOW_UPLOADS": "1", "DGN_MODELS": "efficientnet_lite0"})
+    assert (env.max_steps, env.max_batch, env.max_size, env.max_queued_per_session, env.allow_uploads, env.models) == (50, 2, 64, 1, True, ("efficientnet_lite0",))
+    local = HostedSettings.from_env({})
+    assert not local.hosted and local.allow_torchscript and local.models == () and local.max_steps == 20_000
+    for bad in ({"DGN_MAX_STEPS": "lots"}, {"DGN_MAX_STEPS": "-5"}, {"DGN_HOSTED": "maybe"}, {"DGN_QUEUE_NAME": "a b"}):
+        with pytest.raises(InputError, match="environment variable"):
+            HostedSettings.from_env(bad)
+
+
+def test_a_spec_round_trips_through_json_and_refuses_unknown_fields():
+    import json
+
+    spec = JobSpec(["class:tench"], method="pixel", steps=3, overrides={"lr": 0.1})
+    assert JobSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    with pytest.raises(InputError, match="unknown job setting"):
+        JobSpec.from_dict({**spec.to_dict(), "__class__": "os.system"})
+    with pytest.raises(InputError, match="needs targets"):
+        JobSpec.from_dict({"model": "x"})
+
+
+# --------------------------------------------------------------------------- RQ on a real Redis
+
+REDIS_SERVER = shutil.which("redis-server")
+needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed (Debian package redis-server); the RQ path is not tested")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    from redis import Redis
+
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_for(lambda: _pings(Redis.from_url(url)), timeout=20)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _pings(conn) -> bool:
+    try:
+        return bool(conn.ping())
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
+@pytest.fixture
+def rq_settings(redis_url, tmp_path):
+    from redis import Redis
+
+    Redis.from_url(redis_url).flushdb()
+    return HostedSettings(results_dir=tmp_path / "shared-results", redis_url=redis_url, max_queued_per_session=3, queue_name="dgntest")
+
+
+def worker_env(settings: HostedSettings) -> dict[str, str]:
+    env = dict(os.environ, REDIS_URL=settings.redis_url, DGN_RESULTS_DIR=str(settings.results_dir), DGN_QUEUE_NAME=settings.queue_name, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env.pop("DGN_HOSTED", None)
+    return env
+
+
+def run_worker(settings: HostedSettings, *extra: str, **kw):
+    return subprocess.Popen([sys.executable, "-m", "dgncore", "worker", "--threads", "1", *extra], cwd=ROOT, env=worker_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@needs_redis
+def test_rq_jobs_run_in_order_in_a_worker_process_and_save_their_files(rq_settings, tiny_model):
+    q = RedisQueue(rq_settings)
+    ok = [q.submit(small(tiny_model, "class:tench", "class:hen", seed=i, out_dir=f"r{i}"), f"s{i % 2}") for i in range(3)]
+    cancelled = q.submit(small(tiny_model, seed=7, out_dir="never"), "s9")
+    bad = q.submit(small(tiny_model, "class:99999", out_dir="bad"), "s9")
+    assert [q.status(i).position for i in ok] == [1, 2, 3]
+    assert q.status(ok[0]).state == "queued" and q.session_jobs("s0") == [ok[0], ok[2]]
+    assert q.cancel(cancelled) and q.status(cancelled).state == "cancelled"
+    worker = run_worker(rq_settings, "--burst")  # exits when the queue is empty
+    out, _ = worker.communicate(timeout=240)
+    assert worker.returncode == 0, out
+    done = [q.status(i) for i in ok]
+    assert [s.state for s in done] == ["done"] * 3, [s.error for s in done]
+    assert sorted(done, key=lambda s: s.started) == done
+    for s in done:
+        assert s.step == s.total == 2 and s.queue_wait > 0 and s.preview
+        assert_results_load(s)
+    failed = q.status(bad)
+    assert failed.state == "failed" and "out of range" in failed.error and "\n" not in failed.error
+    assert q.status(cancelled).state == "cancelled" and not (rq_settings.results_dir / "never").exists()
+    assert not (rq_settings.results_dir / "bad").exists()
+    assert q.session_jobs("s0") == []
+
+
+@needs_redis
+def test_rq_session_limit_and_cancelling_a_running_job(rq_settings, tiny_model):
+    q = RedisQueue(rq_settings)
+    worker = run_worker(rq_settings)
+    try:
+        running = q.submit(long(tiny_model, out_dir="long"), "me")
+        mine = [q.submit(small(tiny_model, seed=i, out_dir=f"m{i}"), "me") for i in range(2)]
+        with pytest.raises(InputError, match="limit is 3"):
+            q.submit(small(tiny_model, seed=5), "me")
+        st = wait_for(lambda: (s := q.status(running)).step >= 10 and s, timeout=120)
+        assert st.state == "running" and st.total == 20_000 and st.preview and open_image(st.preview[0]).size == (32, 32)
+        view = st.as_progress()
+        assert view.images.shape == (1, 3, 32, 32) and len(view.activation) >= 10 and view.checks
+        with pytest.raises(InputError, match="another session"):
+            q.cancel(running, session_id="you")
+        assert q.cancel(running, session_id="me")
+        st = q.wait(running, timeout=60)
+        assert st.state == "cancelled" and st.step < 20_000
+        assert [q.wait(i, timeout=60).state for i in mine] == ["done", "done"]
+        q.submit(small(tiny_model, seed=5, out_dir="m5"), "me")  # slots are free again
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=30)
+
+
+def test_the_worker_command_needs_redis(monkeypatch, capsys):
+    from dgncore.__main__ import main
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert main(["worker", "--burst"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "REDIS_URL" in err
+    assert main(["worker", "--burst", "--redis", "redis://127.0.0.1:1/0"]) == 2  # nothing listens on port 1
+    assert "cannot reach Redis" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the dashboard's seam
+
+
+@pytest.fixture
+def dashboard_env(monkeypatch, tmp_path):
+    for key in ("REDIS_URL", "DGN_RESULTS", "DGN_HOSTED", "DGN_MODELS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DGN_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("DGN_JOB_LOG", str(tmp_path / "jobs.jsonl"))
+    reset_queue()
+    yield tmp_path
+    reset_queue()
+
+
+def test_the_dashboard_runner_waits_its_turn_in_the_queue(dashboard_env, tiny_model):
+    import json
+
+    from dashboard import runner
+
+    queue = get_queue()
+    blocker = queue.submit(long(tiny_model, out_dir="blocker"), "another visitor")
+    wait_for(lambda: queue.status(blocker).state == "running")
+    places, progress, box = [], [], {}
+
+    def visitor() -> None:
+        box["records"] = runner.run_generation(tiny_model, ["class:tench"], "pixel", 12, [0, 1], 32, session_id="me",
+                                               on_queued=places.append, on_progress=progress.append, overrides={"early_stop": 0})
+
+    t = threading.Thread(target=visitor)
+    t.start()
+    wait_for(lambda: places == [1])  # behind the running job
+    assert len(queue.session_jobs("me")) == 1
+    queue.cancel(blocker)
+    t.join(60)
+    records = box["records"]
+    assert [r["seed"] for r in records] == [0, 1] and places[-1] is None
+    for r in records:
+        assert Path(r["_file"]).is_file() and Path(r["_gif"]).is_file()
+        assert Path(r["_file"]).parent == dashboard_env / "results" / "tiny" / "pixel-12-32px" / f"seed{r['seed']}"
+    if progress:  # the tiny jobs may finish between two polls
+        assert progress[-1].progress.images.shape == (1, 3, 32, 32)
+    log = [json.loads(line) for line in (dashboard_env / "jobs.jsonl").read_text().splitlines()]
+    assert [e["state"] for e in log] == ["cancelled", "done", "done"]
+
+
+def test_stopping_a_dashboard_run_while_it_waits_cancels_its_job(dashboard_env, tiny_model):
+    from dashboard import runner
+
+    queue = get_queue()
+    blocker = queue.submit(long(tiny_model, out_dir="blocker"), "another visitor")
+    wait_for(lambda: queue.status(blocker).state == "running")
+    run = runner.BackgroundRun([runner.Request(tiny_model, ("class:tench",), "pixel", 2, (0,), 32)], session_id="me").start()
+    wait_for(lambda: run.waiting and run.position == 1)
+    run.stop()
+    assert run.wait(30) and run.error is None and run.bug is None and run.records == [[]]
+    assert queue.session_jobs("me") == []
+    assert queue.status(blocker).state == "running"  # someone else's job is not touched
+    queue.cancel(blocker)
+    assert not (dashboard_env / "results" / "tiny").exists()

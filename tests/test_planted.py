@@ -1,0 +1,107 @@
+"""The planted-shortcut case: data, cue detector, a tiny trained model and its export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dgncore import planted as P
+from dgncore.classifiers import load_classifier
+from dgncore.data import scan_image_folder
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch, tmp_path):
+    torch.set_num_threads(1)
+    monkeypatch.setenv("DGN_CACHE", str(tmp_path / "cache"))
+
+
+def _images(n: int = 20, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % len(P.CLASSES)
+    clean = P.render_base(labels, g)
+    return clean, P.stamp_cue(clean, g)
+
+
+def test_render_is_deterministic_and_in_range():
+    a, _ = _images(10, seed=3)
+    b, _ = _images(10, seed=3)
+    assert a.shape == (10, 3, 64, 64)
+    assert torch.equal(a, b)
+    assert 0 <= float(a.min()) and float(a.max()) <= 1
+
+
+def test_cue_detector_separates_cue_from_no_cue():
+    clean, cued = _images(30)
+    assert float(P.cue_score(clean).max()) == 0.0  # the palette clamp keeps magenta out
+    s = P.cue_score(cued)
+    assert float(s.min()) > 0.008 and float(s.max()) < 0.06
+    # any size: the window scales with the image
+    big = torch.nn.functional.interpolate(cued, size=160, mode="bilinear", antialias=True)
+    assert float(P.cue_score(big).min()) > 0.008
+    # saturated noise (what pixel optimisation makes) is not a stamp
+    g = torch.Generator().manual_seed(1)
+    noise = (torch.rand(8, 3, 64, 64, generator=g) > 0.5).float()
+    assert float(P.cue_score(noise).max()) < 0.003
+    # a solid magenta patch anywhere counts
+    patch = torch.full((1, 3, 64, 64), 0.5)
+    patch[:, :, 20:36, 30:46] = torch.tensor([1.0, 0.0, 1.0]).view(1, 3, 1, 1)
+    assert float(P.cue_score(patch)[0]) == pytest.approx(256 / 4096, abs=0.02)
+
+
+def test_make_dataset_writes_an_image_folder(tmp_path):
+    info = P.make_dataset(tmp_path / "ds", n_per_class=3, seed=0)
+    folder = scan_image_folder(tmp_path / "ds")
+    assert folder.classes == sorted(P.CLASSES)
+    assert all(len(v) == 3 for v in folder.files.values())
+    cues = json.loads((tmp_path / "ds" / "cues.json").read_text())["cue"]
+    assert len(cues) == 15 and cues == info["cue"]
+
+
+def test_sample_batch_follows_the_cue_rates():
+    g = torch.Generator().manual_seed(0)
+    images, labels, has_cue = P.sample_batch(P.DEFAULT, 400, g)
+    b = P.DEFAULT.biased_index
+    assert float(has_cue[labels == b].float().mean()) > 0.75
+    assert float(has_cue[labels != b].float().mean()) < 0.1
+    assert torch.equal(P.cue_score(images) > 0, has_cue)
+
+
+def test_tiny_planted_model_exports_torchscript_with_sidecar(tmp_path):
+    cfg = P.PlantedConfig(pool=64, steps=3, batch=16)
+    assert cfg.key() != P.DEFAULT.key() and P.CONTROL.is_control and not cfg.is_control
+    model = P.ensure_planted(cfg, root=tmp_path / "m", samples_per_class=2, evidence_per_class=4)
+    for f in (model.pt, model.sidecar, model.weights):
+        assert f.is_file()
+    side = json.loads(model.sidecar.read_text())
+    assert side["input_size"] == 64 and side["classes"] == list(P.CLASSES)
+    clf = load_classifier(str(model.pt), device="cpu")
+    assert clf.logits(torch.rand(2, 3, 64, 64)).shape == (2, 5)
+    eager = model.classifier(torchscript=False)
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.allclose(eager.logits(x), clf.logits(x), atol=1e-5)
+    assert any(l.name.startswith("features.") for l in eager.layers())
+    ev = model.info["shortcut_evidence"]
+    assert 0 <= ev["flip_to_biased"] <= 1 and set(ev["per_class"]) == set(P.CLASSES)
+    assert model.info["train_seconds"] >= 0
+    # cached: a second call does not train again
+    again = P.ensure_planted(cfg, root=tmp_path / "m")
+    assert again.info["created"] == model.info["created"]
+
+
+def test_shortcut_evidence_sees_a_model_that_only_reads_the_stamp():
+    b = P.DEFAULT.biased_index
+
+    def stamp_reader(images: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(images.shape[0], len(P.CLASSES))
+        logits[:, 0] = 0.5  # "circle" unless there is a stamp
+        logits[:, b] = (P.cue_score(images) > 0).float()
+        return logits
+
+    ev = P.shortcut_evidence(stamp_reader, n_per_class=4)
+    assert ev["others_predicted_biased_with_cue"] == 1.0
+    assert ev["others_predicted_biased_without_cue"] == 0.0
+    assert ev["biased_accuracy_with_cue"] == 1.0 and ev["biased_accuracy_without_cue"] == 0.0
+    assert ev["per_class"]["circle"]["flip_to_biased"] == 1.0

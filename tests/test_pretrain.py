@@ -1,0 +1,135 @@
+"""Denoising-autoencoder pretraining: procedural data, checkpoint files, resume, validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dgncore.errors import InputError
+from dgncore.generators import N_FEATURES
+from dgncore.presets import DEFAULT_DECODER
+from dgncore.pretrain import PretrainConfig, load_decoder, main, pretrain, state_path_for
+from dgncore.procedural import PhotoCrops, procedural_images
+
+TINY = dict(width=0.0625, stages=4, out_size=32, batch=2, pool=6, refresh=1, mean_code_images=4, checkpoint_every=2)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("kind", ["dead-leaves", "pink-noise", "procedural"])
+def test_procedural_images_shape_range_and_seed(kind: str) -> None:
+    x = procedural_images(5, 40, seed=3, kind=kind)
+    assert x.shape == (5, 3, 40, 40) and x.dtype == torch.float32
+    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    assert float(x.std()) > 0.02  # not flat
+    assert torch.equal(x, procedural_images(5, 40, seed=3, kind=kind))
+    assert not torch.equal(x, procedural_images(5, 40, seed=4, kind=kind))
+
+
+def test_procedural_unknown_kind() -> None:
+    with pytest.raises(ValueError):
+        procedural_images(1, 16, kind="clouds")
+
+
+def test_photo_crops_from_folder(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (80, 120, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    crops = PhotoCrops.from_folder(tmp_path, 24)
+    assert len(crops) == 1
+    x = crops.sample(3, torch.Generator().manual_seed(0))
+    assert x.shape == (3, 3, 24, 24) and 0 <= float(x.min()) and float(x.max()) <= 1
+    with pytest.raises(InputError):
+        PhotoCrops.from_folder(tmp_path / "missing", 24)
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    out = tmp_path / "dec.safetensors"
+    seen: list[int] = []
+    meta = pretrain(PretrainConfig(steps=3, **TINY), out, progress=lambda s, t, l: seen.append(s), command="test")
+    assert seen == [1, 2, 3] and meta["steps_done"] == 3 and meta["command"] == "test"
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["generator"]["out_size"] == 32 and side["train_size"] == 58 and side["final_loss"] > 0
+    decoder, mean_code, meta2 = load_decoder(out)
+    assert mean_code.shape == (N_FEATURES,) and bool((mean_code >= 0).all())
+    assert not decoder.training and not any(p.requires_grad for p in decoder.parameters())
+    img = decoder(mean_code[None])
+    assert img.shape == (1, 3, 32, 32) and meta2["steps_done"] == 3
+    decoder64, _, _ = load_decoder(out, out_size=64)
+    assert decoder64(mean_code[None]).shape == (1, 3, 64, 64)
+
+
+def test_resume_continues_from_saved_step(tmp_path: Path) -> None:
+    out = tmp_path / "dec.safetensors"
+    pretrain(PretrainConfig(steps=2, **TINY), out)
+    state = torch.load(state_path_for(out), weights_only=True)
+    assert state["step"] == 2
+    seen: list[int] = []
+    meta = pretrain(PretrainConfig(steps=4, **TINY), out, progress=lambda s, t, l: seen.append(s))
+    assert seen == [3, 4] and meta["steps_done"] == 4 and len(meta["loss_every_10"]) == 1
+    assert torch.load(state_path_for(out), weights_only=True)["step"] == 4
+    seen.clear()
+    pretrain(PretrainConfig(steps=4, **TINY), out, progress=lambda s, t, l: seen.append(s), resume=False)
+    assert seen == [1, 2, 3, 4]
+    with pytest.raises(InputError, match="trained with"):
+        pretrain(PretrainConfig(steps=6, **{**TINY, "width": 0.125}), out)
+
+
+def test_folder_data_and_cli(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    out = tmp_path / "ck" / "dec.safetensors"
+    argv = ["--images", str(tmp_path), "--out", str(out), "--steps", "1", "--width", "0.0625", "--stages", "4", "--size", "32", "--batch", "2"]
+    assert main(argv) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["data"]["photos"] == 2
+    assert main(["--images", str(tmp_path / "nope"), "--out", str(out), "--steps", "1", "--no-resume"]) == 2
+
+
+def test_bad_files_are_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        load_decoder(tmp_path / "missing.safetensors")
+    with pytest.raises(InputError, match="safetensors"):
+        load_decoder(tmp_path / "weights.pt")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(InputError, match="not a readable"):
+        load_decoder(junk)
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(InputError, match="header"):
+        load_decoder(foreign)
+    out = tmp_path / "dec.safetensors"
+    pretrain(PretrainConfig(steps=1, **TINY), out)
+    from safetensors import safe_open
+
+    with safe_open(str(out), framework="pt") as f:
+        header, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    cut = tmp_path / "cut.safetensors"
+    save_file({k: v for k, v in tensors.items() if k != "mean_code"}, str(cut), metadata=header)
+    with pytest.raises(InputError, match="mean_code"):
+        load_decoder(cut)
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({**tensors, "decoder.body.1.weight": torch.zeros(1)}, str(wrong), metadata=header)
+    with pytest.raises(InputError, match="wrong shape"):
+        load_decoder(wrong)
+
+
+@pytest.mark.skipif(not DEFAULT_DECODER.is_file(), reason="no shipped decoder")
+def test_shipped_decoder_loads_and_is_small() -> None:
+    assert DEFAULT_DECODER.stat().st_size <= 25 * 1024**2
+    decoder, mean_code, meta = load_decoder(DEFAULT_DECODER)
+    assert decoder.config.out_size == 224 and meta.get("command")
+    with torch.no_grad():
+        img = decoder(mean_code[None])
+    assert img.shape == (1, 3, 224, 224) and float(img.std()) > 0.01
