@@ -156,7 +156,7 @@ async def session(browser, base: str, index: int, seeds: list[int], args, out: d
         t0 = time.perf_counter()
         try:
             if k:
-                seed_box = page.get_by_label("Seed")
+                seed_box = page.get_by_role("spinbutton", name="Seed", exact=True)
                 await seed_box.fill(str(seed))
                 await seed_box.press("Enter")
                 await zip_button.wait_for(state="detached")
@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  click to result p50 {f(report['click_to_result_p50_s'])}, p95 {f(report['click_to_result_p95_s'])}")
     print(f"  health checks {report['health_checks']}, failed {report['health_failures']}; latency p50 {f(report['health_p50_ms'], 'ms')}, p95 {f(report['health_p95_ms'], 'ms')}, max {f(report['health_max_ms'], 'ms')}")
     print(f"  files checked {report['files_checked']}, broken or missing {len(res['bad_files'])}")
-    for line in (browser["errors"] + res["bad_files"] + [f"job {e['job']}: {e['state']} {e['error']}" for e in failed])[:20]:
+    health = [f"health check at {time.strftime('%H:%M:%S', time.localtime(t))}: {why}" for t, why in poller.failures]
+    for line in (browser["errors"] + res["bad_files"] + [f"job {e['job']}: {e['state']} {e['error']}" for e in failed] + health)[:20]:
         print("   ", line)
     ok = not (lost or failed or res["bad_files"] or poller.failures or browser["errors"])
     print("OK" if ok else "FAILED", f"(logs and results in {work})")

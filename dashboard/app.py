@@ -17,13 +17,18 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dash
 import streamlit as st  # noqa: E402
 
 from dashboard import runner, state  # noqa: E402
+from dgncore.errors import InputError  # noqa: E402
 
 st.set_page_config(page_title="DGN Explorer", page_icon=":material/neurology:", layout="wide")
 
 # Not "pages/": Streamlit treats a folder of that name as an old-style multipage app and, on the
 # first request of a fresh server to a sub-page URL, runs the page without this script.
 PAGES = Path(__file__).resolve().parent / "views"
-hosted = state.limits().hosted
+try:
+    hosted = state.limits().hosted
+except InputError as e:  # a bad DGN_* environment variable: say which, once
+    st.error(f"The server is misconfigured: {state.one_line(e)}")
+    st.stop()
 pages = [
     st.Page(PAGES / "single_class.py", title="Single class", icon=":material/image:", url_path="single" if hosted else None, default=not hosted),
     st.Page(PAGES / "compound.py", title="Compound", icon=":material/join:", url_path="compound"),

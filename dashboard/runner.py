@@ -37,6 +37,8 @@ from dgncore.errors import InputError
 DEFAULT_MODEL = "efficientnet_lite0"
 #: how often a waiting run asks the queue for news
 QUEUE_POLL_S = 0.1
+#: frames are kept in memory during a run (float32, one per 10 steps): above this, no GIF
+FRAMES_BUDGET_BYTES = 256 * 1024**2
 
 ProgressFn = Callable[["RunProgress"], None]
 
@@ -165,6 +167,9 @@ def run_generation(
     clf = load(model_spec, weights)
     targets = parse_targets(texts, clf)
     name = model_name or clf.name
+    side = preset.generator.out_size
+    if keep_frames and len(targets) * 3 * side * side * 4 * (preset.steps // 10 + 1) > FRAMES_BUDGET_BYTES:
+        keep_frames = False  # a big batch: no GIFs rather than gigabytes of frames
     is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
     queue = get_queue()
     session = session_id or current_session_id()

@@ -75,6 +75,7 @@ def generate(
     cancel: CancelFn | threading.Event | None = None,
     reuse: bool = True,
     keep_frames: bool = False,
+    check_every: int = 10,
 ) -> list[dict[str, Any]]:
     """Optimise every target not already on disk (one batch), save PNG + JSON, return
     the records in the order of ``targets``."""
@@ -88,7 +89,7 @@ def generate(
     ]
     todo = [i for i, r in enumerate(records) if r is None]
     if todo:
-        run = optimize(classifier, [targets[i] for i in todo], preset, seed=seed, progress=progress, cancel=cancel, keep_frames=keep_frames)
+        run = optimize(classifier, [targets[i] for i in todo], preset, seed=seed, progress=progress, cancel=cancel, keep_frames=keep_frames, check_every=check_every)
         metas = run_records(run, classifier, model)
         for j, i in enumerate(todo):
             rec = save_result(out_dir, stems[i], run.images[j], classifier, targets[i], metas[j])

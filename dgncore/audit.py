@@ -349,6 +349,15 @@ def run_audit(
             dataset_info[name] = entry
         if cue is not None:
             for t, name in zip(targets, names):
+                d = dataset_info[name]
+                for s in d.get("samples", []):
+                    s["cue"] = round(_cue_of_files([index.root / s["file"]], cue)[0], 5)
+                for rows in (d.get("exemplars") or {}).values():
+                    for ex in rows:
+                        ex["cue"] = round(_cue_of_files([index.root / ex["file"]], cue)[0], 5)
+                others = (d.get("exemplars") or {}).get("top_other_classes") or []
+                if others:
+                    d["top_other_classes_with_cue"] = round(float(np.mean([ex["cue"] > 0 for ex in others])), 4)
                 folder = folder_of.get(t.units[0])
                 if folder is None:
                     continue
@@ -480,7 +489,7 @@ def cue_summary(report: dict[str, Any], cue_name: str, biased: str | None) -> di
             "summary": {c: _stats(vals) for c, vals in per_seed.items()},
         }
         means = {c: float(np.mean(v)) for c, v in per_seed.items()}
-        entry["top_class"] = max(means, key=lambda c: means[c]) if means else None
+        entry["top_class"] = max(means, key=lambda c: means[c]) if means and max(means.values()) > 0 else None
         if biased is not None and len(per_seed) > 1:
             entry["verdict"] = judge_cue(per_seed, biased, seeds)
         out["methods"][m] = entry
@@ -515,17 +524,20 @@ def load_report(out_dir: str | Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- built-in case
 
 
-def audit_builtin(out_dir: str | Path, control: bool = False, dataset: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
-    """The audit of the built-in planted-shortcut model (or its control), with the cue
-    detector and the model's shortcut evidence in the report. ``kwargs`` go to
-    :func:`run_audit` (methods, seeds, steps, k, ...)."""
+def audit_builtin(out_dir: str | Path, model: Any = "planted", dataset: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
+    """The audit of a built-in planted-shortcut model: ``planted``, ``planted-control``
+    (the cue spread evenly), or any :class:`~dgncore.planted.PlantedModel` (e.g. another
+    cue rate), with the cue detector and the model's shortcut evidence in the report.
+    ``kwargs`` go to :func:`run_audit` (methods, seeds, steps, k, progress, cancel, ...)."""
     from . import planted
 
-    model = planted.builtin("planted-control" if control else "planted")
+    if isinstance(model, str):
+        model = planted.builtin(model)
+    name = model.classifier_name
     clf = model.classifier()  # the TorchScript + sidecar path, as for a user's model
     extra = {
         "builtin": {
-            "name": "planted-control" if control else "planted",
+            "name": name,
             "description": (
                 f"{len(model.config.classes)} shape classes at {model.config.size} px; the cue (a magenta corner stamp) is on "
                 f"{model.config.cue_rate_biased:.0%} of '{model.config.biased_class}' images and {model.config.cue_rate_other:.0%} of the others'"
@@ -537,8 +549,8 @@ def audit_builtin(out_dir: str | Path, control: bool = False, dataset: str | Pat
             "model_file": str(model.pt),
         }
     }
-    kwargs.setdefault("model_name", "planted-control" if control else "planted")
-    return run_audit(clf, out_dir, dataset=dataset or model.samples, cue=planted.cue_score, cue_name="magenta stamp: fraction of cue-coloured pixels",
+    kwargs.setdefault("model_name", name)
+    return run_audit(clf, out_dir, dataset=dataset or model.samples, cue=planted.cue_score, cue_name="magenta stamp: fraction of the image in solid magenta patches",
                      biased_class=model.config.biased_class, extra=extra, **kwargs)
 
 
@@ -655,27 +667,32 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
     # per-class table
     dc = report.get("dataset_classes") or {}
     if dc:
-        h.append("<h2>Classifier on the dataset</h2><table><tr><th>class</th><th>folder</th><th>images</th><th>accuracy</th><th>predicted as</th></tr>")
+        with_cue = cue is not None and any("top_other_classes_with_cue" in d for d in dc.values())
+        h.append("<h2>Classifier on the dataset</h2><table><tr><th>class</th><th>folder</th><th>images</th><th>accuracy</th><th>predicted as</th>"
+                 + ("<th>most class-like images of other classes: share with the cue</th>" if with_cue else "") + "</tr>")
         for c in report["classes"]:
             d = dc.get(c, {})
             acc = d.get("accuracy")
             pa = ", ".join(f"{e(k)} {v}" for k, v in (d.get("predicted_as") or {}).items())
-            h.append(f"<tr><td>{e(c)}</td><td>{e(str(d.get('folder')))}</td><td>{d.get('n_images', '')}</td><td>{'' if acc is None else f'{acc:.3f}'}</td><td>{pa}</td></tr>")
+            extra_cell = f"<td>{d['top_other_classes_with_cue']:.0%}</td>" if with_cue and "top_other_classes_with_cue" in d else ("<td></td>" if with_cue else "")
+            h.append(f"<tr><td>{e(c)}</td><td>{e(str(d.get('folder')))}</td><td>{d.get('n_images', '')}</td><td>{'' if acc is None else f'{acc:.3f}'}</td><td>{pa}</td>{extra_cell}</tr>")
         h.append("</table>")
     for c in report["classes"]:
         h.append(f"<section><h3>{e(c)}</h3>")
         d = dc.get(c, {})
         if d.get("samples"):
-            h.append("<div class='label'>Dataset samples (caption: prediction; red frame: wrong)</div><div class='row'>")
+            h.append("<div class='label'>Dataset samples (caption: prediction; red frame: wrong" + ("; dashed: carries the cue" if cue else "") + ")</div><div class='row'>")
             for s in d["samples"]:
-                h.append(_img(out, s["thumb"], f"{e(s['predicted'])} {s['p_predicted']:.2f}", "" if s["correct"] else "wrong"))
+                cap = f"{e(s['predicted'])} {s['p_predicted']:.2f}" + (f"<br>cue {s['cue']:.3f}" if "cue" in s else "")
+                h.append(_img(out, s["thumb"], cap, ("" if s["correct"] else "wrong") + (" cued" if s.get("cue", 0) > 0 else "")))
             h.append("</div>")
         ex = d.get("exemplars") or {}
         for key, title in (("top", "Top exemplars in the folder (highest logit)"), ("top_other_classes", "Most class-like images of other classes"), ("bottom", "Bottom exemplars (lowest logit)")):
             if ex.get(key):
                 h.append(f"<div class='label'>{title}</div><div class='row'>")
                 for s in ex[key]:
-                    h.append(_img(out, s["thumb"], f"[{e(s['label'])}] logit {s['logit']:.2f}<br>pred {e(s['predicted'])}"))
+                    cap = f"[{e(s['label'])}] logit {s['logit']:.2f}<br>pred {e(s['predicted'])}" + (f"<br>cue {s['cue']:.3f}" if "cue" in s else "")
+                    h.append(_img(out, s["thumb"], cap, " cued" if s.get("cue", 0) > 0 else ""))
                 h.append("</div>")
         for m, per_class in report["generated"].items():
             rows = per_class.get(c, [])
@@ -738,7 +755,7 @@ def _cmd(args: argparse.Namespace) -> int:
     common = dict(classes=args.classes, methods=methods, k=args.k, seeds=seeds, steps=args.steps, early_stop=args.early_stop,
                   samples=args.samples, exemplars=args.exemplars, checkpoint=args.checkpoint, reuse=not args.force, progress=progress)
     if model in ("planted", "planted-control"):
-        report = audit_builtin(args.out, control=model == "planted-control", dataset=args.dataset, **common)
+        report = audit_builtin(args.out, model=model, dataset=args.dataset, **common)
     else:
         from .classifiers import load_classifier
 

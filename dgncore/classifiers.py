@@ -17,9 +17,11 @@ way its weights expect, and returns logits, optionally with the outputs of named
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -65,6 +67,10 @@ class Classifier:
     descriptions: list[str] = field(default_factory=list)
     device: torch.device = torch.device("cpu")
     scriptable_layers: bool = True
+    #: run logits (no layer hooks) through a copy with BatchNorm folded into the convs,
+    #: in channels-last memory format (see :func:`fold_batchnorm`); hooks always see
+    #: ``model`` itself. False: always ``model``.
+    fast: bool = True
 
     def __post_init__(self) -> None:
         self.model.eval().to(self.device)
@@ -75,6 +81,18 @@ class Classifier:
         if not self.descriptions:
             self.descriptions = list(self.classes)
         self._layers: list[LayerInfo] | None = None
+        self._fast_model: nn.Module | None | bool = False  # False: not built yet
+        self._fast_lock = threading.Lock()
+
+    @property
+    def fast_model(self) -> nn.Module | None:
+        """The BN-folded, channels-last copy of ``model`` (built once), or None where
+        nothing folds or the copy does not reproduce the model's logits."""
+        if self._fast_model is False:
+            with self._fast_lock:
+                if self._fast_model is False:
+                    self._fast_model = fold_batchnorm(self.model, self.input_size, self.device)
+        return self._fast_model  # type: ignore[return-value]
 
     @property
     def n_classes(self) -> int:
@@ -88,6 +106,12 @@ class Classifier:
         return (images - self._mean) / self._std
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
+        fast = self.fast_model if self.fast else None
+        if fast is not None:
+            return fast(self.preprocess(images).contiguous(memory_format=torch.channels_last))
+        return self.model(self.preprocess(images))
+
+    def _hooked_logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self.preprocess(images))
 
     def logits_and_activations(self, images: torch.Tensor, layers: Sequence[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -102,7 +126,7 @@ class Classifier:
                 raise InputError(f"unknown layer {name[:60]!r}; list them with: python -m dgncore layers")
             handles.append(modules[name].register_forward_hook(lambda _m, _i, out, n=name: acts.__setitem__(n, out)))
         try:
-            logits = self.logits(images)
+            logits = self._hooked_logits(images)
         finally:
             for h in handles:
                 h.remove()
@@ -125,7 +149,7 @@ class Classifier:
             handles.append(module.register_forward_hook(lambda _m, _i, out, n=name: shapes.__setitem__(n, tuple(out.shape[1:])) if isinstance(out, torch.Tensor) else None))
         try:
             with torch.inference_mode():
-                self.logits(torch.zeros(1, 3, self.input_size, self.input_size, device=self.device))
+                self._hooked_logits(torch.zeros(1, 3, self.input_size, self.input_size, device=self.device))
         finally:
             for h in handles:
                 h.remove()
@@ -315,6 +339,58 @@ def _load_named(name: str, weights: Path | None) -> tuple[nn.Module, int, tuple,
     close = difflib.get_close_matches(name, ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "vgg16", *sorted(tv_names)], n=4, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise InputError(f"unknown model {name[:60]!r}: use efficientnet_lite0, vgg16, a torchvision/timm name with --weights, or a TorchScript .pt file{hint}")
+
+
+def fold_batchnorm(model: nn.Module, input_size: int, device: torch.device) -> nn.Module | None:
+    """A frozen eval-mode copy of ``model`` in which every BatchNorm2d that directly follows
+    a Conv2d among its siblings (timm's BatchNormAct2d, torchvision's Conv-BN-ReLU
+    Sequentials, ResNet's conv/bn pairs) is folded into the conv's weight and bias, stored
+    channels-last. Returns None where nothing folds, the model is TorchScript, or the copy's
+    logits differ from the model's on a random batch (so a model whose sibling order is not
+    its data flow is left alone).
+
+    Measured on 2 CPU cores, EfficientNet-Lite0 forward + input gradient: 0.51-0.74x the
+    time of the unfolded model (batch 1 and 4), see bench/README.md."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return None
+    try:
+        fused = copy.deepcopy(model).eval()
+        folded = 0
+        for parent in list(fused.modules()):
+            prev = None
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.Conv2d):
+                    prev = child
+                    continue
+                if isinstance(child, nn.BatchNorm2d) and prev is not None and child.track_running_stats and child.running_var is not None:
+                    bn = child
+                    with torch.no_grad():
+                        scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)
+                        shift = (bn.bias if bn.affine else torch.zeros_like(bn.running_mean)) - bn.running_mean * scale
+                        prev.weight.mul_(scale.reshape(-1, 1, 1, 1))
+                        bias = shift if prev.bias is None else prev.bias * scale + shift
+                        prev.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+                    # timm's BatchNormAct2d applies drop + act after the norm: keep those
+                    tail = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if isinstance(m, nn.Module)]
+                    setattr(parent, name, nn.Sequential(*tail) if tail else nn.Identity())
+                    folded += 1
+                prev = None
+        if not folded:
+            return None
+        fused = fused.to(device=device, memory_format=torch.channels_last)
+        for p in fused.parameters():
+            p.requires_grad_(False)
+        gen = torch.Generator().manual_seed(0)
+        size = min(input_size, 64)  # the structure check needs no full-size image
+        x = (torch.rand(2, 3, size, size, generator=gen) * 2 - 1).to(device)
+        with torch.inference_mode():
+            want = model(x).float()
+            got = fused(x.contiguous(memory_format=torch.channels_last)).float()
+        if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-3, atol=1e-3 * (1.0 + float(want.abs().max()))):
+            return None
+        return fused
+    except Exception:  # any model this does not understand keeps its own path
+        return None
 
 
 def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], name: str) -> None:

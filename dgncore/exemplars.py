@@ -218,8 +218,10 @@ def list_images(root: str | Path, max_images: int = MAX_IMAGES) -> tuple[list[st
     """(relative paths, labels, truncated) of the images in ``root`` and its direct
     sub-folders (hidden entries skipped), sorted."""
     root = Path(root)
-    if not root.is_dir():
+    if not root.exists():
         raise InputError(f"image folder {str(root)[:120]} does not exist")
+    if not root.is_dir():
+        raise InputError(f"{root.name[:80]} is not a folder of images")
     found: list[tuple[str, str]] = []
     for p in sorted(root.iterdir()):
         if p.name.startswith("."):

@@ -406,6 +406,15 @@ class PlantedModel:
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def classifier_name(self) -> str:
+        """``planted``, ``planted-control``, or ``planted@RATE`` for other cue rates."""
+        if self.config == DEFAULT:
+            return "planted"
+        if self.config == CONTROL:
+            return "planted-control"
+        return f"planted@{self.config.cue_rate_biased:g}/{self.config.cue_rate_other:g}"
+
+    @property
     def pt(self) -> Path:
         return self.folder / "planted.pt"
 
@@ -439,7 +448,7 @@ def eager_classifier(model: PlantedModel):
 
     net = PlantedNet(len(model.config.classes))
     net.load_state_dict(load_file(str(model.weights)))
-    return Classifier("planted" if not model.config.is_control else "planted-control", net, model.config.size, MEAN, STD, list(model.config.classes))
+    return Classifier(model.classifier_name, net, model.config.size, MEAN, STD, list(model.config.classes))
 
 
 def _files_ok(folder: Path) -> bool:

@@ -128,7 +128,7 @@ def test_pretrained_without_decoder_is_skipped_not_fatal(ts_model, tmp_path):
 
 
 def test_many_classes_need_a_class_list():
-    big = Classifier("big", nn.Sequential(nn.Flatten(), nn.LazyLinear(30)), 16, (0.5,) * 3, (0.5,) * 3, [f"c{i}" for i in range(30)])
+    big = Classifier("big", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 30)), 16, (0.5,) * 3, (0.5,) * 3, [f"c{i}" for i in range(30)])
     with pytest.raises(InputError, match="--classes"):
         A._audit_targets(big, None, None)
     assert len(A._audit_targets(big, "c1,c2", None)) == 2
@@ -197,7 +197,7 @@ def test_bad_datasets_are_input_errors(ts_model, tmp_path):
 
 def test_folder_names_by_index_and_wordnet_id(tmp_path):
     names = [f"class {i}" for i in range(1000)]
-    clf = Classifier("inet", nn.Sequential(nn.Flatten(), nn.LazyLinear(1000)), 16, (0.5,) * 3, (0.5,) * 3, names)
+    clf = Classifier("inet", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 1000)), 16, (0.5,) * 3, (0.5,) * 3, names)
     root = tmp_path / "inet"
     _write_images(root / "n01440764", 1, 0)
     _write_images(root / "7", 1, 0)
@@ -265,5 +265,8 @@ def test_exemplar_index_layers_for_an_eager_model(tiny_classifier, dataset):
         index2.values("neuron:features.0:1:0:0")
     with pytest.raises(InputError):
         E.build_index(tiny_classifier, dataset, layers=["nope"])
-    with pytest.raises(InputError, match="no images"):
+    with pytest.raises(InputError, match="not a folder"):
         E.build_index(tiny_classifier, dataset / "cat" / "img0.png")
+    (dataset / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no images"):
+        E.build_index(tiny_classifier, dataset / "empty")

@@ -102,10 +102,11 @@ def test_single_class_bad_name_is_one_error_line():
 
 
 def test_single_class_two_methods_side_by_side(tmp_path):
-    at = generate(app(**FAST, compare="untrained"))
+    at = generate(app(**FAST, compare="untrained", n="2"))
     assert [s.value for s in at.subheader] == ["pixel", "untrained"]
-    assert len(images(at)) >= 2
-    assert {f.parent.parent.name for f in result_files(tmp_path)} == {"pixel-2-64px", "untrained-2-64px"}
+    assert len(images(at)) >= 4
+    assert {f.relative_to(tmp_path / "results" / "efficientnet_lite0").parent.as_posix() for f in result_files(tmp_path)} == {
+        "pixel-2-64px/seed0", "pixel-2-64px/seed1", "untrained-2-64px/seed0", "untrained-2-64px/seed1"}
 
 
 def test_pretrained_without_decoder_is_an_error_line():
@@ -281,6 +282,25 @@ def test_gallery_empty_and_bad_folder(tmp_path):
     assert any("No results" in i.value for i in at.info)
     at = app("gallery", root=str(tmp_path / "nope"))
     assert len(at.error) == 1 and "does not exist" in at.error[0].value
+
+
+# --------------------------------------------------------------------------- hosted mode
+
+
+def test_hosted_mode_lands_on_gallery_without_uploads_or_folders(monkeypatch):
+    monkeypatch.setenv("DGN_HOSTED", "1")
+    at = app()
+    assert at.title[0].value == "Gallery"
+    assert at.sidebar.selectbox[0].options == ["efficientnet_lite0", "efficientnet_lite2"]
+    assert not any(t.label == "Results folder" for t in at.text_input)
+    at.switch_page("views/bias_audit.py").run()
+    assert not at.exception and not at.radio  # no folder on the server, no uploads
+
+
+def test_bad_server_setting_is_one_error(monkeypatch):
+    monkeypatch.setenv("DGN_MAX_STEPS", "lots")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception and "DGN_MAX_STEPS" in at.error[0].value
 
 
 # --------------------------------------------------------------------------- the runner

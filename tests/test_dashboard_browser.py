@@ -165,6 +165,7 @@ def test_stop_button_keeps_partial_result(page, server):
     open_page(page, server, "/layers?method=pixel&steps=3000&size=32&layers=blocks.1&filters=1", "Layer hierarchy")
     button(page, "Generate").click()
     main_images(page, 1, RUN_TIMEOUT_MS)  # the live image
+    page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)  # and its curve
     shot(page, "stop-running")
     button(page, "Stop generating").click()
     page.get_by_text("Stopped.").wait_for(timeout=RUN_TIMEOUT_MS)

@@ -445,7 +445,7 @@ def test_the_dashboard_runner_waits_its_turn_in_the_queue(dashboard_env, tiny_mo
 
     def visitor() -> None:
         box["records"] = runner.run_generation(tiny_model, ["class:tench"], "pixel", 12, [0, 1], 32, session_id="me",
-                                               on_queued=places.append, on_progress=progress.append, overrides={"early_stop": 0})
+                                               on_queued=places.append, on_progress=progress.append)
 
     t = threading.Thread(target=visitor)
     t.start()

@@ -82,7 +82,7 @@ except InputError as e:
 
 requests = [] if bad else [Request(choice.spec, tuple(targets), opts["method"], int(opts["steps"]), (int(opts["seed"]),),
                                    widgets.size_arg(int(opts["size"]), opts["method"]), choice.weights, choice.name,
-                                   label=widgets.plural(len(targets), "filter"), target_labels=tuple(t.split(":", 1)[1] for t in targets))]
+                                   label=widgets.plural(len(targets), "filter"), target_labels=tuple("{} filter {}".format(*t.split(":", 1)[1].rsplit(":", 1)) for t in targets))]
 go = st.button("Generate", type="primary", disabled=bad or widgets.running(PAGE))
 results = widgets.run_panel(PAGE, requests, go) if requests else None
 if results is None and requests and not widgets.running(PAGE):

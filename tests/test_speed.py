@@ -1,0 +1,72 @@
+"""The speed paths give the same answers as the plain ones."""
+
+import torch
+from torch import nn
+
+from dgncore.classifiers import Classifier, fold_batchnorm
+
+
+class ConvBNNet(nn.Module):
+    def __init__(self, swapped: bool = False) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.block = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU6())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 10)
+        self.swapped = swapped
+        for bn in (self.bn1, self.block[1]):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.data.uniform_(-2, 2)
+            bn.bias.data.uniform_(-1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        # swapped: a ReLU between conv1 and bn1 that the module order does not show
+        x = self.bn1(torch.relu(x) if self.swapped else x)
+        return self.fc(self.pool(self.block(x)).flatten(1))
+
+
+def _clf(net: nn.Module) -> Classifier:
+    return Classifier("convbn", net, 32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), [f"c{i}" for i in range(10)])
+
+
+def test_folded_classifier_matches_the_model_and_hooks_see_the_original():
+    torch.manual_seed(0)
+    clf = _clf(ConvBNNet())
+    fast = clf.fast_model
+    assert fast is not None and not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    x = torch.rand(3, 3, 32, 32)
+    with torch.inference_mode():
+        got = clf.logits(x)
+        want = clf.model((x - 0.5) / 0.5)
+        _, acts = clf.logits_and_activations(x, ["bn1"])
+        bn_out = clf.model.bn1(clf.model.conv1((x - 0.5) / 0.5))
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(acts["bn1"], bn_out, atol=1e-6)  # hooks run on the unfolded model
+    clf.fast = False
+    with torch.inference_mode():
+        assert torch.allclose(clf.logits(x), want, atol=1e-6)
+
+
+def test_input_gradient_through_the_folded_model():
+    torch.manual_seed(1)
+    clf = _clf(ConvBNNet())
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    clf.logits(x)[:, 3].sum().backward()
+    g_fast = x.grad.clone()
+    x.grad = None
+    clf.fast = False
+    clf.logits(x)[:, 3].sum().backward()
+    assert torch.allclose(g_fast, x.grad, atol=1e-5)
+
+
+def test_fold_refuses_a_model_whose_module_order_is_not_its_data_flow():
+    torch.manual_seed(2)
+    net = ConvBNNet(swapped=True).eval()
+    assert fold_batchnorm(net, 32, torch.device("cpu")) is None
+    clf = _clf(ConvBNNet(swapped=True))
+    with torch.inference_mode():
+        x = torch.rand(1, 3, 32, 32)
+        assert torch.allclose(clf.logits(x), clf.model((x - 0.5) / 0.5))
