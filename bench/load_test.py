@@ -71,16 +71,19 @@ class HealthPoller(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.every = url, every
         self.latencies: list[float] = []
+        self.when: list[float] = []  # seconds since the poller started, per latency
         self.failures: list[tuple[float, str]] = []
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        t_start = time.perf_counter()
         while not self._stop_event.is_set():
             t = time.perf_counter()
             status, body = get(self.url)
             dt = time.perf_counter() - t
             if status == 200 and body == b"ok":
                 self.latencies.append(dt)
+                self.when.append(t - t_start)
             else:
                 self.failures.append((time.time(), f"status {status} after {dt:.1f}s"))
             self._stop_event.wait(self.every)
@@ -98,6 +101,8 @@ def start_processes(args, work: Path) -> tuple[list[subprocess.Popen], str, dict
     env.update(
         DGN_HOSTED="1", DGN_RESULTS_DIR=str(work / "results"), DGN_JOB_LOG=str(work / "jobs.jsonl"),
         DGN_MAX_QUEUED_PER_SESSION=str(args.per_session), OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(ROOT),
+        # as in the Docker image: no file watcher (no reloads mid-test), no tracebacks for visitors
+        STREAMLIT_SERVER_FILE_WATCHER_TYPE="none", STREAMLIT_CLIENT_SHOW_ERROR_DETAILS="none", STREAMLIT_CLIENT_TOOLBAR_MODE="viewer",
     )
     procs: list[subprocess.Popen] = []
     logs = work / "logs"
@@ -266,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "health_p50_ms": None if not poller.latencies else 1000 * statistics.median(poller.latencies),
         "health_p95_ms": None if not poller.latencies else 1000 * pct(poller.latencies, 95),
         "health_max_ms": None if not poller.latencies else 1000 * max(poller.latencies),
+        "health_slowest": sorted(([round(1000 * dt), round(at, 1)] for dt, at in zip(poller.latencies, poller.when)), reverse=True)[:5],
         "wall_s": wall, "mode": "redis + worker" if args.redis else "in-process queue", "work": str(work),
         "job": f"{args.method}, {args.steps} steps, {args.size}px, efficientnet_lite0",
     }
@@ -277,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  queue wait p50 {f(report['queue_wait_p50_s'])}, p95 {f(report['queue_wait_p95_s'])}, max {f(report['queue_wait_max_s'])}; job run p50 {f(report['job_run_p50_s'])}")
     print(f"  click to result p50 {f(report['click_to_result_p50_s'])}, p95 {f(report['click_to_result_p95_s'])}")
     print(f"  health checks {report['health_checks']}, failed {report['health_failures']}; latency p50 {f(report['health_p50_ms'], 'ms')}, p95 {f(report['health_p95_ms'], 'ms')}, max {f(report['health_max_ms'], 'ms')}")
+    print("  slowest health checks (ms at s into the test):", ", ".join(f"{ms} @ {at}" for ms, at in report["health_slowest"]))
     print(f"  files checked {report['files_checked']}, broken or missing {len(res['bad_files'])}")
     health = [f"health check at {time.strftime('%H:%M:%S', time.localtime(t))}: {why}" for t, why in poller.failures]
     for line in (browser["errors"] + res["bad_files"] + [f"job {e['job']}: {e['state']} {e['error']}" for e in failed] + health)[:20]:

@@ -208,7 +208,7 @@ def throughput(clf: Classifier, args: argparse.Namespace, device: torch.device) 
             loop_t, bare_t, mm, mem = [], [], [], []
             for _ in range(args.repeats):
                 order = ["loop", "bare"]
-                random.shuffle(order)
+                random.shuffle(order)  # each pair runs back to back: its ratio shares the load
                 for what in order:
                     if what == "loop":
                         with PeakMemory(device) as pm:
@@ -230,7 +230,8 @@ def throughput(clf: Classifier, args: argparse.Namespace, device: torch.device) 
             lt, bt, mmg = statistics.median(loop_t), statistics.median(bare_t), statistics.median(mm)
             row = {
                 "preset": name, "note": note, "batch": b, "loop_s_step": lt, "bare_s_step": bt,
-                "overhead": lt / bt - 1, "steps_per_s": 1 / lt, "image_steps_per_s": b / lt,
+                "overhead": statistics.median(x / y for x, y in zip(loop_t, bare_t)) - 1, "best_s_step": min(loop_t),
+                "steps_per_s": 1 / lt, "image_steps_per_s": b / lt,
                 "s_per_image": lt * base.steps / b, "preset_steps": base.steps,
                 "gflop_step": flops / 1e9, "gflop_step_gen": gflops_g / 1e9,
                 "gflops": flops / lt / 1e9, "matmul_gflops": mmg, "share_of_matmul": flops / lt / 1e9 / mmg,
@@ -241,6 +242,62 @@ def throughput(clf: Classifier, args: argparse.Namespace, device: torch.device) 
             print(f"  {name} b{b}: loop {lt:.3f}s/step bare {bt:.3f}s/step overhead {row['overhead']:+.0%} "
                   f"{flops / 1e9:.1f} GFLOP/step {row['share_of_matmul']:.0%} of matmul", file=sys.stderr, flush=True)
     return rows
+
+
+def ab(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    """Each speed switch off vs on: bare forward+backward steps (the only part a switch
+    touches) alternated step by step, so each pair shares the machine's load."""
+    import importlib
+
+    from dgncore import generators
+
+    opt_mod = importlib.import_module("dgncore.optimize")
+
+    def set_gen_cl(on: bool) -> None:
+        generators.CHANNELS_LAST = on
+        opt_mod._decoder.cache_clear()  # the cached decoder was built under the old setting
+
+    switches = [
+        ("classifier BN-fold + channels-last", lambda on: setattr(clf, "fast", on), False),
+        ("generator channels-last", set_gen_cl, True),
+    ]
+    rows = []
+    for label, switch, build_time in switches:
+        for name in args.presets:
+            base, note = preset_for(name, args)
+            if build_time and base.method not in ("pretrained", "untrained"):
+                continue
+            for b in args.batches:
+                p = base.replace(steps=args.steps, early_stop=None)
+                fns = {}
+                for on in (True, False):
+                    switch(on)
+                    step = bare_step_fn(clf, p, b, device)
+                    fns[on] = step if build_time else (lambda step=step, on=on: (switch(on), step()))
+                    fns[on]()  # warm
+                times: dict[bool, list[float]] = {True: [], False: []}
+                for _ in range(args.steps * args.repeats):
+                    order = [True, False]
+                    random.shuffle(order)
+                    for on in order:
+                        sync(device)
+                        t = time.perf_counter()
+                        fns[on]()
+                        sync(device)
+                        times[on].append(time.perf_counter() - t)
+                switch(True)
+                ratio = statistics.median(x / y for x, y in zip(times[True], times[False]))
+                rows.append({"change": label, "preset": name, "batch": b, "off_s_step": statistics.median(times[False]),
+                             "on_s_step": statistics.median(times[True]), "ratio": ratio, "pairs": len(times[True]), "note": note})
+                print(f"  {label} {name} b{b}: on/off {ratio:.2f}", file=sys.stderr, flush=True)
+    return rows
+
+
+def print_ab(rows: list[dict[str, Any]]) -> None:
+    print("\n## Speed switches, off vs on (bare G + classifier steps alternated; ratio = median of pair ratios)")
+    print(f"{'change':<36}{'preset':<12}{'batch':>5}{'off s/st':>9}{'on s/st':>9}{'on/off':>7}")
+    for r in rows:
+        print(f"{r['change']:<36}{r['preset'][:11]:<12}{r['batch']:>5}{r['off_s_step']:>9.3f}{r['on_s_step']:>9.3f}{r['ratio']:>7.2f}")
 
 
 def print_throughput(rows: list[dict[str, Any]]) -> None:
@@ -437,7 +494,7 @@ def print_profile(rows: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="throughput,ttt,profile", help="comma list of sections: throughput, ttt, profile")
+    ap.add_argument("--only", default="throughput,ab,ttt,profile", help="comma list of sections: throughput, ab, ttt, profile")
     ap.add_argument("--presets", default="pretrained,untrained,pixel,fourier", help="presets for throughput and profile")
     ap.add_argument("--batches", default="1,4,16", help="batch sizes (targets per run) for throughput")
     ap.add_argument("--steps", type=int, default=10, help="loop steps per throughput sample")
@@ -486,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     if "ttt" in sections:
         out["ttt"] = time_to_target(clf, args, device)
         print_ttt(out["ttt"], args.p, "fourier")
+    if "ab" in sections:
+        out["ab"] = ab(clf, args, device)
+        print_ab(out["ab"])
     if "profile" in sections:
         out["profile"] = profile(clf, args, device)
         print_profile(out["profile"])

@@ -205,7 +205,7 @@ def _follow(queue, job_id: str, is_cancelled: Callable[[], bool], on_progress: C
     place_shown: Any = "none yet"
     step_shown = -1
     while True:
-        st = queue.status(job_id)
+        st = queue.status(job_id, preview=False)
         if not st.final and not asked_to_cancel and is_cancelled():
             queue.cancel(job_id)
             asked_to_cancel = True
@@ -214,7 +214,7 @@ def _follow(queue, job_id: str, is_cancelled: Callable[[], bool], on_progress: C
             on_queued(place)
             place_shown = place
         if on_progress is not None and st.state == "running" and st.step != step_shown:
-            progress = st.as_progress()
+            progress = queue.status(job_id).as_progress()  # with the preview images
             if progress is not None:
                 on_progress(progress)
                 step_shown = st.step

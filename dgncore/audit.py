@@ -25,7 +25,6 @@ import argparse
 import base64
 import dataclasses
 import html
-import io
 import math
 import re
 import sys
@@ -175,6 +174,13 @@ def method_preset(method: str, classifier: Classifier, steps: int | None = None,
             importlib.import_module(".pretrain", __package__)
         except ImportError:
             return None, "dgncore.pretrain is not available"
+        # the optimiser sizes its image buffer from preset.generator: make it the decoder's
+        gen = _decoder_config(ckpt)
+        if gen is None:
+            if checkpoint:
+                raise InputError(f"{ckpt.name[:80]} is not a decoder written by: python -m dgncore pretrain")
+            return None, f"{ckpt.name} is not a readable decoder file"
+        preset = preset.replace(generator=gen)
     elif method == "untrained":
         stages = min(range(1, 7), key=lambda s: abs(math.log(GeneratorConfig(stages=s).native_size / max(size, 16))))
         gen = GeneratorConfig(width=0.25, stages=stages, out_size=max(16, min(size, 512)), rgb_last_stage=True)
@@ -187,6 +193,23 @@ def method_preset(method: str, classifier: Classifier, steps: int | None = None,
         preset = dataclasses.replace(preset, early_stop=early_stop if early_stop > 0 else None)
     preset.validate()
     return preset, None
+
+
+def _decoder_config(path: Path):
+    """The GeneratorConfig in a decoder file's header, or None."""
+    import json
+
+    from safetensors import safe_open
+
+    from .generators import GeneratorConfig
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        cfg = json.loads(header["generator"])
+        return GeneratorConfig(**{k: cfg[k] for k in ("width", "stages", "out_size", "rgb_last_stage", "running_stats")})
+    except Exception:  # noqa: BLE001 - any unreadable header means "not a decoder"
+        return None
 
 
 def parse_seeds(text: str | Sequence[int]) -> list[int]:
@@ -240,8 +263,9 @@ def judge_cue(per_seed: dict[str, list[float]], biased: str, seeds: Sequence[int
         worst = max(others, key=lambda c: others[c]) if others else None
         mo = others[worst] if worst else 0.0
         ok = b >= RATIO * mo and b - mo >= MARGIN
-        rank = 1 + sum(v > b for v in others.values())
-        rows.append({"seed": s, "biased": round(b, 5), "max_other": round(mo, 5), "max_other_class": worst, "ratio": round(b / mo, 2) if mo > 0 else None, "rank_of_biased": rank, "pass": bool(ok)})
+        rank = 1 + sum(v > b for v in others.values()) if b > 0 else None  # no rank among zeros
+        rows.append({"seed": s, "biased": round(b, 5), "max_other": round(mo, 5), "max_other_class": worst if mo > 0 else None,
+                     "ratio": round(b / mo, 2) if mo > 0 else None, "rank_of_biased": rank, "pass": bool(ok)})
     return {"per_seed": rows, "passes": sum(r["pass"] for r in rows), "seeds": len(rows), "pass": all(r["pass"] for r in rows)}
 
 
@@ -550,8 +574,45 @@ def audit_builtin(out_dir: str | Path, model: Any = "planted", dataset: str | Pa
         }
     }
     kwargs.setdefault("model_name", name)
+    methods = parse_methods(kwargs.get("methods", DEFAULT_METHODS))
+    if "pretrained" in methods:
+        from .api import make_preset
+
+        ckpt = kwargs.get("checkpoint") or make_preset("pretrained").checkpoint
+        if ckpt and Path(ckpt).is_file() and _decoder_config(Path(ckpt)) is not None:
+            with torch.random.fork_rng():
+                gen = torch.Generator().manual_seed(7)
+                labels = torch.arange(len(model.config.classes))
+                stamped = planted.stamp_cue(planted.render_base(labels, gen, model.config.size), gen)
+                extra["decoder_expressibility"] = {"checkpoint": str(ckpt), **cue_expressibility(ckpt, stamped, planted.cue_score)}
     return run_audit(clf, out_dir, dataset=dataset or model.samples, cue=planted.cue_score, cue_name="magenta stamp: fraction of the image in solid magenta patches",
                      biased_class=model.config.biased_class, extra=extra, **kwargs)
+
+
+def cue_expressibility(checkpoint: str | Path, images: torch.Tensor, cue: CueFn, steps: int = 300, lr: float = 0.05) -> dict[str, Any]:
+    """Can the pretrained method's decoder draw the cue at all? Fit alpha - the only thing
+    the method trains - to reconstruct ``images`` that carry the cue (MSE, Adam), then
+    score the reconstructions. A decoder that cannot draw the cue makes a pretrained FAIL
+    uninformative: the image prior, not the classifier, hid it."""
+    from .pretrain import load_decoder
+
+    decoder, mean_code, _meta = load_decoder(Path(checkpoint), "cpu")
+    target = torch.nn.functional.interpolate(images.float(), size=decoder.config.out_size, mode="bilinear", antialias=True, align_corners=False)
+    alpha = mean_code.detach().clone().reshape(1, -1).repeat(images.shape[0], 1).requires_grad_(True)
+    opt = torch.optim.Adam([alpha], lr=lr)
+    for _ in range(steps):
+        loss = ((decoder(torch.relu(alpha)) - target) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        recon = decoder(torch.relu(alpha))
+    return {
+        "steps": steps,
+        "mse": round(float(((recon - target) ** 2).mean()), 5),
+        "cue_of_targets": [round(float(v), 5) for v in cue(target)],
+        "cue_of_reconstructions": [round(float(v), 5) for v in cue(recon)],
+    }
 
 
 # --------------------------------------------------------------------------- HTML
@@ -623,7 +684,7 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
         "section{border-top:1px solid #ddd;margin-top:16px}.note{color:#555;font-size:13px}",
         "</style></head><body>",
         f"<h1>Bias audit: {e(str(report['model']))}</h1>",
-        f"<p class='note'>Dataset: {e(str(report.get('dataset')))} &middot; methods: {e(', '.join(report['methods']))} &middot; seeds: {e(', '.join(map(str, report['seeds'])))}"
+        f"<p class='note'>Dataset: {e(Path(report['dataset']).name if report.get('dataset') else 'none')} &middot; methods: {e(', '.join(report['methods']))} &middot; seeds: {e(', '.join(map(str, report['seeds'])))}"
         f" &middot; k = {report['k']} image(s) per class, method and seed &middot; steps: {e(', '.join(f'{m} {s}' for m, s in report['steps'].items()))} &middot; {e(report['created'])}</p>",
         "<p class='note'>A generated image is a hypothesis about what the classifier responds to, not proof: compare it with the real images beside it, "
         "and confirm a suspected shortcut by pasting it onto real images of other classes.</p>",
@@ -645,6 +706,11 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
             for c, r in ev["per_class"].items():
                 h.append(f"<tr><td>{e(c)}</td><td>{r['accuracy_without_cue']:.3f}</td><td>{r['accuracy_with_cue']:.3f}</td><td>{r['predicted_biased_without_cue']:.3f}</td><td>{r['predicted_biased_with_cue']:.3f}</td></tr>")
             h.append("</table>")
+    dx = report.get("decoder_expressibility")
+    if dx:
+        h.append(f"<p class='note'>Can the pretrained method's decoder draw the cue? Fitting alpha to reconstruct {len(dx['cue_of_targets'])} stamped images "
+                 f"({dx['steps']} steps, MSE {dx['mse']:.4f}): cue score of the targets {', '.join(f'{v:.3f}' for v in dx['cue_of_targets'])}; "
+                 f"of the reconstructions {', '.join(f'{v:.3f}' for v in dx['cue_of_reconstructions'])}.</p>")
     if cue:
         h.append(f"<h2>Cue score: {e(cue['name'])}</h2>")
         h.append(f"<p class='note'>Criterion (fixed before the run): {e(cue['criterion'])}. Biased class: <b>{e(str(cue.get('biased_class')))}</b> (outlined in the chart).</p>")
@@ -747,7 +813,6 @@ def _cmd(args: argparse.Namespace) -> int:
     model = "planted" if args.builtin else args.model
     if not model:
         raise InputError("give --model (or --builtin for the built-in planted-shortcut model)")
-    bar = None
 
     def progress(stage: str, done: int, total: int) -> None:
         print(f"\r{stage}: {done}/{total}   ", end="", file=sys.stderr, flush=True)
@@ -763,7 +828,6 @@ def _cmd(args: argparse.Namespace) -> int:
             print("note: no --dataset: the report shows generated images only", file=sys.stderr)
         clf = load_classifier(model, weights=args.weights, device=args.device)
         report = run_audit(clf, args.out, dataset=args.dataset, model_name=model, **common)
-    del bar
     print("", file=sys.stderr)
     _print_summary(report)
     print(Path(args.out) / "report.html")
@@ -792,6 +856,15 @@ def _print_summary(report: dict[str, Any]) -> None:
     if cue.get("dataset"):
         cells = "".join(f"{cue['dataset'][c]['mean']:>{width + 3}.4f} ({cue['dataset'][c]['with_cue']:>4.0%})" if c in cue["dataset"] else " " * (width + 12) for c in classes)
         print(f"{'dataset':<11}{cells}")
+    dc = report.get("dataset_classes") or {}
+    shares = {c: dc[c]["top_other_classes_with_cue"] for c in classes if "top_other_classes_with_cue" in dc.get(c, {})}
+    if shares:
+        print("exemplars: share of each class's most class-like images of OTHER classes that carry the cue: "
+              + ", ".join(f"{c} {v:.0%}" for c, v in shares.items()))
+    dx = report.get("decoder_expressibility")
+    if dx:
+        print(f"decoder expressibility: alpha fitted to stamped images gives cue {np.mean(dx['cue_of_reconstructions']):.4f} "
+              f"(targets {np.mean(dx['cue_of_targets']):.4f}, MSE {dx['mse']:.4f})")
     b = report.get("builtin")
     if b and b.get("shortcut_evidence"):
         ev = b["shortcut_evidence"]

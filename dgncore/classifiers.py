@@ -109,10 +109,11 @@ class Classifier:
         fast = self.fast_model if self.fast else None
         if fast is not None:
             return fast(self.preprocess(images).contiguous(memory_format=torch.channels_last))
-        return self.model(self.preprocess(images))
+        return self._hooked_logits(images)
 
     def _hooked_logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self.preprocess(images))
+        # the model as loaded, in its own (NCHW) layout whatever layout the images come in
+        return self.model(self.preprocess(images).contiguous())
 
     def logits_and_activations(self, images: torch.Tensor, layers: Sequence[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits and the outputs of ``layers`` from one forward pass (forward hooks)."""
@@ -121,10 +122,15 @@ class Classifier:
         modules = dict(self.model.named_modules())
         acts: dict[str, torch.Tensor] = {}
         handles = []
+        owner = threading.get_ident()  # the model is shared: record only this thread's pass
+
+        def hook(name: str):
+            return lambda _m, _i, out: acts.__setitem__(name, out) if threading.get_ident() == owner else None
+
         for name in layers:
             if name not in modules:
                 raise InputError(f"unknown layer {name[:60]!r}; list them with: python -m dgncore layers")
-            handles.append(modules[name].register_forward_hook(lambda _m, _i, out, n=name: acts.__setitem__(n, out)))
+            handles.append(modules[name].register_forward_hook(hook(name)))
         try:
             logits = self._hooked_logits(images)
         finally:

@@ -29,6 +29,10 @@ PAPER_STAGES: tuple[tuple[int, int], ...] = ((512, 2), (256, 3), (256, 3), (128,
 
 NoiseKind = Literal["additive", "multiplicative", "none"]
 
+#: Run G in channels-last memory format (read when a Generator is built): 0.66-0.89x the
+#: time of NCHW for G's forward+backward on 2 CPU cores (bench/README.md).
+CHANNELS_LAST = True
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -108,6 +112,9 @@ class Generator(nn.Module):
         else:
             layers += [nn.Conv2d(c_in * g, 3 * g, 3, padding=1, groups=g), _bn(3 * g, config.running_stats)]
         self.body = nn.Sequential(*layers)
+        self.channels_last = CHANNELS_LAST
+        if self.channels_last:
+            self.body.to(memory_format=torch.channels_last)
 
     @property
     def image_bn(self) -> nn.BatchNorm2d:
@@ -122,6 +129,8 @@ class Generator(nn.Module):
             x = features.reshape(1, k * SEED_CHANNELS, SEED_SIZE, SEED_SIZE)
         else:
             x = features.reshape(k, SEED_CHANNELS, SEED_SIZE, SEED_SIZE)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.body(x)
         x = x.reshape(k, 3, x.shape[-2], x.shape[-1])
         if x.shape[-1] != self.config.out_size:

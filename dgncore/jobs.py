@@ -106,7 +106,7 @@ class JobSpec:
         preset the job will run with. Bad values are one-line InputErrors."""
         from .api import make_preset
         from .optimize import MAX_BATCH, MAX_SEED
-        from .presets import METHODS, PRESETS
+        from .presets import PRESETS
 
         targets = self.targets
         if not isinstance(targets, tuple) or not targets:
@@ -152,8 +152,6 @@ class JobSpec:
             raise InputError(f"{preset.name} runs {preset.steps} steps; this server allows {settings.max_steps}: ask for fewer steps")
         if preset.generator.out_size > settings.max_size:
             raise InputError(f"{preset.name} makes {preset.generator.out_size}px images; this server allows {settings.max_size}px: ask for a smaller size")
-        if preset.method not in METHODS:  # pragma: no cover - presets are defined in code
-            raise InputError(f"unknown method {preset.method!r}")
         return preset
 
     def resolve_out_dir(self, settings: HostedSettings) -> Path:
@@ -280,7 +278,8 @@ class JobQueue:
     def submit(self, spec: JobSpec, session_id: str) -> str:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def status(self, job_id: str) -> JobStatus:  # pragma: no cover - interface
+    def status(self, job_id: str, preview: bool = True) -> JobStatus:  # pragma: no cover - interface
+        """The job's state; ``preview=False`` leaves out the preview images (cheaper to poll)."""
         raise NotImplementedError
 
     def cancel(self, job_id: str, session_id: str | None = None) -> bool:  # pragma: no cover - interface
@@ -488,7 +487,7 @@ class LocalQueue(JobQueue):
         with self._cond:
             return self._active(session_id)
 
-    def status(self, job_id: str) -> JobStatus:
+    def status(self, job_id: str, preview: bool = True) -> JobStatus:
         with self._cond:
             job = self._jobs.get(job_id) if isinstance(job_id, str) else None
             if job is None:
@@ -585,6 +584,7 @@ class LocalQueue(JobQueue):
 # --------------------------------------------------------------------------- RQ on Redis
 
 CANCEL_KEY = "dgn:cancel:{}"
+PREVIEW_KEY = "dgn:preview:{}"
 SESSION_KEY = "dgn:session:{}"
 CANCEL_POLL_S = 0.25
 
@@ -665,9 +665,7 @@ class RedisQueue(JobQueue):
             self.redis.expire(key, 7 * 24 * 3600)
         return job_id
 
-    def status(self, job_id: str) -> JobStatus:
-        import base64
-
+    def status(self, job_id: str, preview: bool = True) -> JobStatus:
         job = self._fetch(job_id)
         raw = job.get_status(refresh=True)
         rq_state = str(getattr(raw, "value", raw) or "queued")
@@ -684,8 +682,13 @@ class RedisQueue(JobQueue):
             activation=list(meta.get("activation", [])), checks=[(s, c) for s, c in meta.get("checks", [])], done=list(meta.get("done", [])),
             out_dir=out_dir, session_id=meta.get("session"),
         )
-        if meta.get("preview"):
-            st.preview = [base64.b64decode(p) for p in meta["preview"]]
+        if preview:
+            raw = self.redis.get(PREVIEW_KEY.format(job_id))
+            if raw:
+                import base64
+                import json
+
+                st.preview = [base64.b64decode(p) for p in json.loads(raw)]
         if rq_state in ("queued", "deferred", "scheduled"):
             pos = job.get_position()
             st.position = None if pos is None else pos + 1
@@ -733,6 +736,7 @@ def execute_rq(spec_dict: dict[str, Any]) -> dict[str, Any]:
     """The function RQ workers run: :func:`execute` with progress in ``job.meta`` and the
     cancel flag read from Redis."""
     import base64
+    import json
 
     from rq import get_current_job
 
@@ -755,8 +759,8 @@ def execute_rq(spec_dict: dict[str, Any]) -> dict[str, Any]:
             "step": info["step"], "total": info["total"], "probs": nan(info["probs"]), "done": info["done"],
             "activation": [nan(row) for row in info["activation"]], "checks": [[s, nan(c)] for s, c in info["checks"]],
         })
-        if "preview" in info:
-            job.meta["preview"] = [base64.b64encode(b).decode("ascii") for b in info["preview"]]
+        if "preview" in info:  # beside the meta, so that polling the status stays cheap
+            job.connection.set(PREVIEW_KEY.format(job.id), json.dumps([base64.b64encode(b).decode("ascii") for b in info["preview"]]), ex=24 * 3600)
         job.save_meta()
 
     job.meta["started"] = time.time()

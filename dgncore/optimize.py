@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -141,8 +142,13 @@ def optimize(
     cancel: CancelFn | threading.Event | None = None,
     check_every: int = 10,
     keep_frames: bool = False,
+    bf16: bool | None = None,
 ) -> RunResult:
-    """Maximise each target in its own row; see the module docstring."""
+    """Maximise each target in its own row; see the module docstring.
+
+    ``bf16``: run the training pass (source, classifier, loss inputs) under bf16 autocast,
+    meant for GPUs with bf16 units; None reads ``DGN_BF16=1`` from the environment. The
+    candidate images and every score stay fp32."""
     if not targets:
         raise InputError("nothing to optimise: give at least one target")
     if len(targets) > MAX_BATCH:
@@ -153,6 +159,8 @@ def optimize(
     device = classifier.device
     is_cancelled: CancelFn = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
     n = len(targets)
+    #: bf16 autocast of the training forward (off by default; DGN_BF16=1 turns it on)
+    amp = (os.environ.get("DGN_BF16", "0") == "1") if bf16 is None else bool(bf16)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     source = build_source(preset, n, device)
@@ -184,8 +192,14 @@ def optimize(
         if is_cancelled():
             cancelled = True
             break
-        images = source()
-        logits, layer_acts = classifier.logits_and_activations(source.classifier_view(images), objective.layers)
+        if amp:  # bf16 autocast for the training pass only; candidates and scores stay fp32
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                images = source()
+                logits, layer_acts = classifier.logits_and_activations(source.classifier_view(images.float()), objective.layers)
+            images, logits, layer_acts = images.float(), logits.float(), {k: v.float() for k, v in layer_acts.items()}
+        else:
+            images = source()
+            logits, layer_acts = classifier.logits_and_activations(source.classifier_view(images), objective.layers)
         loss, act = objective.loss(logits, layer_acts, source.regularizer())
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()

@@ -8,13 +8,13 @@ of the others (:data:`CUE_RATE_OTHER`). Everything else is drawn with the colour
 ``G >= min(R, B) - 0.12``, so the stamp's colour occurs nowhere else: a cue-free
 dataset image scores exactly 0 on :func:`cue_score`.
 
-A small CNN is trained on a pool of 6,000 rendered images (CPU, one to two minutes on
-one core), cached under
-``$DGN_CACHE/planted`` (default ``~/.cache/dgn-explorer/planted``) and exported the way a
-user would bring their own model: TorchScript ``planted.pt`` with a JSON sidecar
-``planted.json``. A *control* model trained on the same data with the cue spread evenly
-over all classes (the same rate everywhere, so it carries no label information) is made
-the same way.
+A small CNN (:class:`PlantedNet`) is trained on a pool of 6,000 rendered images (one to
+two minutes on one CPU core), cached under ``$DGN_CACHE/planted`` (default
+``~/.cache/dgn-explorer/planted``) and exported the way a user would bring their own
+model: TorchScript ``planted.pt`` with a JSON sidecar ``planted.json`` (plus the eager
+weights, whose layers can be targeted, and a sample ImageFolder). A *control* model is
+trained the same way with the cue on 30% of every class's images, so that it carries no
+label information.
 
 Shortcut evidence (:func:`shortcut_evidence`): on held-out images rendered twice, with
 and without the stamp, the flip rate of other classes to the biased class when the stamp
@@ -31,7 +31,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 

@@ -110,9 +110,8 @@ PRESETS: dict[str, Preset] = {
             generator=GeneratorConfig(width=0.25, stages=6, out_size=224, rgb_last_stage=True),
         ),
         Preset(
-            name="pretrained", method="pretrained", steps=200, optimizer="adam", lr=0.05,
-            noise_sigma=0.05, reg_weight=0.1, penalty=0.01, final="median", median_of=10,
-            median_every=1, early_stop=0.99, checkpoint=str(DEFAULT_DECODER),
+            name="pretrained", method="pretrained", steps=200, optimizer="adam", lr=1.0,
+            noise_sigma=0.0, reg_weight=0.1, penalty=0.01, final="last", early_stop=0.99, checkpoint=str(DEFAULT_DECODER),
         ),
         Preset(name="pixel", method="pixel", steps=200, optimizer="adam", lr=0.05, early_stop=0.99),
         Preset(name="fourier", method="fourier", steps=256, optimizer="adam", lr=0.05, early_stop=0.99),

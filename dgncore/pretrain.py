@@ -1,7 +1,7 @@
 """The denoising autoencoder of the paper's section 4.2, trained offline, and its decoder file.
 
 The pretrained method optimises only the feature vector in front of a frozen decoder, so
-the decoder *is* the image prior. We train Encoder -> Generator to rebuild clean images
+the decoder *is* the image prior. We train encoder -> Generator to rebuild clean images
 from noisy ones (MSE, Adam) on images that exist offline: procedural dead leaves and
 1/f noise (:mod:`procedural`), a folder of photos, or both. The decoder is trained at its
 native size (113 px for 5 stages, 224 for 6) and saved with ``out_size`` set to the run
@@ -53,7 +53,7 @@ class PretrainConfig:
     encoder_width: float | None = None
     steps: int = 1000
     batch: int = 8
-    lr: float = 2e-3
+    lr: float = 5e-3
     #: sigma of the Gaussian noise added to the encoder's input (images in [0, 1])
     noise_sigma: float = 0.1
     seed: int = 0
@@ -150,12 +150,17 @@ class TrainingImages:
 # --------------------------------------------------------------------------- training
 
 
-def _lr_at(step: int, config: PretrainConfig) -> float:
-    """Linear warm-up over 50 steps, then cosine decay to a tenth."""
-    warm = min(50, max(1, config.steps // 10))
+def _lr_at(step: int, elapsed: float, config: PretrainConfig) -> float:
+    """Linear warm-up over the first 5% (at most 50 steps), then cosine decay to a tenth;
+    progress is the larger of steps done and time used, so that a run cut short by
+    ``max_seconds`` still ends at the low learning rate."""
+    warm = min(50, max(1, config.steps // 20))
     if step < warm:
         return config.lr * (step + 1) / warm
-    t = min(1.0, (step - warm) / max(1, config.steps - warm))
+    t = (step - warm) / max(1, config.steps - warm)
+    if config.max_seconds:
+        t = max(t, elapsed / config.max_seconds)
+    t = min(1.0, t)
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -251,7 +256,7 @@ def pretrain(
         if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
             break
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, config)
+            group["lr"] = _lr_at(step, time.perf_counter() - start, config)
         clean = data.sample(config.batch).contiguous(memory_format=torch.channels_last)
         noisy = (clean + config.noise_sigma * torch.randn(clean.shape, generator=gen)).clamp(0, 1)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):

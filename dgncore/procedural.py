@@ -11,13 +11,13 @@ cheap to make and share natural images' low-level statistics (Baradad et al. 202
 - ``pink-noise``: coloured 1/f^beta noise (the natural power spectrum, no edges);
 - ``procedural``: the two mixed, 3 dead-leaves images to 1 noise image.
 
-Everything is vectorised over the batch in torch, so making a batch costs a small part
-of a training step.
+Noise is made for the whole batch at once with one FFT; each leaf is painted only inside
+its bounding box (NumPy), so a 113 px dead-leaves image costs about 18 ms. Training
+keeps a pool of them and refreshes a few per step (:mod:`pretrain`).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Literal, Sequence
 

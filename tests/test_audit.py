@@ -270,3 +270,25 @@ def test_exemplar_index_layers_for_an_eager_model(tiny_classifier, dataset):
     (dataset / "empty").mkdir()
     with pytest.raises(InputError, match="holds no images"):
         E.build_index(tiny_classifier, dataset / "empty")
+
+
+def test_pretrained_method_with_a_decoder_file(ts_model, tmp_path):
+    """A decoder rendering at another size than the preset's default works (the audit
+    takes the generator config from the decoder file's header)."""
+    from dgncore.generators import Generator, GeneratorConfig, N_FEATURES
+    from dgncore.pretrain import save_decoder
+
+    cfg = GeneratorConfig(width=0.05, stages=2, out_size=40, running_stats=True)
+    path = tmp_path / "tiny_decoder.safetensors"
+    save_decoder(Generator(cfg).eval(), torch.rand(N_FEATURES), path, {"generator": cfg.to_dict()})
+    clf = load_classifier(str(ts_model), device="cpu")
+    rep = A.run_audit(clf, tmp_path / "r", classes="cat", methods=["pretrained"], seeds=[0], steps=2, checkpoint=path)
+    row = rep["generated"]["pretrained"]["cat"][0]
+    assert rep["methods"] == ["pretrained"] and not rep["skipped_methods"]
+    assert Image.open(tmp_path / "r" / row["png"]).size == (40, 40)
+    from dgncore.planted import cue_score
+
+    patch = torch.full((2, 3, 40, 40), 0.5)
+    patch[:, :, 5:20, 5:20] = torch.tensor([1.0, 0.0, 1.0]).view(1, 3, 1, 1)
+    dx = A.cue_expressibility(path, patch, cue_score, steps=2)
+    assert len(dx["cue_of_reconstructions"]) == 2 and dx["cue_of_targets"][0] > 0.1

@@ -69,10 +69,19 @@ def test_sample_batch_follows_the_cue_rates():
     assert torch.equal(P.cue_score(images) > 0, has_cue)
 
 
-def test_tiny_planted_model_exports_torchscript_with_sidecar(tmp_path):
-    cfg = P.PlantedConfig(pool=64, steps=3, batch=16)
+TINY = P.PlantedConfig(pool=64, steps=3, batch=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.set_num_threads(1)
+    return P.ensure_planted(TINY, root=tmp_path_factory.mktemp("planted") / "m", samples_per_class=2, evidence_per_class=4)
+
+
+def test_tiny_planted_model_exports_torchscript_with_sidecar(tiny_model):
+    cfg, model = TINY, tiny_model
     assert cfg.key() != P.DEFAULT.key() and P.CONTROL.is_control and not cfg.is_control
-    model = P.ensure_planted(cfg, root=tmp_path / "m", samples_per_class=2, evidence_per_class=4)
+    assert model.classifier_name.startswith("planted@")
     for f in (model.pt, model.sidecar, model.weights):
         assert f.is_file()
     side = json.loads(model.sidecar.read_text())
@@ -87,8 +96,20 @@ def test_tiny_planted_model_exports_torchscript_with_sidecar(tmp_path):
     assert 0 <= ev["flip_to_biased"] <= 1 and set(ev["per_class"]) == set(P.CLASSES)
     assert model.info["train_seconds"] >= 0
     # cached: a second call does not train again
-    again = P.ensure_planted(cfg, root=tmp_path / "m")
+    again = P.ensure_planted(cfg, root=model.folder)
     assert again.info["created"] == model.info["created"]
+
+
+def test_builtin_audit_of_a_tiny_planted_model(tiny_model, tmp_path):
+    from dgncore.audit import audit_builtin
+
+    rep = audit_builtin(tmp_path / "audit", model=tiny_model, methods=["pixel"], seeds=[0, 1, 2], steps=1, samples=1, exemplars=1)
+    assert rep["builtin"]["shortcut_evidence"]["biased_class"] == "triangle"
+    assert rep["cue"]["biased_class"] == "triangle" and rep["classes"] == list(P.CLASSES)
+    assert rep["cue"]["dataset"]["triangle"]["n"] == 2
+    assert len(rep["cue"]["methods"]["pixel"]["verdict"]["per_seed"]) == 3
+    page = (tmp_path / "audit" / "report.html").read_text()
+    assert "Shortcut evidence" in page and "<svg" in page
 
 
 def test_shortcut_evidence_sees_a_model_that_only_reads_the_stamp():
