@@ -12,7 +12,11 @@ import json
 import time
 from pathlib import Path
 
+import sys
+
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from dgncore.api import generate, make_preset
 from dgncore.classifiers import load_classifier

@@ -257,15 +257,22 @@ def ab(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[
         generators.CHANNELS_LAST = on
         opt_mod._decoder.cache_clear()  # the cached decoder was built under the old setting
 
-    switches = [
-        ("classifier BN-fold + channels-last", lambda on: setattr(clf, "fast", on), False),
-        ("generator channels-last", set_gen_cl, True),
+    n_threads = torch.get_num_threads()
+    has_g = lambda p: p.method in ("pretrained", "untrained")  # noqa: E731
+    # (label, switch(on), whether the switch acts when the source is built, which presets)
+    switches: list[tuple[str, Callable[[bool], None], bool, Callable[[Preset], bool]]] = [
+        ("classifier BN-fold + channels-last", lambda on: setattr(clf, "fast", on), False, lambda p: True),
+        ("generator channels-last", set_gen_cl, True, has_g),
     ]
+    if device.type == "cpu" and n_threads > 1:  # not a code change: what the machine's load does to threads
+        first = args.presets[0]
+        switches.append((f"{n_threads} threads instead of 1", lambda on: torch.set_num_threads(n_threads if on else 1), False,
+                         lambda p: p.name == first))
     rows = []
-    for label, switch, build_time in switches:
+    for label, switch, build_time, wanted in switches:
         for name in args.presets:
             base, note = preset_for(name, args)
-            if build_time and base.method not in ("pretrained", "untrained"):
+            if not wanted(base):
                 continue
             for b in args.batches:
                 p = base.replace(steps=args.steps, early_stop=None)
@@ -510,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decoder", default=None, help="decoder checkpoint for the pretrained preset (default: the preset's)")
     ap.add_argument("--decoder-width", type=float, default=None, help="width of the random stand-in decoder when none is trained")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default, one per core)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="batches 1,4; 4 steps x 2 repeats; 4 classes with 60 steps")
     ap.add_argument("--json", default=None, help="also write all figures to this JSON file")
@@ -529,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     args.ttt_methods = [m for m in args.ttt_methods.split(",") if m]
     sections = set(args.only.split(","))
     random.seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     clf = load_classifier("efficientnet_lite0", device=args.device)
     device = clf.device
