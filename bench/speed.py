@@ -155,6 +155,10 @@ def preset_for(name: str, args: argparse.Namespace) -> tuple[Preset, str]:
     return preset.replace(checkpoint=str(path)), f"random decoder w{args.decoder_width:g}"
 
 
+#: the bare step's bf16 autocast (as optimize(bf16=True) / DGN_BF16=1 does it); the ab section flips it
+BARE_BF16 = {"on": os.environ.get("DGN_BF16", "0") == "1"}
+
+
 def bare_step_fn(clf: Classifier, preset: Preset, n: int, device: torch.device) -> Callable[[], None]:
     """One bare forward+backward of the source (G) and the classifier, nothing else."""
     torch.manual_seed(0)
@@ -162,27 +166,37 @@ def bare_step_fn(clf: Classifier, preset: Preset, n: int, device: torch.device) 
     source.train()
 
     def step() -> None:
-        images = source()
-        logits = clf.logits(source.classifier_view(images))
-        logits.sum().backward()
+        if BARE_BF16["on"]:
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                images = source()
+                logits = clf.logits(source.classifier_view(images.float()))
+        else:
+            images = source()
+            logits = clf.logits(source.classifier_view(images))
+        logits.float().sum().backward()
 
     return step
 
 
 def count_flops(clf: Classifier, preset: Preset, n: int, device: torch.device) -> tuple[float, float]:
-    """(total, generator) FLOPs of one bare step: source forward/backward + classifier forward
-    and input gradient."""
+    """(total, generator) FLOPs of one bare step: source forward and backward, classifier
+    forward and input gradient. The ``untrained`` rows' grouped G is counted as one G
+    times n: torch's FlopCounterMode counts a grouped conv's weight gradient ``groups``
+    times over (fixed upstream in pytorch/pytorch#183405)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    grouped = preset.method == "untrained" and n > 1
     torch.manual_seed(0)
-    source = build_source(preset, n, device)
+    source = build_source(preset, 1 if grouped else n, device)
     source.train()
-    with FlopCounterMode(display=False) as total:
-        images = source()
-        clf.logits(source.classifier_view(images)).sum().backward()
     with FlopCounterMode(display=False) as gen:
-        source().sum().backward()
-    return float(total.get_total_flops()), float(gen.get_total_flops())
+        images = source()
+        source.classifier_view(images).sum().backward()
+    x = torch.rand(n, 3, preset.generator.out_size, preset.generator.out_size, device=device, requires_grad=True)
+    with FlopCounterMode(display=False) as cls:
+        clf.logits(x).sum().backward()
+    g = float(gen.get_total_flops()) * (n if grouped else 1)
+    return g + float(cls.get_total_flops()), g
 
 
 def fmt(x: float, spec: str = ".3g") -> str:
@@ -264,6 +278,8 @@ def ab(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[
         ("classifier BN-fold + channels-last", lambda on: setattr(clf, "fast", on), False, lambda p: True),
         ("generator channels-last", set_gen_cl, True, has_g),
     ]
+    if not BARE_BF16["on"]:
+        switches.append(("bf16 autocast (opt-in: DGN_BF16=1)", lambda on: BARE_BF16.__setitem__("on", on), False, lambda p: True))
     if device.type == "cpu" and n_threads > 1:  # not a code change: what the machine's load does to threads
         first = args.presets[0]
         switches.append((f"{n_threads} threads instead of 1", lambda on: torch.set_num_threads(n_threads if on else 1), False,
@@ -445,6 +461,41 @@ def categorize(name: str, shapes: list, clf_convs: set, gen_convs: set) -> str:
     return "other"
 
 
+def conv_flops_by_category(clf: Classifier, source: torch.nn.Module, preset: Preset, b: int, steps: int, check_every: int,
+                           clf_convs: set, gen_convs: set, device: torch.device) -> dict[str, float]:
+    """Convolution FLOPs of ``steps`` loop steps per profile category, from forward hooks
+    on one forward pass: each training step runs the forward and an input gradient
+    (classifier, frozen decoder: 2x the forward) or also weight gradients (untrained G:
+    3x); each 8-bit check runs one more classifier forward (and G's, unless the final
+    image is a median of recent ones)."""
+    fwd: dict[tuple[str, bool], float] = defaultdict(float)
+
+    def hook(is_gen: bool):
+        def fn(m, _inp, out):
+            w = m.weight
+            cat = categorize("aten::mkldnn_convolution", [[], list(w.shape)], clf_convs, gen_convs if is_gen else set())
+            fwd[(cat, is_gen)] += 2.0 * out.numel() * w.shape[1] * w.shape[2] * w.shape[3]
+        return fn
+
+    model = clf.fast_model if clf.fast and clf.fast_model is not None else clf.model
+    handles = [m.register_forward_hook(hook(False)) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    handles += [m.register_forward_hook(hook(True)) for m in source.modules() if isinstance(m, torch.nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            source.train()
+            clf.logits(source.classifier_view(source()))
+    finally:
+        for h in handles:
+            h.remove()
+    checks = steps // check_every + (1 if steps % check_every else 0)
+    out: dict[str, float] = defaultdict(float)
+    for (cat, is_gen), f in fwd.items():
+        mult = (3 if preset.method == "untrained" else 2) if is_gen else 2
+        per_check = (0 if preset.final == "median" else 1) if is_gen else 1
+        out[cat] += f * (steps * mult + checks * per_check)
+    return dict(out)
+
+
 def profile(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as tprofile
@@ -459,7 +510,9 @@ def profile(clf: Classifier, args: argparse.Namespace, device: torch.device) -> 
         targets = class_targets(clf, b)
         p = preset.replace(steps=args.profile_steps, early_stop=None)
         torch.manual_seed(0)
-        gen_convs = _conv_shapes(build_source(p, b, device))
+        source = build_source(p, b, device)
+        gen_convs = _conv_shapes(source)
+        flops = conv_flops_by_category(clf, source, p, b, args.profile_steps, args.check_every, clf_convs, gen_convs, device)
         optimize(clf, targets, p.replace(steps=2), check_every=1)  # warm
         with tprofile(activities=activities, record_shapes=True) as prof:
             optimize(clf, targets, p, check_every=args.check_every)
@@ -474,14 +527,16 @@ def profile(clf: Classifier, args: argparse.Namespace, device: torch.device) -> 
         sort = "self_cuda_time_total" if use_cuda else "self_cpu_time_total"
         text = [f"# {name} batch {b}, {args.profile_steps} loop steps, device {device} {note}".rstrip(), "",
                 "## self time by category", ""]
-        text += [f"{c:<30} {v / 1e3:10.1f} ms {v / total:6.1%}" for c, v in sorted(cats.items(), key=lambda kv: -kv[1])]
+        text += [f"{c:<30} {v / 1e3:10.1f} ms {v / total:6.1%}" + (f"  {flops[c] / 1e9:8.2f} GFLOP {flops[c] / v / 1e3:6.1f} GFLOP/s" if c in flops and v else "")
+                 for c, v in sorted(cats.items(), key=lambda kv: -kv[1])]
         text += ["", "## top ops", "", prof.key_averages().table(sort_by=sort, row_limit=30), "",
                  "## top ops by input shape", "", ka.table(sort_by=sort, row_limit=40)]
         (RESULTS / f"{stem}.txt").write_text("\n".join(text))
         if args.trace:
             prof.export_chrome_trace(str(RESULTS / f"{stem}.trace.json"))
         rows.append({"preset": name, "batch": b, "note": note, "total_ms": total / 1e3,
-                     "categories": {c: v / total for c, v in sorted(cats.items(), key=lambda kv: -kv[1])}})
+                     "categories": {c: v / total for c, v in sorted(cats.items(), key=lambda kv: -kv[1])},
+                     "gflops": {c: flops[c] / cats[c] / 1e3 for c in flops if cats.get(c)}})
         print(f"  profiled {name} b{b} -> {RESULTS / stem}.txt", file=sys.stderr, flush=True)
     return rows
 
@@ -494,6 +549,11 @@ def print_profile(rows: list[dict[str, Any]]) -> None:
     print(f"{'category':<30}" + "".join(f"{r['preset'][:12]:>13}" for r in rows))
     for c in cats:
         print(f"{c:<30}" + "".join(f"{r['categories'].get(c, 0.0):>13.1%}" for r in rows))
+    gcats = [c for c in cats if any(c in r["gflops"] for r in rows)]
+    if gcats:
+        print("achieved GFLOP/s per convolution category (FLOPs from forward hooks / self time):")
+        for c in gcats:
+            print(f"{c:<30}" + "".join(f"{fmt(r['gflops'].get(c, float('nan')), '.1f'):>13}" for r in rows))
 
 
 # --------------------------------------------------------------------------- main

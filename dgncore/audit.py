@@ -54,7 +54,7 @@ RATIO = 2.0
 MARGIN = 0.005
 CRITERION = (
     f"per seed: cue(biased class) >= {RATIO:g} x max cue(other class) and cue(biased) - max cue(other) >= {MARGIN:g} "
-    "(cue = mean over the class's generated images of the fraction of cue-coloured pixels); "
+    "(cue = the cue detector's score, averaged over the class's generated images of that seed); "
     "a method passes when all seeds pass"
 )
 
@@ -642,7 +642,8 @@ def _bar_chart(report: dict[str, Any]) -> str:
     palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
     bw, gap, h, left, top = 14, 18, 180, 50, 10
     group_w = len(classes) * bw + gap
-    width = left + len(sources) * group_w + 10
+    legend_w = sum(20 + 7 * len(c) for c in classes)
+    width = max(left + len(sources) * group_w + 10, left + legend_w + 10)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h + 60}" font-size="10" font-family="sans-serif">']
     for frac in (0, 0.5, 1):
         y = top + h - frac * h
@@ -689,6 +690,9 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
         "<p class='note'>A generated image is a hypothesis about what the classifier responds to, not proof: compare it with the real images beside it, "
         "and confirm a suspected shortcut by pasting it onto real images of other classes.</p>",
     ]
+    ckpt = (report.get("presets", {}).get("pretrained") or {}).get("checkpoint")
+    if ckpt:
+        h.append(f"<p class='note'>Pretrained method's decoder: {e(Path(ckpt).name)}</p>")
     for m, why in report.get("skipped_methods", {}).items():
         h.append(f"<p class='note'>Method <b>{e(m)}</b> was skipped: {e(why)}</p>")
     b = report.get("builtin")
@@ -720,7 +724,7 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
             cells = "".join(f"<td>{entry['summary'][c]['mean']:.4f} ± {entry['summary'][c]['sd']:.4f}</td>" for c in report["classes"])
             v = entry.get("verdict")
             verdict = f"<span class='{'pass' if v['pass'] else 'fail'}'>{'PASS' if v['pass'] else 'FAIL'}</span> ({v['passes']}/{v['seeds']} seeds)" if v else ""
-            h.append(f"<tr><td>{e(m)}</td>{cells}<td>{e(str(entry['top_class']))}</td><td>{verdict}</td></tr>")
+            h.append(f"<tr><td>{e(m)}</td>{cells}<td>{e(entry['top_class'] or '-')}</td><td>{verdict}</td></tr>")
         if cue.get("dataset"):
             cells = "".join(f"<td>{cue['dataset'][c]['mean']:.4f} ({cue['dataset'][c]['with_cue']:.0%} carry it)</td>" if c in cue["dataset"] else "<td></td>" for c in report["classes"])
             h.append(f"<tr><td>dataset</td>{cells}<td></td><td></td></tr>")
@@ -728,7 +732,7 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
         for m, entry in cue["methods"].items():
             v = entry.get("verdict")
             if v:
-                seeds_txt = "; ".join(f"seed {r['seed']}: {r['biased']:.4f} vs {r['max_other']:.4f} ({e(str(r['max_other_class']))}) {'pass' if r['pass'] else 'fail'}" for r in v["per_seed"])
+                seeds_txt = "; ".join(f"seed {r['seed']}: {r['biased']:.4f} vs {r['max_other']:.4f}{' (' + e(r['max_other_class']) + ')' if r['max_other_class'] else ''} {'pass' if r['pass'] else 'fail'}" for r in v["per_seed"])
                 h.append(f"<p class='note'><b>{e(m)}</b>: {seeds_txt}</p>")
     # per-class table
     dc = report.get("dataset_classes") or {}

@@ -347,6 +347,10 @@ def _load_named(name: str, weights: Path | None) -> tuple[nn.Module, int, tuple,
     raise InputError(f"unknown model {name[:60]!r}: use efficientnet_lite0, vgg16, a torchvision/timm name with --weights, or a TorchScript .pt file{hint}")
 
 
+#: models with more parameter bytes than this are not copied for BN folding (memory)
+FOLD_MAX_BYTES = 256 * 1024**2
+
+
 def fold_batchnorm(model: nn.Module, input_size: int, device: torch.device) -> nn.Module | None:
     """A frozen eval-mode copy of ``model`` in which every BatchNorm2d that directly follows
     a Conv2d among its siblings (timm's BatchNormAct2d, torchvision's Conv-BN-ReLU
@@ -355,9 +359,20 @@ def fold_batchnorm(model: nn.Module, input_size: int, device: torch.device) -> n
     logits differ from the model's on a random batch (so a model whose sibling order is not
     its data flow is left alone).
 
-    Measured on 2 CPU cores, EfficientNet-Lite0 forward + input gradient: 0.51-0.74x the
-    time of the unfolded model (batch 1 and 4), see bench/README.md."""
+    The copy costs the model's memory once more, so models over ``FOLD_MAX_BYTES`` of
+    parameters keep the plain path. Measured on the 2-core dev box, EfficientNet-Lite0
+    forward + input gradient: 0.71-0.74x the time of the unfolded model at 1 thread
+    (batch 1 and 4; 0.60-0.65x at 2 threads), see bench/README.md."""
     if isinstance(model, torch.jit.ScriptModule):
+        return None
+    if sum(p.numel() * p.element_size() for p in model.parameters()) > FOLD_MAX_BYTES:
+        return None
+    pairs = any(
+        isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d)
+        for parent in model.modules()
+        for a, b in zip(list(parent.children()), list(parent.children())[1:])
+    )
+    if not pairs:  # nothing to fold: no copy
         return None
     try:
         fused = copy.deepcopy(model).eval()

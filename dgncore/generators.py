@@ -134,7 +134,8 @@ class Generator(nn.Module):
         x = self.body(x)
         x = x.reshape(k, 3, x.shape[-2], x.shape[-1])
         if x.shape[-1] != self.config.out_size:
-            x = F.interpolate(x, size=self.config.out_size, mode="bilinear", align_corners=False, antialias=True)
+            # (in fp32: the antialiased resize has no bf16 kernel on CPU, for bf16 autocast)
+            x = F.interpolate(x.float(), size=self.config.out_size, mode="bilinear", align_corners=False, antialias=True)
         return torch.sigmoid(x)
 
 

@@ -70,3 +70,16 @@ def test_fold_refuses_a_model_whose_module_order_is_not_its_data_flow():
     with torch.inference_mode():
         x = torch.rand(1, 3, 32, 32)
         assert torch.allclose(clf.logits(x), clf.model((x - 0.5) / 0.5))
+
+
+def test_bf16_autocast_run_gives_fp32_8bit_images(tiny_classifier):
+    from dgncore.api import make_preset
+    from dgncore.objectives import parse_target
+    from dgncore.optimize import optimize
+
+    t = parse_target("class:hen", tiny_classifier)
+    for method, kw in (("pixel", {}), ("untrained", {"width": 0.0625})):
+        preset = make_preset(method, steps=12, size=32, early_stop=None, **kw)
+        run = optimize(tiny_classifier, [t], preset, seed=0, check_every=4, bf16=True)
+        assert run.images.dtype == torch.float32 and torch.equal(run.images, (run.images * 255).round() / 255)
+        assert run.activation[-1][0] > run.activation[0][0]
