@@ -125,6 +125,41 @@ class PeakMemory:
             self.gpu_mb = (torch.cuda.max_memory_allocated(self.device) - self.gpu0) / 2**20
 
 
+def memory_probe(name: str, b: int, args: argparse.Namespace) -> dict[str, float]:
+    """Peak memory of one short loop run (3 steps) in a fresh process, so that memory this
+    process's allocator already holds does not hide it: returns cpu_mb (peak resident set
+    during the run above the set before it, with the classifier and source loaded), rss_mb
+    (that set before it) and, on CUDA, gpu_mb (peak allocated by torch above before)."""
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--memprobe", f"{name}:{b}", "--device", args.device,
+           "--threads", str(args.threads), "--decoder-width", str(args.decoder_width), "--check-every", str(args.check_every)]
+    if args.decoder:
+        cmd += ["--decoder", args.decoder]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        line = [x for x in out.stdout.splitlines() if x.startswith("{")][-1]
+        return json.loads(line)
+    except (subprocess.SubprocessError, IndexError, ValueError):
+        return {}
+
+
+def _memprobe_main(spec: str, args: argparse.Namespace) -> int:
+    name, b = spec.rsplit(":", 1)
+    clf = load_classifier("efficientnet_lite0", device=args.device)
+    device = clf.device
+    preset, _note = preset_for(name, args)
+    p = preset.replace(steps=3, early_stop=None)
+    targets = class_targets(clf, int(b))
+    clf.fast_model  # built before the measurement, like in a warm app  # noqa: B018
+    torch.manual_seed(0)
+    build_source(p, int(b), device)  # loads (and caches) the decoder
+    with PeakMemory(device) as pm:
+        optimize(clf, targets, p, check_every=args.check_every)
+    print(json.dumps({"cpu_mb": pm.cpu_mb, "rss_mb": pm.rss0 / 1024, "gpu_mb": pm.gpu_mb}))
+    return 0
+
+
 def class_targets(clf: Classifier, n: int) -> list:
     idx = CLASSES[:n]
     if n > len(CLASSES):  # more than the list: fill with an even spread of other classes
@@ -219,19 +254,17 @@ def throughput(clf: Classifier, args: argparse.Namespace, device: torch.device) 
             optimize(clf, targets, p.replace(steps=2), check_every=1)
             bare = bare_step_fn(clf, p, b, device)
             bare()
-            loop_t, bare_t, mm, mem = [], [], [], []
+            loop_t, bare_t, mm = [], [], []
             for _ in range(args.repeats):
                 order = ["loop", "bare"]
                 random.shuffle(order)  # each pair runs back to back: its ratio shares the load
                 for what in order:
                     if what == "loop":
-                        with PeakMemory(device) as pm:
-                            sync(device)
-                            t = time.perf_counter()
-                            optimize(clf, targets, p, check_every=args.check_every)
-                            sync(device)
-                            loop_t.append((time.perf_counter() - t) / steps)
-                        mem.append(pm)
+                        sync(device)
+                        t = time.perf_counter()
+                        optimize(clf, targets, p, check_every=args.check_every)
+                        sync(device)
+                        loop_t.append((time.perf_counter() - t) / steps)
                     else:
                         sync(device)
                         t = time.perf_counter()
@@ -241,6 +274,7 @@ def throughput(clf: Classifier, args: argparse.Namespace, device: torch.device) 
                         bare_t.append((time.perf_counter() - t) / steps)
                 mm.append(matmul_gflops(device))
             flops, gflops_g = count_flops(clf, p, b, device)
+            mem = memory_probe(name, b, args)
             lt, bt, mmg = statistics.median(loop_t), statistics.median(bare_t), statistics.median(mm)
             row = {
                 "preset": name, "note": note, "batch": b, "loop_s_step": lt, "bare_s_step": bt,
@@ -249,7 +283,8 @@ def throughput(clf: Classifier, args: argparse.Namespace, device: torch.device) 
                 "s_per_image": lt * base.steps / b, "preset_steps": base.steps,
                 "gflop_step": flops / 1e9, "gflop_step_gen": gflops_g / 1e9,
                 "gflops": flops / lt / 1e9, "matmul_gflops": mmg, "share_of_matmul": flops / lt / 1e9 / mmg,
-                "peak_cpu_mb": max(m.cpu_mb for m in mem), "peak_gpu_mb": max(m.gpu_mb for m in mem),
+                "peak_cpu_mb": mem.get("cpu_mb", float("nan")), "peak_gpu_mb": mem.get("gpu_mb", float("nan")),
+                "rss_mb": mem.get("rss_mb", float("nan")),
                 "loop_samples": loop_t, "bare_samples": bare_t,
             }
             rows.append(row)
@@ -326,13 +361,14 @@ def print_ab(rows: list[dict[str, Any]]) -> None:
 def print_throughput(rows: list[dict[str, Any]]) -> None:
     print("\n## Throughput (per step = one optimiser step for the whole batch; medians)")
     hdr = (f"{'preset':<17}{'batch':>5}{'s/step':>8}{'bare':>8}{'ovh':>6}{'step/s':>7}{'img-st/s':>9}{'s/image':>8}"
-           f"{'GFLOP/st':>9}{'of G':>6}{'GFLOP/s':>8}{'mm GF/s':>8}{'%mm':>5}{'peakMB':>7}")
+           f"{'GFLOP/st':>9}{'of G':>6}{'GFLOP/s':>8}{'mm GF/s':>8}{'%mm':>5}{'peakMB':>7}{'baseMB':>7}")
     print(hdr)
     for r in rows:
         print(f"{r['preset'][:16]:<17}{r['batch']:>5}{r['loop_s_step']:>8.3f}{r['bare_s_step']:>8.3f}{r['overhead']:>+6.0%}"
               f"{r['steps_per_s']:>7.2f}{r['image_steps_per_s']:>9.2f}{r['s_per_image']:>8.1f}{r['gflop_step']:>9.2f}"
               f"{r['gflop_step_gen'] / r['gflop_step']:>6.0%}{r['gflops']:>8.1f}{r['matmul_gflops']:>8.0f}"
-              f"{r['share_of_matmul']:>5.0%}{fmt(r['peak_cpu_mb'], '.0f') if r['peak_gpu_mb'] != r['peak_gpu_mb'] else fmt(r['peak_gpu_mb'], '.0f'):>7}")
+              f"{r['share_of_matmul']:>5.0%}{fmt(r['peak_cpu_mb'] if r['peak_gpu_mb'] != r['peak_gpu_mb'] else r['peak_gpu_mb'], '.0f'):>7}"
+              f"{fmt(r['rss_mb'], '.0f'):>7}")
     for note in sorted({r["note"] for r in rows if r["note"]}):
         print(f"  ({', '.join(sorted({r['preset'] for r in rows if r['note'] == note}))}: {note})")
 
@@ -425,8 +461,14 @@ def _conv_shapes(module: torch.nn.Module) -> set[tuple]:
     return {tuple(m.weight.shape) for m in module.modules() if isinstance(m, torch.nn.Conv2d)}
 
 
-def categorize(name: str, shapes: list, clf_convs: set, gen_convs: set) -> str:
+def categorize(name: str, shapes: list, clf_convs: set, gen_convs: set, gpu: bool = False) -> str:
+    """Profile category of an operator (CPU: aten ops, told apart by weight shape) or, on
+    CUDA, of a kernel (by name only: convolution kernels cannot be told apart there)."""
     n = name.lower()
+    if gpu and not n.startswith("aten::") and any(k in n for k in ("depthwise", "dwconv")):
+        return "depthwise conv kernels (GPU)"
+    if gpu and not n.startswith("aten::") and any(k in n for k in ("conv", "xmma", "implicit_gemm", "cudnn", "winograd", "fprop", "dgrad", "wgrad")):
+        return "convolution kernels (GPU)"
     if any(k in n for k in ("convolution_backward", "mkldnn_convolution", "_slow_conv2d", "cudnn_convolution", "conv_depthwise")):
         w = _weight_shape(name, shapes)
         if w is None:
@@ -521,10 +563,10 @@ def profile(clf: Classifier, args: argparse.Namespace, device: torch.device) -> 
         cats: dict[str, float] = defaultdict(float)
         for e in ka:
             t = e.self_device_time_total if use_cuda else e.self_cpu_time_total
-            cats[categorize(e.key, e.input_shapes, clf_convs, gen_convs)] += t
+            cats[categorize(e.key, e.input_shapes, clf_convs, gen_convs, gpu=use_cuda)] += t
         total = sum(cats.values()) or 1.0
         stem = f"profile_{name}_b{b}"
-        sort = "self_cuda_time_total" if use_cuda else "self_cpu_time_total"
+        sort = "self_device_time_total" if use_cuda else "self_cpu_time_total"
         text = [f"# {name} batch {b}, {args.profile_steps} loop steps, device {device} {note}".rstrip(), "",
                 "## self time by category", ""]
         text += [f"{c:<30} {v / 1e3:10.1f} ms {v / total:6.1%}" + (f"  {flops[c] / 1e9:8.2f} GFLOP {flops[c] / v / 1e3:6.1f} GFLOP/s" if c in flops and v else "")
@@ -581,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="batches 1,4; 4 steps x 2 repeats; 4 classes with 60 steps")
     ap.add_argument("--json", default=None, help="also write all figures to this JSON file")
+    ap.add_argument("--memprobe", default=None, help=argparse.SUPPRESS)  # internal: PRESET:BATCH in a fresh process
     args = ap.parse_args(argv)
     if args.quick:
         args.batches, args.steps, args.repeats, args.classes = "1,4", 4, 2, 4
@@ -595,10 +638,12 @@ def main(argv: list[str] | None = None) -> int:
     args.presets = [p for p in args.presets.split(",") if p]
     args.batches = [int(b) for b in args.batches.split(",") if b]
     args.ttt_methods = [m for m in args.ttt_methods.split(",") if m]
-    sections = set(args.only.split(","))
-    random.seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.memprobe:
+        return _memprobe_main(args.memprobe, args)
+    sections = set(args.only.split(","))
+    random.seed(args.seed)
 
     clf = load_classifier("efficientnet_lite0", device=args.device)
     device = clf.device

@@ -580,16 +580,17 @@ def audit_builtin(out_dir: str | Path, model: Any = "planted", dataset: str | Pa
 
         ckpt = kwargs.get("checkpoint") or make_preset("pretrained").checkpoint
         if ckpt and Path(ckpt).is_file() and _decoder_config(Path(ckpt)) is not None:
-            with torch.random.fork_rng():
-                gen = torch.Generator().manual_seed(7)
-                labels = torch.arange(len(model.config.classes))
-                stamped = planted.stamp_cue(planted.render_base(labels, gen, model.config.size), gen)
-                extra["decoder_expressibility"] = {"checkpoint": str(ckpt), **cue_expressibility(ckpt, stamped, planted.cue_score)}
+            if kwargs.get("progress"):
+                kwargs["progress"]("checking that the decoder can draw the cue", 0, 1)
+            gen = torch.Generator().manual_seed(7)
+            labels = torch.arange(3)  # circle, square, triangle, each with the stamp
+            stamped = planted.stamp_cue(planted.render_base(labels, gen, model.config.size), gen)
+            extra["decoder_expressibility"] = {"checkpoint": str(ckpt), **cue_expressibility(ckpt, stamped, planted.cue_score)}
     return run_audit(clf, out_dir, dataset=dataset or model.samples, cue=planted.cue_score, cue_name="magenta stamp: fraction of the image in solid magenta patches",
                      biased_class=model.config.biased_class, extra=extra, **kwargs)
 
 
-def cue_expressibility(checkpoint: str | Path, images: torch.Tensor, cue: CueFn, steps: int = 300, lr: float = 0.05) -> dict[str, Any]:
+def cue_expressibility(checkpoint: str | Path, images: torch.Tensor, cue: CueFn, steps: int = 150, lr: float = 0.05) -> dict[str, Any]:
     """Can the pretrained method's decoder draw the cue at all? Fit alpha - the only thing
     the method trains - to reconstruct ``images`` that carry the cue (MSE, Adam), then
     score the reconstructions. A decoder that cannot draw the cue makes a pretrained FAIL

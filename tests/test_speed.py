@@ -83,3 +83,19 @@ def test_bf16_autocast_run_gives_fp32_8bit_images(tiny_classifier):
         run = optimize(tiny_classifier, [t], preset, seed=0, check_every=4, bf16=True)
         assert run.images.dtype == torch.float32 and torch.equal(run.images, (run.images * 255).round() / 255)
         assert run.activation[-1][0] > run.activation[0][0]
+
+
+def test_fourier_baseline_uses_lucents_scale(tiny_classifier):
+    from dgncore.api import make_preset
+    from dgncore.objectives import parse_target
+    from dgncore.optimize import optimize
+    from dgncore.sources import FourierSource
+
+    preset = make_preset("fourier", steps=20, size=32, early_stop=None)
+    src = FourierSource(preset, 2)
+    assert float(src.scale.max()) == 32.0  # 1 / max(f, 1/size), as Lucid/Lucent's fft_image
+    with torch.no_grad():
+        img = src()
+    assert img.shape == (2, 3, 32, 32) and 0 < float(img.min()) and float(img.max()) < 1
+    run = optimize(tiny_classifier, [parse_target("class:hen", tiny_classifier)], preset, seed=0)
+    assert run.activation[-1][0] > run.activation[0][0]
