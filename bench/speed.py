@@ -1,9 +1,10 @@
 """Speed of the optimisation loop, against baselines and against this machine's limit.
 
+    python bench/speed.py --quick --threads 1               # ~15 min on the 2-core dev box
     python bench/speed.py                                   # everything, default settings
-    python bench/speed.py --quick                           # a few minutes on 2 CPU cores
-    python bench/speed.py --only throughput --batches 1,4 --steps 5
+    python bench/speed.py --only throughput --batches 1,4 --steps 10
     python bench/speed.py --only ttt --classes 8 --ttt-methods pretrained,pixel,fourier
+    python bench/speed.py --only ab                         # each speed switch off vs on
 
 Sections (each figure is measured in this one run, on this machine, next to its baseline):
 
@@ -12,7 +13,10 @@ Sections (each figure is measured in this one run, on this machine, next to its 
   source at the same batch, interleaved; the loop's overhead over the bare pass; steps/s;
   seconds per image for the preset's full step count; FLOPs per step (FlopCounterMode,
   generator and classifier); achieved FLOP/s as a share of a large fp32 matmul timed next
-  to each row; peak memory of the loop.
+  to each row; peak memory of the loop (in a fresh process).
+- ``ab``: each speed switch (classifier BN folding + channels-last, generator
+  channels-last, opt-in bf16 autocast, all threads vs one) off vs on, alternated step by
+  step on the bare forward+backward.
 - ``ttt``: time until the *saved* 8-bit PNG reaches p_target >= 0.9, per class, for each
   method at batch 1 (what a user waits for), and the held-out EfficientNet-Lite2's top-1 /
   top-5 on that PNG.
@@ -66,8 +70,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_gflops(device: torch.device, n: int = 2048, reps: int = 3) -> float:
-    """Best of ``reps`` large fp32 matmuls, in GFLOP/s (the machine's practical limit now)."""
+def matmul_gflops(device: torch.device, n: int = 0, reps: int = 3) -> float:
+    """Best of ``reps`` large fp32 matmuls (2048^2 on CPU, 8192^2 on CUDA), in GFLOP/s:
+    the machine's practical limit now."""
+    n = n or (8192 if device.type == "cuda" else 2048)
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
     a @ b
@@ -621,12 +627,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default, one per core)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="batches 1,4; 4 steps x 2 repeats; 4 classes with 60 steps")
+    ap.add_argument("--quick", action="store_true", help="batches 1,4; 10 steps x 2 repeats; 4 classes with at most 60 steps")
     ap.add_argument("--json", default=None, help="also write all figures to this JSON file")
     ap.add_argument("--memprobe", default=None, help=argparse.SUPPRESS)  # internal: PRESET:BATCH in a fresh process
     args = ap.parse_args(argv)
     if args.quick:
-        args.batches, args.steps, args.repeats, args.classes = "1,4", 4, 2, 4
+        args.batches, args.steps, args.repeats, args.classes = "1,4", 10, 2, 4
         args.ttt_steps = args.ttt_steps or 60
     if args.decoder_width is None:
         try:
@@ -650,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# bench/speed.py  {time.strftime('%Y-%m-%d %H:%M')}  torch {torch.__version__}  device {device}"
           f" ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()},"
           f" {torch.get_num_threads()} threads)  load avg {os.getloadavg()[0]:.1f}")
-    print(f"# matmul fp32 2048^2: {matmul_gflops(device, reps=5):.0f} GFLOP/s (best of 5, now)")
+    print(f"# matmul fp32 {8192 if device.type == 'cuda' else 2048}^2: {matmul_gflops(device, reps=5):.0f} GFLOP/s (best of 5, now)")
     out: dict[str, Any] = {"args": {k: v for k, v in vars(args).items()}, "device": str(device)}
     if "throughput" in sections:
         out["throughput"] = throughput(clf, args, device)
