@@ -17,6 +17,10 @@ Results root: ``$DGN_RESULTS`` (else ``$DGN_RESULTS_DIR``, the hosting setting; 
 ``-<size>px`` appears only when the image size differs from the preset's default, so
 runs at two sizes never overwrite each other.
 
+A bias audit goes through the same queue as a :class:`dgncore.jobs.AuditSpec`
+(:func:`submit_audit`, :class:`QueuedJob`): it is no :class:`Request`, since it has no
+target list and writes a report folder under ``<root>/audit/``.
+
 This module does not import Streamlit: it can run in a worker process.
 """
 
@@ -376,3 +380,57 @@ class BackgroundRun:
 
 def start_background(requests: Sequence[Request]) -> BackgroundRun:
     return BackgroundRun(list(requests)).start()
+
+
+# --------------------------------------------------------------------------- audit jobs
+
+
+@dataclass
+class QueuedJob:
+    """A job the page follows directly in the queue. Audits come this way: an audit is not
+    a :class:`Request` (no target list; its result is a report folder, not records), so
+    it is a :class:`dgncore.jobs.AuditSpec` that waits its turn in the same queue as the
+    generation jobs, and no page thread has to carry it."""
+
+    queue: Any
+    job_id: str
+    #: the output folder, relative to the results root
+    out_dir: str
+
+    def status(self):
+        """The job's :class:`dgncore.jobs.JobStatus` (without preview images)."""
+        return self.queue.status(self.job_id, preview=False)
+
+    def stop(self) -> None:
+        from dgncore.hosting import settings
+
+        # hosted: only the session that sent it may stop it; locally a reloaded tab may too
+        self.queue.cancel(self.job_id, session_id=current_session_id() if settings().hosted else None)
+
+
+#: the audit jobs of this process by output folder: a reloaded page, or another tab with
+#: the same settings, finds its audit still running instead of starting it again
+_audits: dict[str, QueuedJob] = {}
+_audits_lock = threading.Lock()
+
+
+def running_audit(out_dir: str) -> QueuedJob | None:
+    """The audit writing ``out_dir`` while it waits or runs, else None."""
+    job = _audits.get(out_dir)
+    try:
+        return job if job is not None and not job.status().final else None
+    except InputError:  # expired from the queue
+        return None
+
+
+def submit_audit(spec) -> QueuedJob:
+    """Queue ``spec`` (a :class:`dgncore.jobs.AuditSpec`) for this session, unless an audit
+    of the same folder is already waiting or running (that one is returned)."""
+    from dgncore.jobs import get_queue
+
+    with _audits_lock:
+        job = running_audit(spec.out_dir)
+        if job is None:
+            queue = get_queue()
+            job = _audits[spec.out_dir] = QueuedJob(queue, queue.submit(spec, current_session_id()), spec.out_dir)
+    return job

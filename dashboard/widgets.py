@@ -403,3 +403,60 @@ def metadata(rec: dict[str, Any]) -> None:
     """Every setting and score of a result (its JSON, without the long histories)."""
     st.caption("All settings and scores of this result (its JSON file):")
     st.json({k: v for k, v in rec.items() if not k.startswith("_") and k not in ("history_activation", "history_checks")}, expanded=False)
+
+
+# --------------------------------------------------------------------------- dataset exemplars
+
+
+def exemplar_index(clf, root: Path, layers: Sequence[str] = ()):
+    """:func:`dgncore.exemplars.build_index` of ``root`` (cached on disk by that module, so
+    only the first look at a folder reads its images), with a progress bar meanwhile;
+    None after an error line."""
+    from dgncore.exemplars import build_index
+
+    bar = st.empty()
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Reading the folder's images to rank them: {done}/{total}")
+
+    try:
+        with st.spinner("Looking through the folder's images ..."):
+            return build_index(clf, root, layers=layers, skip_unreadable=True, progress=progress)
+    except InputError as e:
+        error(e)
+        return None
+    finally:
+        bar.empty()
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def thumbnail(path: str, mtime: float, side: int = 160):
+    """A small copy of an image file (user folders may hold large photos)."""
+    import numpy as np
+
+    from dgncore.data import open_image
+
+    im = open_image(path)
+    im.thumbnail((side, side))
+    return np.asarray(im)
+
+
+def exemplar_strip(title: str, items: Sequence[Any], width: int = 88) -> None:
+    """Real images of a folder in a row, each with its sub-folder and score for the target."""
+    st.markdown(f"<div style='font-size:0.9rem;margin-top:0.3rem'>{title}</div>", unsafe_allow_html=True)
+    if not items:
+        st.caption("No images.")
+        return
+    st.image([thumbnail(str(e.path), e.path.stat().st_mtime) for e in items],
+             caption=[f"{_short(e.label or '(top folder)', 14)} · {e.value:.2f}" for e in items], width=width)
+
+
+def exemplars_of(index, target: str, name: str, k: int = 4, score: str = "logit") -> None:
+    """The ``k`` images of ``index`` that score highest and lowest for ``target``."""
+    try:
+        top, bottom = index.top_k(target, k), index.bottom_k(target, k)
+    except InputError as e:
+        error(e)
+        return
+    exemplar_strip(f"Real images that score highest for <b>{name}</b> ({score} under each)", top)
+    exemplar_strip("… and lowest", bottom)

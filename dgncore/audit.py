@@ -44,6 +44,8 @@ from .objectives import Target, parse_target
 
 DEFAULT_METHODS: tuple[str, ...] = ("pretrained", "untrained", "pixel")
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
+#: the built-in models with a planted shortcut (:mod:`dgncore.planted`)
+BUILTIN_MODELS: tuple[str, ...] = ("planted", "planted-control")
 MAX_AUTO_CLASSES = 20
 THUMB = 128
 #: The pass criterion for a planted cue, fixed before the measurement. Per seed: the
@@ -408,7 +410,8 @@ def run_audit(
             folder = out / "generated" / m / f"seed{s}"
             for lo in range(0, len(batch_targets), MAX_BATCH):
                 recs = generate(classifier, batch_targets[lo : lo + MAX_BATCH], preset, folder, seed=s, model=model_name,
-                                stems=batch_stems[lo : lo + MAX_BATCH], cancel=cancel, reuse=reuse)
+                                stems=batch_stems[lo : lo + MAX_BATCH], cancel=cancel, reuse=reuse,
+                                progress=lambda p, m=m, s=s, done=done: report_progress(f"{m} seed {s}: step {p.step}/{p.total}", done, total))
                 for j, rec in enumerate(recs):
                     name = names[(lo + j) // k]
                     png = folder / rec["png"]
@@ -419,6 +422,8 @@ def run_audit(
                         row["cue"] = round(float(cue(load_image(png)[None])[0]), 5)
                     generated[m][name].append(row)
             done += 1
+    if is_cancelled():  # stopped during the last batch: its images are unfinished, so no report
+        raise InputError("the audit was cancelled")
     report_progress("writing the report", total, total)
 
     report: dict[str, Any] = {
@@ -824,7 +829,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
     common = dict(classes=args.classes, methods=methods, k=args.k, seeds=seeds, steps=args.steps, early_stop=args.early_stop,
                   samples=args.samples, exemplars=args.exemplars, checkpoint=args.checkpoint, reuse=not args.force, progress=progress)
-    if model in ("planted", "planted-control"):
+    if model in BUILTIN_MODELS:
         report = audit_builtin(args.out, model=model, dataset=args.dataset, **common)
     else:
         from .classifiers import load_classifier
@@ -882,6 +887,6 @@ def _print_summary(report: dict[str, Any]) -> None:
 
 
 __all__ = [
-    "CRITERION", "DEFAULT_METHODS", "DatasetMatch", "audit_builtin", "check_dataset", "cue_rows", "cue_summary",
+    "BUILTIN_MODELS", "CRITERION", "DEFAULT_METHODS", "DatasetMatch", "audit_builtin", "check_dataset", "cue_rows", "cue_summary",
     "judge_cue", "load_report", "method_preset", "parse_methods", "parse_seeds", "run_audit", "write_html",
 ]

@@ -91,7 +91,10 @@ class Classifier:
         if self._fast_model is False:
             with self._fast_lock:
                 if self._fast_model is False:
-                    self._fast_model = fold_batchnorm(self.model, self.input_size, self.device)
+                    # first used inside torch.inference_mode() (an exemplar index, predictions on samples), the
+                    # copy's weights would be inference tensors, and every later gradient through them an error
+                    with torch.inference_mode(False):
+                        self._fast_model = fold_batchnorm(self.model, self.input_size, self.device)
         return self._fast_model  # type: ignore[return-value]
 
     @property

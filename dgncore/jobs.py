@@ -54,10 +54,41 @@ _SAFE_PART = re.compile(r"^[\w][\w.+\- ]{0,79}$")
 # --------------------------------------------------------------------------- the request
 
 
+class _Spec:
+    """What both kinds of job share: plain data that travels through Redis as JSON, and
+    an output folder relative to the results folder."""
+
+    #: the fields a job must name
+    REQUIRED: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, Mapping) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        if not isinstance(data, Mapping):
+            raise InputError("a job must be a mapping of settings")
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - names
+        if unknown:
+            raise InputError(f"unknown job setting(s): {', '.join(sorted(map(str, unknown)))[:120]}")
+        for name in cls.REQUIRED:
+            if name not in data:
+                raise InputError(f"a job needs {name}")
+        return cls(**dict(data))
+
+    def resolve_out_dir(self, settings: HostedSettings) -> Path:
+        out = Path(self.out_dir)  # type: ignore[attr-defined]
+        return out if out.is_absolute() else Path(settings.results_dir) / out
+
+
 @dataclass(frozen=True)
-class JobSpec:
+class JobSpec(_Spec):
     """One generation request: everything :func:`execute` needs, as plain data (it
     travels through Redis as JSON)."""
+
+    REQUIRED = ("targets",)
 
     targets: tuple[str, ...]
     model: str = "efficientnet_lite0"
@@ -82,24 +113,6 @@ class JobSpec:
             object.__setattr__(self, "targets", (self.targets,))
         elif isinstance(self.targets, (list, tuple)):
             object.__setattr__(self, "targets", tuple(self.targets))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["targets"] = list(self.targets)
-        d["overrides"] = dict(self.overrides)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "JobSpec":
-        if not isinstance(data, Mapping):
-            raise InputError("a job must be a mapping of settings")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise InputError(f"unknown job setting(s): {', '.join(sorted(map(str, unknown)))[:120]}")
-        if "targets" not in data:
-            raise InputError("a job needs targets")
-        return cls(**dict(data))
 
     def validate(self, settings: HostedSettings):
         """Check every field against the server's limits (no model is loaded); return the
@@ -131,17 +144,9 @@ class JobSpec:
         if not isinstance(self.method, str) or self.method.strip().lower() not in PRESETS:
             shown = self.method[:40] if isinstance(self.method, str) else type(self.method).__name__
             raise InputError(f"unknown method {shown!r}: choose one of {', '.join(PRESETS)}")
-        if not isinstance(self.model, str) or not 0 < len(self.model) <= 500:
-            raise InputError("model name must be 1-500 characters of text")
-        if self.weights is not None and not isinstance(self.weights, str):
-            raise InputError("weights must be a file path")
-        settings.check_model(self.model, self.weights)
-        if not isinstance(self.device, str) or (settings.hosted and self.device != "auto"):
-            raise InputError("the device is chosen by the server")
+        _check_model(self.model, self.weights, self.model_name, self.device, settings)
         if not isinstance(self.reuse, bool) or not isinstance(self.gif, bool):
             raise InputError("reuse and gif must be true or false")
-        if self.model_name is not None and (not isinstance(self.model_name, str) or not 0 < len(self.model_name) <= 200):
-            raise InputError("the model's display name must be 1-200 characters")
         _check_out_dir(self.out_dir, settings)
         overrides = _check_overrides(self.overrides)
         early_stop = overrides.pop("early_stop", None)
@@ -154,9 +159,117 @@ class JobSpec:
             raise InputError(f"{preset.name} makes {preset.generator.out_size}px images; this server allows {settings.max_size}px: ask for a smaller size")
         return preset
 
-    def resolve_out_dir(self, settings: HostedSettings) -> Path:
-        out = Path(self.out_dir)
-        return out if out.is_absolute() else Path(settings.results_dir) / out
+    def summary(self) -> dict[str, Any]:
+        """What the job log and RQ's job description say about the job."""
+        return {"kind": "generate", "model": self.model_name or self.model, "method": self.method, "steps": self.steps, "targets": len(self.targets)}
+
+
+@dataclass(frozen=True)
+class AuditSpec(_Spec):
+    """One bias audit (:func:`dgncore.audit.run_audit`, or :func:`~dgncore.audit.audit_builtin`
+    for a built-in planted-shortcut model) as a job.
+
+    An audit is not a :class:`JobSpec`: it has no target list, it makes many batches
+    (methods x seeds) and its output is a report folder rather than one record per
+    target. It still goes through the same FIFO as the generation jobs, so that it
+    takes its turn on the device instead of competing with them for it, keeps running
+    when its browser tab is closed, counts against the session's limit, obeys the
+    server's step limit and time limit, and is cancelled the same way. Progress comes
+    as ``stage`` (e.g. ``untrained seed 1: step 40/200``), ``step`` and ``total`` (method x
+    seed batches done, of all)."""
+
+    REQUIRED = ("out_dir",)
+
+    #: the report folder (``report.json``, ``report.html``, images), relative to the results folder
+    out_dir: str
+    #: ``planted`` or ``planted-control`` (a built-in model with a known shortcut), or None for ``model``
+    builtin: str | None = "planted"
+    model: str | None = None
+    weights: str | None = None
+    model_name: str | None = None
+    #: an ImageFolder of samples (default for a built-in model: its own sample folder)
+    dataset: str | None = None
+    #: class names or indices (default: the dataset's classes)
+    classes: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ("untrained",)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    k: int = 1
+    steps: int | None = None
+    samples: int = 6
+    exemplars: int = 4
+    device: str = "auto"
+    kind: str = "audit"
+
+    def __post_init__(self) -> None:
+        for name in ("classes", "methods", "seeds"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+
+    def validate(self, settings: HostedSettings) -> None:
+        """Check every field against the server's limits (nothing is loaded)."""
+        from .audit import BUILTIN_MODELS, parse_methods, parse_seeds
+        from .optimize import MAX_SEED
+        from .presets import get_preset
+
+        if self.kind != "audit":
+            raise InputError("an audit job has kind 'audit'")
+        if not isinstance(self.methods, tuple) or not all(isinstance(m, str) for m in self.methods):
+            raise InputError("methods must be a list of names")
+        methods = parse_methods(self.methods)
+        if not isinstance(self.seeds, tuple) or not all(isinstance(x, int) and not isinstance(x, bool) for x in self.seeds):
+            raise InputError("seeds must be whole numbers")
+        for s in parse_seeds(self.seeds):
+            _check_int("seed", s, 0, MAX_SEED)
+        _check_int("k (images per class, method and seed)", self.k, 1, 16)
+        _check_int("samples", self.samples, 0, 64)
+        _check_int("exemplars", self.exemplars, 0, 32)
+        if self.steps is not None:
+            _check_int("steps", self.steps, 1, settings.max_steps)
+        else:
+            for m in methods:
+                if get_preset(m).steps > settings.max_steps:
+                    raise InputError(f"{m} runs {get_preset(m).steps} steps; this server allows {settings.max_steps}: ask for fewer steps")
+        if not isinstance(self.classes, tuple) or len(self.classes) > 200 or not all(isinstance(c, str) and 0 < len(c) <= 200 for c in self.classes):
+            raise InputError("classes must be at most 200 names or indices")
+        if self.builtin is not None:
+            if self.builtin not in BUILTIN_MODELS:
+                raise InputError(f"unknown built-in model {str(self.builtin)[:40]!r}: use {' or '.join(BUILTIN_MODELS)}")
+            if self.model is not None or self.weights is not None:
+                raise InputError("an audit names a built-in model or a model, not both")
+            if not isinstance(self.device, str) or (settings.hosted and self.device != "auto"):
+                raise InputError("the device is chosen by the server")
+        else:
+            _check_model(self.model, self.weights, self.model_name, self.device, settings)
+        if self.dataset is not None:
+            if not isinstance(self.dataset, str) or not 0 < len(self.dataset) <= 1000 or "\x00" in self.dataset:
+                raise InputError("the dataset must be a folder path of 1-1000 characters")
+            if settings.hosted and not settings.allow_uploads:
+                raise InputError("sample folders cannot be used on this server")
+        _check_out_dir(self.out_dir, settings)
+
+    def summary(self) -> dict[str, Any]:
+        return {"kind": "audit", "model": self.builtin or self.model_name or self.model, "method": ",".join(self.methods),
+                "steps": self.steps, "targets": len(self.classes), "seeds": len(self.seeds)}
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> JobSpec | AuditSpec:
+    """The job a dict describes (``kind: audit`` for an audit, else a generation job)."""
+    if isinstance(data, Mapping) and data.get("kind") == "audit":
+        return AuditSpec.from_dict(data)
+    return JobSpec.from_dict(data)
+
+
+def _check_model(model: Any, weights: Any, model_name: Any, device: Any, settings: HostedSettings) -> None:
+    if not isinstance(model, str) or not 0 < len(model) <= 500:
+        raise InputError("model name must be 1-500 characters of text")
+    if weights is not None and not isinstance(weights, str):
+        raise InputError("weights must be a file path")
+    settings.check_model(model, weights)
+    if not isinstance(device, str) or (settings.hosted and device != "auto"):
+        raise InputError("the device is chosen by the server")
+    if model_name is not None and (not isinstance(model_name, str) or not 0 < len(model_name) <= 200):
+        raise InputError("the model's display name must be 1-200 characters")
 
 
 def _check_int(what: str, value: Any, low: int, high: int) -> None:
@@ -225,6 +338,8 @@ class JobStatus:
     checks: list[tuple[int, list[float]]] = field(default_factory=list)
     #: per target: whether its image is fixed (early stop)
     done: list[bool] = field(default_factory=list)
+    #: what an audit job is doing now (its step and total count method x seed batches)
+    stage: str = ""
     records: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     submitted: float | None = None
@@ -275,7 +390,7 @@ class JobQueue:
 
     settings: HostedSettings
 
-    def submit(self, spec: JobSpec, session_id: str) -> str:  # pragma: no cover - interface
+    def submit(self, spec: JobSpec | AuditSpec, session_id: str) -> str:  # pragma: no cover - interface
         raise NotImplementedError
 
     def status(self, job_id: str, preview: bool = True) -> JobStatus:  # pragma: no cover - interface
@@ -338,7 +453,7 @@ def preview_pngs(images, side: int = PREVIEW_SIDE) -> list[bytes]:
 
 
 def execute(
-    spec: JobSpec,
+    spec: JobSpec | AuditSpec,
     settings: HostedSettings,
     report: Callable[[dict[str, Any]], None] | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -346,20 +461,15 @@ def execute(
     """Run one job: load the classifier, parse the targets, :func:`generate`. Returns
     ``{"records": [...], "cancelled": bool}``. ``report`` gets ``{"step", "total",
     "probs", "preview"?}`` at every check (a preview at most once a second); ``cancel``
-    is asked every step (a job past ``settings.job_timeout`` is cancelled too)."""
+    is asked every step (a job past ``settings.job_timeout`` is cancelled too).
+    An :class:`AuditSpec` goes to :func:`execute_audit`."""
     from .api import generate, parse_targets
     from .classifiers import load_classifier
 
+    if isinstance(spec, AuditSpec):
+        return execute_audit(spec, settings, report, cancel)
     preset = spec.validate(settings)
-    started = time.monotonic()
-    timed_out = False
-
-    def should_stop() -> bool:
-        nonlocal timed_out
-        if settings.job_timeout and time.monotonic() - started > settings.job_timeout:
-            timed_out = True
-            return True
-        return bool(cancel and cancel())
+    should_stop = _Stopper(settings, cancel)
 
     last_preview = 0.0
 
@@ -396,12 +506,71 @@ def execute(
     records = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
     cancelled = any(r.get("cancelled") for r in records)
     out: dict[str, Any] = {"records": records, "cancelled": cancelled}
-    if timed_out:
+    if should_stop.timed_out:
         out["error"] = f"the job ran longer than {settings.job_timeout} s and was stopped; what it had is saved"
     return out
 
 
-def log_job(settings: HostedSettings, spec: JobSpec, st: JobStatus) -> None:
+class _Stopper:
+    """``cancel()``, or true once the job has run past ``settings.job_timeout``."""
+
+    def __init__(self, settings: HostedSettings, cancel: Callable[[], bool] | None) -> None:
+        self.limit, self.cancel = settings.job_timeout, cancel
+        self.started = time.monotonic()
+        self.timed_out = False
+
+    def __call__(self) -> bool:
+        if self.limit and time.monotonic() - self.started > self.limit:
+            self.timed_out = True
+            return True
+        return bool(self.cancel and self.cancel())
+
+
+def execute_audit(
+    spec: AuditSpec,
+    settings: HostedSettings,
+    report: Callable[[dict[str, Any]], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Run one audit job; the report is ``report.json`` in its out_dir. Returns
+    ``{"records": [], "cancelled": bool, "report": "report.json"?}``. ``report`` gets
+    ``{"stage", "step", "total"}``. A cancelled or timed-out audit writes no report (the
+    images it finished are kept and reused by the next run with the same settings)."""
+    from .audit import audit_builtin, run_audit
+    from .classifiers import load_classifier
+
+    spec.validate(settings)
+    should_stop = _Stopper(settings, cancel)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if report is not None:
+            report({"stage": stage, "step": done, "total": total})
+
+    if should_stop():
+        return {"records": [], "cancelled": True}
+    out_dir = spec.resolve_out_dir(settings)
+    common: dict[str, Any] = dict(classes=list(spec.classes) or None, methods=list(spec.methods), seeds=list(spec.seeds), k=spec.k,
+                                  steps=spec.steps, samples=spec.samples, exemplars=spec.exemplars, progress=progress, cancel=should_stop)
+    try:
+        if spec.builtin is not None:
+            from .planted import builtin
+
+            model = builtin(spec.builtin, progress=lambda step, total, _loss: progress("training the demo model (once per server)", step, total))
+            audit_builtin(out_dir, model=model, dataset=spec.dataset, **common)
+        else:
+            clf = load_classifier(spec.model, weights=spec.weights, device=spec.device if spec.device != "auto" else settings.device)
+            run_audit(clf, out_dir, dataset=spec.dataset, model_name=spec.model_name or spec.model, **common)
+    except InputError:
+        if not should_stop():
+            raise
+        out: dict[str, Any] = {"records": [], "cancelled": True}
+        if should_stop.timed_out:
+            out["error"] = f"the audit ran longer than {settings.job_timeout} s and was stopped; the images it finished are kept"
+        return out
+    return {"records": [], "cancelled": False, "report": "report.json"}
+
+
+def log_job(settings: HostedSettings, spec: JobSpec | AuditSpec, st: JobStatus) -> None:
     """One JSON line per finished job in ``settings.job_log`` (for operators and the load
     test): when it was submitted, started and finished, what it made."""
     if settings.job_log is None:
@@ -410,8 +579,7 @@ def log_job(settings: HostedSettings, spec: JobSpec, st: JobStatus) -> None:
 
     entry = {
         "job": st.job_id, "state": st.state, "submitted": st.submitted, "started": st.started, "finished": st.finished,
-        "queue_wait": st.queue_wait, "model": spec.model_name or spec.model, "method": spec.method, "steps": spec.steps,
-        "targets": len(spec.targets), "out_dir": spec.out_dir, "files": [r.get("png") for r in st.records], "error": st.error,
+        "queue_wait": st.queue_wait, **spec.summary(), "out_dir": spec.out_dir, "files": [r.get("png") for r in st.records], "error": st.error,
     }
     try:
         settings.job_log.parent.mkdir(parents=True, exist_ok=True)
@@ -426,7 +594,7 @@ def log_job(settings: HostedSettings, spec: JobSpec, st: JobStatus) -> None:
 
 @dataclass
 class _LocalJob:
-    spec: JobSpec
+    spec: JobSpec | AuditSpec
     session_id: str
     device: str
     status: JobStatus
@@ -445,15 +613,15 @@ class LocalQueue(JobQueue):
         self._closed = False
         self._retired = False
 
-    def _device_key(self, spec: JobSpec) -> str:
+    def _device_key(self, spec: JobSpec | AuditSpec) -> str:
         from .classifiers import pick_device
 
         return str(pick_device(spec.device if spec.device != "auto" else self.settings.device))
 
-    def submit(self, spec: JobSpec, session_id: str) -> str:
+    def submit(self, spec: JobSpec | AuditSpec, session_id: str) -> str:
         _check_session(session_id)
-        if not isinstance(spec, JobSpec):
-            raise InputError("submit needs a JobSpec")
+        if not isinstance(spec, (JobSpec, AuditSpec)):
+            raise InputError("submit needs a JobSpec or an AuditSpec")
         spec.validate(self.settings)
         device = self._device_key(spec)
         with self._cond:
@@ -533,8 +701,8 @@ class LocalQueue(JobQueue):
 
         def report(info: dict[str, Any]) -> None:
             with self._cond:
-                st.step, st.total, st.probs = info["step"], info["total"], info["probs"]
-                st.activation, st.checks, st.done = info["activation"], info["checks"], info["done"]
+                st.step, st.total, st.probs, st.stage = info["step"], info["total"], info.get("probs", []), info.get("stage", "")
+                st.activation, st.checks, st.done = info.get("activation", []), info.get("checks", []), info.get("done", [])
                 if "preview" in info:
                     st.preview = info["preview"]
 
@@ -637,10 +805,10 @@ class RedisQueue(JobQueue):
     def session_jobs(self, session_id: str) -> list[str]:
         return self._active(_check_session(session_id))
 
-    def submit(self, spec: JobSpec, session_id: str) -> str:
+    def submit(self, spec: JobSpec | AuditSpec, session_id: str) -> str:
         _check_session(session_id)
-        if not isinstance(spec, JobSpec):
-            raise InputError("submit needs a JobSpec")
+        if not isinstance(spec, (JobSpec, AuditSpec)):
+            raise InputError("submit needs a JobSpec or an AuditSpec")
         spec.validate(self.settings)
         timeout = self.settings.job_timeout + 120 if self.settings.job_timeout else -1
         with self.redis.lock(f"dgn:lock:session:{session_id}", timeout=10, blocking_timeout=10):
@@ -658,7 +826,7 @@ class RedisQueue(JobQueue):
                 "dgncore.jobs.execute_rq", spec.to_dict(),
                 job_id=job_id, job_timeout=timeout, result_ttl=7 * 24 * 3600, failure_ttl=7 * 24 * 3600,
                 meta={"session": session_id, "submitted": time.time()},
-                description=f"dgn {spec.method} x{len(spec.targets)}",
+                description="dgn " + " ".join(f"{k}={v}" for k, v in spec.summary().items()),
             )
             key = SESSION_KEY.format(session_id)
             self.redis.sadd(key, job_id)
@@ -673,14 +841,14 @@ class RedisQueue(JobQueue):
         spec_dict = job.args[0] if job.args else {}
         out_dir = None
         try:
-            out_dir = JobSpec.from_dict(spec_dict).resolve_out_dir(self.settings)
+            out_dir = spec_from_dict(spec_dict).resolve_out_dir(self.settings)
         except (InputError, TypeError):
             pass
         st = JobStatus(
             job_id, "queued", submitted=meta.get("submitted"), started=meta.get("started"), finished=meta.get("finished"),
             step=int(meta.get("step", 0)), total=int(meta.get("total", 0)), probs=list(meta.get("probs", [])),
             activation=list(meta.get("activation", [])), checks=[(s, c) for s, c in meta.get("checks", [])], done=list(meta.get("done", [])),
-            out_dir=out_dir, session_id=meta.get("session"),
+            stage=str(meta.get("stage", "")), out_dir=out_dir, session_id=meta.get("session"),
         )
         if preview:
             raw = self.redis.get(PREVIEW_KEY.format(job_id))
@@ -756,8 +924,9 @@ def execute_rq(spec_dict: dict[str, Any]) -> dict[str, Any]:
     def report(info: dict[str, Any]) -> None:
         nan = lambda xs: [None if x != x else x for x in xs]  # noqa: E731 - JSON has no NaN
         job.meta.update({
-            "step": info["step"], "total": info["total"], "probs": nan(info["probs"]), "done": info["done"],
-            "activation": [nan(row) for row in info["activation"]], "checks": [[s, nan(c)] for s, c in info["checks"]],
+            "step": info["step"], "total": info["total"], "probs": nan(info.get("probs", [])), "done": info.get("done", []),
+            "activation": [nan(row) for row in info.get("activation", [])], "checks": [[s, nan(c)] for s, c in info.get("checks", [])],
+            "stage": info.get("stage", ""),
         })
         if "preview" in info:  # beside the meta, so that polling the status stays cheap
             job.connection.set(PREVIEW_KEY.format(job.id), json.dumps([base64.b64encode(b).decode("ascii") for b in info["preview"]]), ex=24 * 3600)
@@ -767,7 +936,7 @@ def execute_rq(spec_dict: dict[str, Any]) -> dict[str, Any]:
     job.save_meta()
     spec = None
     try:
-        spec = JobSpec.from_dict(spec_dict)
+        spec = spec_from_dict(spec_dict)
         result = execute(spec, settings, report, cancel)
     except InputError as e:
         result = {"records": [], "cancelled": False, "error": _one_line(e), "input_error": True}

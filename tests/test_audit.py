@@ -272,6 +272,22 @@ def test_exemplar_index_layers_for_an_eager_model(tiny_classifier, dataset):
         E.build_index(tiny_classifier, dataset / "empty")
 
 
+def test_generation_after_an_exemplar_index_on_a_batchnorm_model(dataset, tmp_path):
+    """The BN-folded copy is built lazily; built first inside the index's inference_mode,
+    its weights used to be inference tensors and generating then failed (the audit of an
+    EfficientNet with a dataset indexes first, then generates)."""
+    from dgncore.api import generate, make_preset
+    from dgncore.objectives import parse_target
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    clf = Classifier("bn", net.eval(), 32, (0.5,) * 3, (0.5,) * 3, CLASSES)
+    E.build_index(clf, dataset)
+    assert clf.fast_model is not None
+    recs = generate(clf, [parse_target("class:cat", clf)], make_preset("pixel", steps=2, size=32), tmp_path / "out", reuse=False)
+    assert recs[0]["steps"] == 2
+
+
 def test_pretrained_method_with_a_decoder_file(ts_model, tmp_path):
     """A decoder rendering at another size than the preset's default works (the audit
     takes the generator config from the decoder file's header)."""

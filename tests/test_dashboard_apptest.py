@@ -50,8 +50,9 @@ def images(at: AppTest) -> list:
     return list(at.get("image"))
 
 
-def generate(at: AppTest) -> AppTest:
-    button = next(b for b in at.button if b.label == "Generate")
+def generate(at: AppTest, label: str = "Generate") -> AppTest:
+    """Press the page's ``label`` button and check that the run ended without an error."""
+    button = next(b for b in at.button if b.label == label)
     assert not button.disabled
     button.click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -257,6 +258,81 @@ def test_bias_audit_bad_inputs(tmp_path):
     at.get("file_uploader")[0].set_value(("data.zip", b"not a zip", "application/zip"))
     at.run()
     assert not at.exception and any("not a readable ZIP" in e.value for e in at.error)
+
+
+# --------------------------------------------------------------------------- bias audit: the demo tab and exemplars
+
+DEMO = {"audit_methods": "untrained", "audit_seeds": "0", "audit_steps": "2"}
+
+
+@pytest.fixture(scope="module")
+def planted_cache(tmp_path_factory) -> Path:
+    """A DGN_CACHE whose built-in planted model is a tiny one (trained in about a second)."""
+    from dgncore import planted as P
+
+    cache = tmp_path_factory.mktemp("cache")
+    torch.set_num_threads(1)
+    P.ensure_planted(P.PlantedConfig(pool=64, steps=3, batch=16), root=cache / "planted" / P.DEFAULT.key(), samples_per_class=2, evidence_per_class=4)
+    return cache
+
+
+@pytest.fixture
+def demo_env(planted_cache, monkeypatch) -> Path:
+    monkeypatch.setenv("DGN_CACHE", str(planted_cache))
+    return planted_cache
+
+
+def run_audit(at: AppTest) -> AppTest:
+    return generate(at, "Run the audit")
+
+
+def test_audit_demo_tab_explains_the_demo_and_its_evidence(demo_env):
+    at = app("bias_audit")
+    assert [t.label for t in at.tabs] == ["Your class and samples", "Planted-bias demo"]
+    assert any("A test with a known answer" in m.value and "magenta stamp" in m.value for m in at.markdown)
+    assert [m.label for m in at.metric][0] == "Other shapes called triangle once stamped"
+    assert at.multiselect(key="audit.demo.methods").value == ["untrained"] and at.text_input(key="audit.demo.seeds").value == "0,1,2"
+    assert any("No report for these settings yet" in c.value for c in at.caption)
+    at = app("bias_audit", audit_seeds="0,x")
+    assert len(at.error) == 1 and "bad seeds" in at.error[0].value
+    assert next(b for b in at.button if b.label == "Run the audit").disabled
+
+
+def test_audit_demo_runs_shows_chart_verdict_and_comes_back_from_disk(demo_env, tmp_path):
+    at = run_audit(app("bias_audit", **DEMO))
+    reports = list((tmp_path / "results" / "audit").glob("planted-*/report.json"))
+    assert len(reports) == 1
+    report = json.loads(reports[0].read_text())
+    assert report["methods"] == ["untrained"] and report["seeds"] == [0] and report["steps"] == {"untrained": 2}
+    assert at.get("plotly_chart") and any(m.value.startswith((":green-badge[PASS] **untrained**", ":red-badge[FAIL] **untrained**")) for m in at.markdown)
+    assert any("Pass rule, fixed before any run" in c.value for c in at.caption)
+    assert len(images(at)) >= 5  # generated images, samples and exemplars of five classes
+    assert {d.label for d in at.get("download_button")} >= {"Report page (HTML)", "Report folder (ZIP)"}
+    # a new session with the same link (a reload) shows the saved report without running anything
+    mtime = reports[0].stat().st_mtime
+    again = app("bias_audit", **DEMO)
+    assert again.get("plotly_chart") and any("from disk" in c.value for c in again.caption)
+    assert reports[0].stat().st_mtime == mtime
+
+
+def test_audit_of_your_own_model_on_your_folder(tmp_path):
+    ds = image_folder(tmp_path / "ds")
+    at = app("bias_audit", **FAST, folder=str(ds), audit_of="This model on this folder", audit_methods="pixel", audit_seeds="0", audit_steps="2")
+    assert any("2 class folders" in c.value for c in at.caption)
+    run_audit(at)
+    report = json.loads(next((tmp_path / "results" / "audit").glob("efficientnet_lite0-*/report.json")).read_text())
+    assert report["classes"] == ["tench", "goldfish"] and "cue" not in report
+    assert not at.get("plotly_chart") or all(c.proto.id != "audit.cue" for c in at.get("plotly_chart"))
+    assert any(m.value.startswith("**tench**") for m in at.markdown)
+
+
+def test_exemplars_beside_the_generated_images(tmp_path):
+    ds = image_folder(tmp_path / "ds")
+    at = app("bias_audit", **FAST, folder=str(ds))
+    assert any("Real images that score highest for <b>tench</b>" in m.value for m in at.markdown)
+    at = app("layers", **FAST, layers="blocks.1", filters="0", folder=str(ds))
+    assert any("Real images that score highest for <b>blocks.1 filter 0</b>" in m.value for m in at.markdown)
+    assert len(images(at)) == 2  # a row of the top 4 and one of the bottom 4 of the folder's images
 
 
 # --------------------------------------------------------------------------- gallery

@@ -36,11 +36,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def planted_cache(tmp: Path) -> Path:
+    """A DGN_CACHE for the server holding the built-in planted model: the trained one when
+    this machine has it (so the screenshots show the real demo), else a tiny one (about a
+    second to train; the demo then runs the same, with a meaningless verdict)."""
+    from dgncore import planted as P
+
+    cache = tmp / "cache"
+    folder = cache / "planted" / P.DEFAULT.key()
+    folder.parent.mkdir(parents=True)
+    trained = P.cache_root() / P.DEFAULT.key()
+    if (trained / "info.json").is_file():
+        folder.symlink_to(trained, target_is_directory=True)
+    else:
+        P.ensure_planted(P.PlantedConfig(pool=64, steps=3, batch=16), root=folder, samples_per_class=2, evidence_per_class=4)
+    return cache
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dashboard")
     port = _free_port()
-    env = dict(os.environ, DGN_RESULTS=str(tmp / "results"), DGN_UPLOADS=str(tmp / "uploads"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, DGN_RESULTS=str(tmp / "results"), DGN_UPLOADS=str(tmp / "uploads"), DGN_CACHE=str(planted_cache(tmp)),
+               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     for name in ("DGN_HOSTED", "DGN_MODELS"):
         env.pop(name, None)
     log = open(tmp / "streamlit.log", "w")
@@ -182,10 +200,23 @@ def test_compound_page(page, server):
     shot(page, "compound")
 
 
+def sample_folder(server) -> Path:
+    """A tiny ImageFolder (two classes, three images each) in the server's temporary folder."""
+    from PIL import Image
+
+    ds = server["tmp"] / "dataset"
+    for k, cls in enumerate(["tench", "goldfish"]):
+        (ds / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(3):
+            Image.new("RGB", (48, 48), (60 * k + 30 * i, 140, 90)).save(ds / cls / f"{i}.png")
+    return ds
+
+
 def test_layers_page(page, server):
-    open_page(page, server, f"/layers?{FAST}&layers=blocks.1&filters=0", "Layer hierarchy")
+    open_page(page, server, f"/layers?{FAST}&layers=blocks.1&filters=0&folder={sample_folder(server)}", "Layer hierarchy")
     generate(page, wait_for="Larger")
     assert loaded(main_images(page).first)
+    assert page.get_by_text("Real images that score highest for").is_visible()  # the folder's exemplars of the filter
     shot(page, "layers")
     button(page, "Larger").first.click()
     dialog = page.locator('[data-testid="stDialog"]')
@@ -195,19 +226,37 @@ def test_layers_page(page, server):
 
 
 def test_bias_audit_page(page, server):
-    from PIL import Image
-
-    ds = server["tmp"] / "dataset"
-    for k, cls in enumerate(["tench", "goldfish"]):
-        (ds / cls).mkdir(parents=True, exist_ok=True)
-        for i in range(3):
-            Image.new("RGB", (48, 48), (60 * k + 30 * i, 140, 90)).save(ds / cls / f"{i}.png")
+    ds = sample_folder(server)
     open_page(page, server, f"/audit?{FAST}&folder={ds}", "Bias audit")
     page.get_by_text("The classifier's own view of these samples").wait_for(timeout=90_000)
     generate(page, wait_for="Download all as ZIP (1 image, with JSON metadata)")
     imgs = main_images(page, 4)
     assert imgs.count() >= 4
     shot(page, "bias-audit")
+
+
+def test_bias_audit_demo_tab(page, server):
+    open_page(page, server, "/audit?tab=Planted-bias+demo&audit_methods=untrained,pixel&audit_seeds=0,1&audit_steps=30", "Bias audit")
+    page.get_by_text("A test with a known answer").wait_for(timeout=60_000)
+    button(page, "Run the audit").click()
+    button(page, "Report page (HTML)").wait_for(timeout=RUN_TIMEOUT_MS)
+    idle(page)
+    chart = page.locator('[data-testid="stPlotlyChart"] .main-svg').first
+    chart.wait_for(timeout=60_000)
+    assert page.get_by_text("Pass rule, fixed before any run").is_visible()
+    assert main_images(page, 10).count() >= 10  # generated images, samples and exemplars
+    # the whole report in one picture (the page scrolls inside its main block, not the window)
+    height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": min(height + 40, 8000)})
+    idle(page)
+    shot(page, "bias-audit-demo")
+    chart.screenshot(path=str(SHOTS / "bias-audit-demo-chart.png"))
+    # a reload opens the same tab and shows the saved report again
+    page.reload()
+    button(page, "Report page (HTML)").wait_for(timeout=90_000)
+    idle(page)
+    assert "tab=Planted-bias" in page.url and page.locator('[data-testid="stPlotlyChart"]').count() >= 1
+    shot(page, "bias-audit-demo-reloaded")
 
 
 def test_gallery_page(page, server):

@@ -18,7 +18,7 @@ import pytest
 from dgncore.data import open_image
 from dgncore.errors import InputError
 from dgncore.hosting import HostedSettings
-from dgncore.jobs import JobSpec, LocalQueue, RedisQueue, execute, get_queue, reset_queue
+from dgncore.jobs import AuditSpec, JobSpec, LocalQueue, RedisQueue, execute, get_queue, reset_queue, spec_from_dict
 from dgncore.results import read_result
 from tiny_torchscript import save_tiny_torchscript
 
@@ -302,6 +302,46 @@ def test_a_spec_round_trips_through_json_and_refuses_unknown_fields():
         JobSpec.from_dict({"model": "x"})
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"builtin": "rm -rf"}, "unknown built-in model"),
+        ({"builtin": None, "model": "/tmp/evil.pt"}, "not offered on this server"),
+        ({"model": "vgg16"}, "a built-in model or a model, not both"),
+        ({"methods": ("magic",)}, "bad methods"),
+        ({"methods": ()}, "bad methods"),
+        ({"seeds": (0, "1")}, "seeds must be whole numbers"),
+        ({"seeds": tuple(range(21))}, "seeds must be 1-20"),
+        ({"seeds": (2**63,)}, "seed must be between"),
+        ({"steps": 301}, "steps must be between 1 and 300"),
+        ({"k": 0}, "k \\(images per class"),
+        ({"samples": 65}, "samples must be between"),
+        ({"classes": ("x" * 300,)}, "classes must be at most"),
+        ({"dataset": "/etc"}, "sample folders cannot be used on this server"),
+        ({"device": "cuda"}, "chosen by the server"),
+        ({"out_dir": "../../etc"}, "not allowed"),
+        ({"kind": "generate"}, "kind 'audit'"),
+    ],
+)
+def test_hosted_limits_refuse_absurd_audits(change, message):
+    spec = dataclasses.replace(AuditSpec("audit/planted-1", steps=30), **change)
+    with pytest.raises(InputError, match=message):
+        spec.validate(HOSTED)
+
+
+def test_an_audit_spec_round_trips_and_is_told_apart_from_a_generation_job():
+    import json
+
+    spec = AuditSpec("audit/planted-1", methods=["untrained", "pixel"], seeds=[0, 1], steps=30)
+    spec.validate(HOSTED)  # the built-in demo is allowed on a public server
+    back = spec_from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert back == spec and isinstance(back, AuditSpec) and back.seeds == (0, 1)
+    assert isinstance(spec_from_dict(JobSpec(("class:tench",)).to_dict()), JobSpec)
+    with pytest.raises(InputError, match="needs out_dir"):
+        spec_from_dict({"kind": "audit"})
+    assert spec.summary() == {"kind": "audit", "model": "planted", "method": "untrained,pixel", "steps": 30, "targets": 0, "seeds": 2}
+
+
 # --------------------------------------------------------------------------- RQ on a real Redis
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -381,6 +421,25 @@ def test_rq_jobs_run_in_order_in_a_worker_process_and_save_their_files(rq_settin
     assert q.status(cancelled).state == "cancelled" and not (rq_settings.results_dir / "never").exists()
     assert not (rq_settings.results_dir / "bad").exists()
     assert q.session_jobs("s0") == []
+
+
+@needs_redis
+def test_rq_runs_an_audit_job_in_a_worker_process(rq_settings, tmp_path, monkeypatch):
+    from dgncore import planted as P
+
+    cache = tmp_path / "cache"  # a tiny built-in planted model (about a second to train), seen by the worker
+    P.ensure_planted(P.PlantedConfig(pool=64, steps=3, batch=16), root=cache / "planted" / P.DEFAULT.key(), samples_per_class=2, evidence_per_class=4)
+    monkeypatch.setenv("DGN_CACHE", str(cache))
+    q = RedisQueue(rq_settings)
+    job = q.submit(AuditSpec("audit/demo", methods=("untrained",), seeds=(0,), steps=2), "me")
+    assert q.status(job).position == 1
+    worker = run_worker(rq_settings, "--burst")
+    out, _ = worker.communicate(timeout=240)
+    assert worker.returncode == 0, out
+    st = q.status(job)
+    assert st.state == "done", st.error
+    assert st.out_dir == rq_settings.results_dir / "audit" / "demo" and (st.out_dir / "report.json").is_file()
+    assert st.stage == "writing the report" and st.step == st.total == 1
 
 
 @needs_redis

@@ -112,7 +112,8 @@ widgets.explain(
 choice, clf = widgets.need_model()
 lim = state.limits()
 
-tabs = st.tabs(["Your class and samples", "Planted-bias demo"]) if audit_available() else [st.container()]
+# the open tab is in the URL (?tab=...), so a reload or a shared link opens the same one
+tabs = st.tabs(["Your class and samples", "Planted-bias demo"], key="tab", bind="query-params") if audit_available() else [st.container()]
 with tabs[0]:
     left, right = st.columns([1, 2])
     idx = None
@@ -225,6 +226,10 @@ with tabs[0]:
                     with cols[j]:
                         cap = "; ".join(f"{clf.classes[i][:16]} {v:.2f}" for i, v in p)
                         st.image(path, caption=cap, width="stretch")
+            if samples_shown:  # the whole folder ranked for the class (dgncore.exemplars)
+                index = widgets.exemplar_index(clf, root)
+                if index is not None:
+                    widgets.exemplars_of(index, f"class:{idx}", clf.classes[idx])
 
 if len(tabs) > 1:
     with tabs[1]:

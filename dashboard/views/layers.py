@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from dashboard import runner, state, widgets
@@ -80,9 +82,16 @@ except InputError as e:
     widgets.error(e)
     bad = True
 
+
+
+def filter_label(target: str) -> str:
+    """filter:blocks.1:0 -> blocks.1 filter 0"""
+    return "{} filter {}".format(*target.split(":", 1)[1].rsplit(":", 1))
+
+
 requests = [] if bad else [Request(choice.spec, tuple(targets), opts["method"], int(opts["steps"]), (int(opts["seed"]),),
                                    widgets.size_arg(int(opts["size"]), opts["method"]), choice.weights, choice.name,
-                                   label=widgets.plural(len(targets), "filter"), target_labels=tuple("{} filter {}".format(*t.split(":", 1)[1].rsplit(":", 1)) for t in targets))]
+                                   label=widgets.plural(len(targets), "filter"), target_labels=tuple(map(filter_label, targets)))]
 go = st.button("Generate", type="primary", disabled=bad or widgets.running(PAGE))
 results = widgets.run_panel(PAGE, requests, go) if requests else None
 if results is None and requests and not widgets.running(PAGE):
@@ -116,3 +125,24 @@ if results:
         widgets.image_grid(by_layer.get(name, []), f"{PAGE}.{name}", columns=max(len(filters), 4), caption=caption,
                            on_open=widgets.open_dialog, open_label="Larger")
     widgets.zip_button(recs, PAGE, name="dgn-layers.zip")
+
+if targets and not bad and not state.limits().hosted:
+    st.markdown("#### The same filter in real images")
+    c1, c2 = st.columns([3, 1])
+    with c1:
+        folder = state.widget(st.text_input, "Folder of real images (optional)", f"{PAGE}.folder", "", "folder", placeholder="/path/to/images",
+                              help="Images in it and in its sub-folders are ranked by the filter's mean activation (read once, then cached on disk).")
+    with c2:
+        pick = state.widget(st.selectbox, "Filter", f"{PAGE}.exfilter", targets[0], "exfilter", options=targets, format_func=filter_label)
+    if folder.strip():
+        index = widgets.exemplar_index(clf, Path(folder.strip()).expanduser(), layers=[pick.split(":")[1]])
+        if index is not None:
+            gen_col, real_col = st.columns([1, 3])
+            with gen_col:
+                made = [r for r in (results[0] if results else []) if r["target"] == pick]
+                if made:
+                    st.image(made[0]["_file"], caption=f"generated: {caption(made[0])}", width="stretch")
+                else:
+                    st.caption("Press Generate to see the generated image beside them.")
+            with real_col:
+                widgets.exemplars_of(index, pick, filter_label(pick), score="mean activation")
