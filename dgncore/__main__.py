@@ -40,12 +40,14 @@ def _method_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, help="output image size in pixels")
     p.add_argument("--width", type=float, help="generator channel width multiplier")
     p.add_argument("--checkpoint", help="decoder checkpoint (.safetensors) for the pretrained method")
+    p.add_argument("--restarts", type=int, help="independent starts per target; the best-scoring one is kept")
+    p.add_argument("--init-jitter", dest="init_jitter", type=float, help="pretrained: spread of alpha's seeded start around the mean code")
 
 
 def _preset(args: argparse.Namespace):
     from .api import make_preset
 
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in ("lr", "penalty", "reg_weight", "noise_sigma", "final", "checkpoint")}
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in ("lr", "penalty", "reg_weight", "noise_sigma", "final", "checkpoint", "restarts", "init_jitter")}
     early = args.early_stop
     preset = make_preset(args.method, steps=args.steps, size=args.size, width=args.width, **overrides)
     if early is not None:

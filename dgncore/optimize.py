@@ -65,6 +65,8 @@ class RunResult:
     seconds: float
     cancelled: bool = False
     frames: list[torch.Tensor] = field(default_factory=list)
+    #: per row: which of the ``preset.restarts`` starts gave the image (0 with one start)
+    restart: list[int] = field(default_factory=list)
 
 
 ProgressFn = Callable[[Progress], None]
@@ -146,6 +148,10 @@ def optimize(
 ) -> RunResult:
     """Maximise each target in its own row; see the module docstring.
 
+    With ``preset.restarts`` = R > 1 each target gets R rows from different starts; every
+    check keeps, per target, the start whose 8-bit candidate scores highest, and what the
+    caller sees (progress, checks, images, activation) is per target, as with R = 1.
+
     ``bf16``: run the training pass (source, classifier, loss inputs) under bf16 autocast,
     meant for GPUs with bf16 units; None reads ``DGN_BF16=1`` from the environment. The
     candidate images and every score stay fp32."""
@@ -159,18 +165,20 @@ def optimize(
     device = classifier.device
     is_cancelled: CancelFn = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
     n = len(targets)
+    n_starts = preset.restarts
     #: bf16 autocast of the training forward (off by default; DGN_BF16=1 turns it on)
     amp = (os.environ.get("DGN_BF16", "0") == "1") if bf16 is None else bool(bf16)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    source = build_source(preset, n, device)
+    source = build_source(preset, n * n_starts, device)
     source.train()
-    objective = Objective(list(targets), classifier.n_classes, preset.penalty, device)
+    objective = Objective([t for t in targets for _ in range(n_starts)], classifier.n_classes, preset.penalty, device)
     params = [p for p in source.parameters() if p.requires_grad]
     opt = _optimizer(preset, params)
     candidates = _Candidates(preset)
 
-    final = torch.zeros(n, 3, preset.generator.out_size, preset.generator.out_size)
+    final: torch.Tensor | None = None  # sized from the first candidate (a decoder sets its own size)
+    chosen = [0] * n
     done = torch.zeros(n, dtype=torch.bool)
     stopped_at = [preset.steps] * n
     acts: list[torch.Tensor] = []
@@ -180,13 +188,19 @@ def optimize(
     cancelled = False
     step = 0
 
-    def check(step_done: int) -> torch.Tensor:
+    def per_target(values: torch.Tensor) -> torch.Tensor:
+        """(n * R,) per row -> (n,) the best start of each target."""
+        return values.view(n, n_starts).max(1).values
+
+    def check(step_done: int) -> tuple[torch.Tensor, list[int]]:
         imgs = quantize(candidates.current(source))
         with torch.inference_mode():
             logits = classifier.logits(imgs)
-        prob = objective.probability(logits).float().cpu()
-        checks.append((step_done, prob.tolist()))
-        return imgs.cpu()
+        prob = torch.nan_to_num(objective.probability(logits).float().cpu(), nan=-1.0).view(n, n_starts)
+        best = prob.argmax(1)
+        rows = torch.arange(n) * n_starts + best
+        checks.append((step_done, prob.gather(1, best[:, None]).squeeze(1).tolist()))
+        return imgs[rows.to(imgs.device)].cpu(), best.tolist()
 
     for step in range(preset.steps):
         if is_cancelled():
@@ -204,13 +218,16 @@ def optimize(
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
+        act = per_target(act.detach())
         acts.append(act)
         if step == 0:
             start = act.float().cpu()
         candidates.record(step, images)
         last = step == preset.steps - 1
         if (step + 1) % check_every == 0 or last:
-            imgs = check(step + 1)
+            imgs, best = check(step + 1)
+            if final is None:
+                final = torch.zeros_like(imgs)
             if keep_frames:
                 frames.append(imgs)
             prob = torch.tensor(checks[-1][1])
@@ -218,7 +235,7 @@ def optimize(
             if last:
                 newly = ~done
             for i in torch.nonzero(newly).flatten().tolist():
-                final[i] = imgs[i]
+                final[i], chosen[i] = imgs[i], best[i]
                 stopped_at[i] = step + 1
             done |= newly
             if progress is not None:
@@ -227,13 +244,15 @@ def optimize(
             if bool(done.all()):
                 break
     if not bool(done.all()):  # cancelled: keep what each row has now
-        imgs = check(step)
+        imgs, best = check(step)
+        if final is None:
+            final = torch.zeros_like(imgs)
         for i in torch.nonzero(~done).flatten().tolist():
-            final[i] = imgs[i]
+            final[i], chosen[i] = imgs[i], best[i]
             stopped_at[i] = step
     history = torch.stack(acts).float().cpu().tolist() if acts else []
     return RunResult(
         targets=list(targets), preset=preset, seed=seed, device=str(device), images=final,
         activation=history, checks=checks, start_activation=start.tolist(), steps=stopped_at,
-        seconds=time.perf_counter() - t0, cancelled=cancelled, frames=frames,
+        seconds=time.perf_counter() - t0, cancelled=cancelled, frames=frames, restart=chosen,
     )

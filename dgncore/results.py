@@ -176,6 +176,7 @@ def run_records(run, classifier: Classifier, model: str) -> list[dict[str, Any]]
             "device": run.device,
             "cancelled": run.cancelled,
             "start_activation": round(run.start_activation[i], 6),
+            "restart": run.restart[i] if run.restart else 0,
             "start_relu_activation": round(max(run.start_activation[i], 0.0), 6),
             "history_activation": [row[i] for row in history],
             "history_checks": [[s, None if p[i] != p[i] else round(p[i], 6)] for s, p in run.checks],

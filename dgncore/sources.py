@@ -60,6 +60,10 @@ class PretrainedSource(ImageSource):
     def __init__(self, preset: "Preset", n: int, decoder: Generator, mean_code: torch.Tensor) -> None:
         super().__init__()
         self.features = FeatureLayer(n, N_FEATURES, noise="multiplicative", sigma=preset.noise_sigma, init=mean_code, relu=True)
+        if preset.init_jitter > 0:  # a seeded start around the mean code (the global seed is set by optimize)
+            with torch.no_grad():
+                alpha = self.features.alpha
+                alpha.mul_(1.0 + preset.init_jitter * torch.randn(alpha.shape).to(alpha))
         self.decoder = decoder
         self.reg_weight = preset.reg_weight
 

@@ -133,3 +133,54 @@ def test_shipped_decoder_loads_and_is_small() -> None:
     with torch.no_grad():
         img = decoder(mean_code[None])
     assert img.shape == (1, 3, 224, 224) and float(img.std()) > 0.01
+
+
+@pytest.fixture(scope="module")
+def tiny_decoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("decoder") / "dec.safetensors"
+    pretrain(PretrainConfig(steps=2, **TINY), out)
+    return out
+
+
+def _pretrained(decoder: Path, **kw):
+    from dgncore.api import make_preset
+
+    return make_preset("pretrained", checkpoint=str(decoder), early_stop=None, **kw)
+
+
+def test_pretrained_images_take_the_decoder_size(tiny_classifier, tiny_decoder: Path) -> None:
+    """The decoder (32 px here) decides the image size, not the preset's 224 default."""
+    from dgncore.objectives import parse_target
+    from dgncore.optimize import optimize
+
+    run = optimize(tiny_classifier, [parse_target("class:hen", tiny_classifier)], _pretrained(tiny_decoder, steps=3, restarts=1))
+    assert run.images.shape == (1, 3, 32, 32)
+
+
+def test_seeds_give_different_starts_only_with_jitter(tiny_classifier, tiny_decoder: Path) -> None:
+    from dgncore.objectives import parse_target
+    from dgncore.optimize import optimize
+
+    t = [parse_target("class:hen", tiny_classifier)]
+    runs = {(j, s): optimize(tiny_classifier, t, _pretrained(tiny_decoder, steps=2, restarts=1, init_jitter=j), seed=s).images
+            for j in (0.0, 2.0) for s in (0, 1)}
+    assert torch.equal(runs[0.0, 0], runs[0.0, 1])
+    assert not torch.equal(runs[2.0, 0], runs[2.0, 1])
+
+
+def test_restarts_keep_the_best_start_of_each_target(tiny_classifier, tiny_decoder: Path) -> None:
+    """R starts of one target are the same rows as R copies of it in one batch; the run
+    returns, per target, the copy whose saved image scores highest."""
+    from dgncore.objectives import parse_target
+    from dgncore.optimize import optimize
+
+    hen, tench = (parse_target(f"class:{c}", tiny_classifier) for c in ("hen", "tench"))
+    best = optimize(tiny_classifier, [hen, tench], _pretrained(tiny_decoder, steps=4, restarts=3), seed=7)
+    assert best.images.shape == (2, 3, 32, 32) and best.restart == [1, 2]  # seed 7: not the first start
+    assert len(best.checks[-1][1]) == 2 and len(best.activation[0]) == 2
+    copies = optimize(tiny_classifier, [hen] * 3 + [tench] * 3, _pretrained(tiny_decoder, steps=4, restarts=1), seed=7)
+    p = copies.checks[-1][1]
+    for i, rows in enumerate([p[:3], p[3:]]):
+        assert best.checks[-1][1][i] == pytest.approx(max(rows), abs=1e-5)
+        assert best.restart[i] == rows.index(max(rows))
+        assert torch.equal(best.images[i], copies.images[3 * i + best.restart[i]])
