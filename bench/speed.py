@@ -201,9 +201,10 @@ BARE_BF16 = {"on": os.environ.get("DGN_BF16", "0") == "1"}
 
 
 def bare_step_fn(clf: Classifier, preset: Preset, n: int, device: torch.device) -> Callable[[], None]:
-    """One bare forward+backward of the source (G) and the classifier, nothing else."""
+    """One bare forward+backward of the source (G) and the classifier, nothing else, for
+    the rows the loop runs: ``n`` targets x ``preset.restarts`` starts."""
     torch.manual_seed(0)
-    source = build_source(preset, n, device)
+    source = build_source(preset, n * preset.restarts, device)
     source.train()
 
     def step() -> None:
@@ -226,6 +227,7 @@ def count_flops(clf: Classifier, preset: Preset, n: int, device: torch.device) -
     times over (fixed upstream in pytorch/pytorch#183405)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    n = n * preset.restarts  # rows: every start of every target
     grouped = preset.method == "untrained" and n > 1
     torch.manual_seed(0)
     source = build_source(preset, 1 if grouped else n, device)
@@ -558,7 +560,7 @@ def profile(clf: Classifier, args: argparse.Namespace, device: torch.device) -> 
         targets = class_targets(clf, b)
         p = preset.replace(steps=args.profile_steps, early_stop=None)
         torch.manual_seed(0)
-        source = build_source(p, b, device)
+        source = build_source(p, b * p.restarts, device)
         gen_convs = _conv_shapes(source)
         flops = conv_flops_by_category(clf, source, p, b, args.profile_steps, args.check_every, clf_convs, gen_convs, device)
         optimize(clf, targets, p.replace(steps=2), check_every=1)  # warm
