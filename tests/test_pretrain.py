@@ -175,12 +175,16 @@ def test_restarts_keep_the_best_start_of_each_target(tiny_classifier, tiny_decod
     from dgncore.optimize import optimize
 
     hen, tench = (parse_target(f"class:{c}", tiny_classifier) for c in ("hen", "tench"))
-    best = optimize(tiny_classifier, [hen, tench], _pretrained(tiny_decoder, steps=4, restarts=3), seed=7)
-    assert best.images.shape == (2, 3, 32, 32) and best.restart == [1, 2]  # seed 7: not the first start
+    for seed in range(20):  # a seed where some target's best copy is not its first
+        copies = optimize(tiny_classifier, [hen] * 3 + [tench] * 3, _pretrained(tiny_decoder, steps=4, restarts=1), seed=seed)
+        p = copies.checks[-1][1]
+        rows = [p[:3], p[3:]]
+        if any(r.index(max(r)) != 0 for r in rows):
+            break
+    best = optimize(tiny_classifier, [hen, tench], _pretrained(tiny_decoder, steps=4, restarts=3), seed=seed)
+    assert best.images.shape == (2, 3, 32, 32) and any(r != 0 for r in best.restart)
     assert len(best.checks[-1][1]) == 2 and len(best.activation[0]) == 2
-    copies = optimize(tiny_classifier, [hen] * 3 + [tench] * 3, _pretrained(tiny_decoder, steps=4, restarts=1), seed=7)
-    p = copies.checks[-1][1]
-    for i, rows in enumerate([p[:3], p[3:]]):
-        assert best.checks[-1][1][i] == pytest.approx(max(rows), abs=1e-5)
-        assert best.restart[i] == rows.index(max(rows))
+    for i in range(2):
+        assert best.checks[-1][1][i] == pytest.approx(max(rows[i]), abs=1e-5)
+        assert best.restart[i] == rows[i].index(max(rows[i]))
         assert torch.equal(best.images[i], copies.images[3 * i + best.restart[i]])
