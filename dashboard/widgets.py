@@ -16,9 +16,11 @@ import streamlit as st
 from dashboard import runner, state
 from dashboard.runner import BackgroundRun, Request
 from dgncore.errors import InputError
+from dgncore.presets import get_preset
 
 METHOD_HELP = {
-    "pretrained": "pretrained G: only the first layer of a generator trained as an image decoder changes (the paper's best pictures)",
+    "pretrained": "pretrained G: only the first layer of a generator trained as an image decoder changes (the paper's best pictures); "
+                  f"{get_preset('pretrained').restarts} starts run together and the best-scoring one is kept",
     "untrained": "untrained G: a whole generator network from random weights is trained for this one image",
     "pixel": "pixels: the image itself is changed (the paper's Fig. 1 baseline, usually noise)",
     "fourier": "Fourier: a Lucid-style baseline in a colour-decorrelated frequency space",
