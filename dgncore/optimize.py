@@ -187,6 +187,7 @@ def optimize(
     start = torch.zeros(n)
     cancelled = False
     step = 0
+    row_act = torch.zeros(n * n_starts)  # the latest training a(target) of every row
 
     def per_target(values: torch.Tensor) -> torch.Tensor:
         """(n * R,) per row -> (n,) the best start of each target."""
@@ -196,8 +197,10 @@ def optimize(
         imgs = quantize(candidates.current(source))
         with torch.inference_mode():
             logits = classifier.logits(imgs)
-        prob = torch.nan_to_num(objective.probability(logits).float().cpu(), nan=-1.0).view(n, n_starts)
-        best = prob.argmax(1)
+        prob = objective.probability(logits).float().cpu().view(n, n_starts)
+        # filter/neuron targets have no probability (NaN): their starts compete on a(target)
+        score = torch.where(torch.isnan(prob), row_act.float().cpu().view(n, n_starts), prob)
+        best = torch.nan_to_num(score, nan=-float("inf")).argmax(1)
         rows = torch.arange(n) * n_starts + best
         checks.append((step_done, prob.gather(1, best[:, None]).squeeze(1).tolist()))
         return imgs[rows.to(imgs.device)].cpu(), best.tolist()
@@ -218,6 +221,7 @@ def optimize(
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
+        row_act = act.detach()  # stays on the device: read only at checks
         act = per_target(act.detach())
         acts.append(act)
         if step == 0:

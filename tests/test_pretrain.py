@@ -188,3 +188,15 @@ def test_restarts_keep_the_best_start_of_each_target(tiny_classifier, tiny_decod
         assert best.checks[-1][1][i] == pytest.approx(max(rows[i]), abs=1e-5)
         assert best.restart[i] == rows[i].index(max(rows[i]))
         assert torch.equal(best.images[i], copies.images[3 * i + best.restart[i]])
+
+
+def test_restarts_of_a_filter_target_keep_no_probability(tiny_classifier, tiny_decoder: Path) -> None:
+    """A filter has no class probability: its checks stay NaN (None in the JSON), not a
+    stand-in number, and its starts compete on the activation."""
+    import math
+
+    from dgncore.objectives import parse_target
+    from dgncore.optimize import optimize
+
+    run = optimize(tiny_classifier, [parse_target("filter:features.2:3", tiny_classifier)], _pretrained(tiny_decoder, steps=4, restarts=2), seed=0)
+    assert math.isnan(run.checks[-1][1][0]) and run.restart[0] in (0, 1) and run.images.shape == (1, 3, 32, 32)
