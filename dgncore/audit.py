@@ -170,17 +170,13 @@ def method_preset(method: str, classifier: Classifier, steps: int | None = None,
             raise InputError(f"decoder checkpoint {str(ckpt)[:120]} does not exist")
         if not ckpt.is_file():
             return None, f"no decoder checkpoint at {ckpt} (train one with: python -m dgncore pretrain)"
-        try:
-            import importlib
+        from .pretrain import decoder_config
 
-            importlib.import_module(".pretrain", __package__)
-        except ImportError:
-            return None, "dgncore.pretrain is not available"
-        # the optimiser sizes its image buffer from preset.generator: make it the decoder's
-        gen = _decoder_config(ckpt)
-        if gen is None:
+        try:  # the decoder's own generator, so that the report shows what made the images
+            gen = decoder_config(ckpt)
+        except InputError:
             if checkpoint:
-                raise InputError(f"{ckpt.name[:80]} is not a decoder written by: python -m dgncore pretrain")
+                raise InputError(f"{ckpt.name[:80]} is not a decoder written by: python -m dgncore pretrain") from None
             return None, f"{ckpt.name} is not a readable decoder file"
         preset = preset.replace(generator=gen)
     elif method == "untrained":
@@ -195,23 +191,6 @@ def method_preset(method: str, classifier: Classifier, steps: int | None = None,
         preset = dataclasses.replace(preset, early_stop=early_stop if early_stop > 0 else None)
     preset.validate()
     return preset, None
-
-
-def _decoder_config(path: Path):
-    """The GeneratorConfig in a decoder file's header, or None."""
-    import json
-
-    from safetensors import safe_open
-
-    from .generators import GeneratorConfig
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        cfg = json.loads(header["generator"])
-        return GeneratorConfig(**{k: cfg[k] for k in ("width", "stages", "out_size", "rgb_last_stage", "running_stats")})
-    except Exception:  # noqa: BLE001 - any unreadable header means "not a decoder"
-        return None
 
 
 def parse_seeds(text: str | Sequence[int]) -> list[int]:
@@ -584,7 +563,7 @@ def audit_builtin(out_dir: str | Path, model: Any = "planted", dataset: str | Pa
         from .api import make_preset
 
         ckpt = kwargs.get("checkpoint") or make_preset("pretrained").checkpoint
-        if ckpt and Path(ckpt).is_file() and _decoder_config(Path(ckpt)) is not None:
+        if ckpt and Path(ckpt).is_file() and _is_decoder(Path(ckpt)):
             if kwargs.get("progress"):
                 kwargs["progress"]("checking that the decoder can draw the cue", 0, 1)
             gen = torch.Generator().manual_seed(7)
@@ -593,6 +572,16 @@ def audit_builtin(out_dir: str | Path, model: Any = "planted", dataset: str | Pa
             extra["decoder_expressibility"] = {"checkpoint": str(ckpt), **cue_expressibility(ckpt, stamped, planted.cue_score)}
     return run_audit(clf, out_dir, dataset=dataset or model.samples, cue=planted.cue_score, cue_name="magenta stamp: fraction of the image in solid magenta patches",
                      biased_class=model.config.biased_class, extra=extra, **kwargs)
+
+
+def _is_decoder(path: Path) -> bool:
+    from .pretrain import decoder_config
+
+    try:
+        decoder_config(path)
+        return True
+    except InputError:
+        return False
 
 
 def cue_expressibility(checkpoint: str | Path, images: torch.Tensor, cue: CueFn, steps: int = 150, lr: float = 0.05) -> dict[str, Any]:

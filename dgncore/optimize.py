@@ -177,7 +177,7 @@ def optimize(
     opt = _optimizer(preset, params)
     candidates = _Candidates(preset)
 
-    final: torch.Tensor | None = None  # sized from the first candidate (a decoder sets its own size)
+    final: torch.Tensor | None = None
     chosen = [0] * n
     done = torch.zeros(n, dtype=torch.bool)
     stopped_at = [preset.steps] * n
@@ -205,6 +205,15 @@ def optimize(
         checks.append((step_done, prob.gather(1, best[:, None]).squeeze(1).tolist()))
         return imgs[rows.to(imgs.device)].cpu(), best.tolist()
 
+    def keep(rows: list[int], imgs: torch.Tensor, best: list[int], at: int) -> None:
+        """Fix these targets' images (the buffer is sized from the first candidate: a
+        decoder sets its own image size)."""
+        nonlocal final
+        if final is None:
+            final = torch.zeros_like(imgs)
+        for i in rows:
+            final[i], chosen[i], stopped_at[i] = imgs[i], best[i], at
+
     for step in range(preset.steps):
         if is_cancelled():
             cancelled = True
@@ -221,8 +230,8 @@ def optimize(
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
-        row_act = act.detach()  # stays on the device: read only at checks
-        act = per_target(act.detach())
+        row_act = act  # (detached) stays on the device: read only at checks
+        act = per_target(act)
         acts.append(act)
         if step == 0:
             start = act.float().cpu()
@@ -230,17 +239,13 @@ def optimize(
         last = step == preset.steps - 1
         if (step + 1) % check_every == 0 or last:
             imgs, best = check(step + 1)
-            if final is None:
-                final = torch.zeros_like(imgs)
             if keep_frames:
                 frames.append(imgs)
             prob = torch.tensor(checks[-1][1])
             newly = ~done & (torch.nan_to_num(prob, nan=-1.0) >= (preset.early_stop if preset.early_stop else 2.0))
             if last:
                 newly = ~done
-            for i in torch.nonzero(newly).flatten().tolist():
-                final[i], chosen[i] = imgs[i], best[i]
-                stopped_at[i] = step + 1
+            keep(torch.nonzero(newly).flatten().tolist(), imgs, best, step + 1)
             done |= newly
             if progress is not None:
                 history = torch.stack(acts).float().cpu().tolist()
@@ -249,11 +254,7 @@ def optimize(
                 break
     if not bool(done.all()):  # cancelled: keep what each row has now
         imgs, best = check(step)
-        if final is None:
-            final = torch.zeros_like(imgs)
-        for i in torch.nonzero(~done).flatten().tolist():
-            final[i], chosen[i] = imgs[i], best[i]
-            stopped_at[i] = step
+        keep(torch.nonzero(~done).flatten().tolist(), imgs, best, step)
     history = torch.stack(acts).float().cpu().tolist() if acts else []
     return RunResult(
         targets=list(targets), preset=preset, seed=seed, device=str(device), images=final,

@@ -340,14 +340,8 @@ def save_decoder(decoder: Generator, mean_code: torch.Tensor, path: str | Path, 
     write_json(meta, path.with_suffix(".json"))
 
 
-def load_decoder(
-    path: str | Path, device: str | torch.device = "cpu", out_size: int | None = None
-) -> tuple[Generator, torch.Tensor, dict[str, Any]]:
-    """(decoder in eval mode with frozen weights, mean_code (N_FEATURES,), metadata) from a
-    decoder file written by :func:`pretrain`; anything else is an InputError. ``out_size``
-    overrides the stored output size (only the final resize depends on it)."""
-    from safetensors import SafetensorError, safe_open
-
+def _decoder_file(path: str | Path) -> tuple[Path, str]:
+    """(path, short name) of a decoder file that may be read; else an InputError."""
     path = Path(path)
     name = path.name[:80]
     if path.suffix != ".safetensors":
@@ -356,12 +350,20 @@ def load_decoder(
         raise InputError(f"decoder file {name} does not exist (train one with: python -m dgncore pretrain)")
     if path.stat().st_size > MAX_DECODER_BYTES:
         raise InputError(f"decoder {name} is larger than {MAX_DECODER_BYTES >> 20} MB")
+    return path, name
+
+
+def _read_decoder(path: Path, name: str, tensors: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    from safetensors import SafetensorError, safe_open
+
     try:
         with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            return f.metadata() or {}, ({k: f.get_tensor(k) for k in f.keys()} if tensors else {})
     except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"decoder {name} is not a readable safetensors file ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})") from e
+
+
+def _generator_config(header: dict[str, str], name: str) -> GeneratorConfig:
     if header.get("format") != "dgn-decoder/1" or "generator" not in header:
         raise InputError(f"decoder {name} has no DGN decoder header (was it written by dgncore pretrain?)")
     try:
@@ -370,6 +372,26 @@ def load_decoder(
         gcfg.channels()
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(f"decoder {name} has a broken generator config in its header") from e
+    return gcfg
+
+
+def decoder_config(path: str | Path) -> GeneratorConfig:
+    """The generator config in a decoder file's header, reading no tensors; anything that
+    is not a decoder written by :func:`pretrain` is an InputError."""
+    path, name = _decoder_file(path)
+    header, _ = _read_decoder(path, name, tensors=False)
+    return _generator_config(header, name)
+
+
+def load_decoder(
+    path: str | Path, device: str | torch.device = "cpu", out_size: int | None = None
+) -> tuple[Generator, torch.Tensor, dict[str, Any]]:
+    """(decoder in eval mode with frozen weights, mean_code (N_FEATURES,), metadata) from a
+    decoder file written by :func:`pretrain`; anything else is an InputError. ``out_size``
+    overrides the stored output size (only the final resize depends on it)."""
+    path, name = _decoder_file(path)
+    header, tensors = _read_decoder(path, name, tensors=True)
+    gcfg = _generator_config(header, name)
     if out_size is not None:
         gcfg = dataclasses.replace(gcfg, out_size=int(out_size))
     if not (0.03 <= gcfg.width <= 4 and 1 <= gcfg.stages <= 6 and 16 <= gcfg.out_size <= 512 and gcfg.running_stats):

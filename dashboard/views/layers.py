@@ -83,7 +83,6 @@ except InputError as e:
     bad = True
 
 
-
 def filter_label(target: str) -> str:
     """filter:blocks.1:0 -> blocks.1 filter 0"""
     return "{} filter {}".format(*target.split(":", 1)[1].rsplit(":", 1))
