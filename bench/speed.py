@@ -5,6 +5,7 @@
     python bench/speed.py --only throughput --batches 1,4 --steps 10
     python bench/speed.py --only ttt --classes 8 --ttt-methods pretrained,pixel,fourier
     python bench/speed.py --only ab                         # each speed switch off vs on
+    python bench/speed.py --only batch --ttt-methods untrained,pixel,fourier
 
 Sections (each figure is measured in this one run, on this machine, next to its baseline):
 
@@ -20,6 +21,9 @@ Sections (each figure is measured in this one run, on this machine, next to its 
 - ``ttt``: time until the *saved* 8-bit PNG reaches p_target >= 0.9, per class, for each
   method at batch 1 (what a user waits for), and the held-out EfficientNet-Lite2's top-1 /
   top-5 on that PNG.
+- ``batch``: all ``--classes`` targets in one batch until each saved PNG reaches
+  p_target (or the step budget), with finished targets leaving the batch vs staying in
+  it, back to back: what gallery-style batch work gains from dropping finished rows.
 - ``profile``: torch.profiler over a few loop steps per preset; self time grouped into
   depthwise / pointwise / generator convolutions, batch norm, activations, copies, ...;
   full tables go to ``bench/results/``.
@@ -455,6 +459,54 @@ def print_ttt(rows: list[dict[str, Any]], p: float, default: str) -> None:
           " cells: T1 / T5 = target in Lite2's top 1 / top 5)")
 
 
+def batch_runs(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    """Whole batched runs (``--classes`` targets in one batch, early stop at ``--p``) with
+    finished targets leaving the batch vs kept in it (``optimize.DROP_FINISHED``), the two
+    run back to back in random order: what batch work such as a gallery gains."""
+    import importlib
+
+    opt_mod = importlib.import_module("dgncore.optimize")
+    targets = class_targets(clf, args.classes)
+    rows = []
+    for name in args.ttt_methods:
+        preset, note = preset_for(name, args)
+        if note:
+            continue
+        preset = preset.replace(early_stop=args.p, steps=args.ttt_steps or preset.steps)
+        optimize(clf, targets[:2], preset.replace(steps=2, early_stop=None), check_every=1)  # warm
+        out: dict[bool, dict[str, Any]] = {}
+        for on in random.sample([True, False], 2):
+            opt_mod.DROP_FINISHED = on
+            sync(device)
+            t = time.perf_counter()
+            run = optimize(clf, targets, preset, seed=args.seed, check_every=args.check_every)
+            sync(device)
+            out[on] = {"seconds": time.perf_counter() - t, "steps": run.steps, "checks": run.checks[-1][1]}
+        opt_mod.DROP_FINISHED = True
+        def row_steps(steps: int) -> int:  # one target's rows x steps: all starts until the prune, then one
+            cut = min(steps, preset.prune_after) if preset.prune_after and preset.restarts > 1 else steps
+            return preset.restarts * cut + (steps - cut)
+
+        row = {"method": name, "targets": len(targets), "restarts": preset.restarts, "max_steps": preset.steps,
+               "on_s": out[True]["seconds"], "off_s": out[False]["seconds"], "ratio": out[True]["seconds"] / out[False]["seconds"],
+               "row_steps_on": sum(map(row_steps, out[True]["steps"])), "row_steps_off": len(targets) * row_steps(max(out[False]["steps"])),
+               "reached": sum(1 for p in out[True]["checks"] if p == p and p >= args.p), "steps": out[True]["steps"]}
+        rows.append(row)
+        print(f"  batch {name}: drop {row['on_s']:.1f}s keep {row['off_s']:.1f}s ratio {row['ratio']:.2f}", file=sys.stderr, flush=True)
+    return rows
+
+
+def print_batch(rows: list[dict[str, Any]], p: float) -> None:
+    if not rows:
+        return
+    print(f"\n## Batched runs until p_target >= {p}: finished targets leave the batch (on) vs stay in it (off)")
+    print(f"{'method':<12}{'targets':>8}{'reached':>8}{'on s':>8}{'off s':>8}{'on/off':>7}{'row-steps on':>13}{'off':>7}")
+    for r in rows:
+        print(f"{r['method']:<12}{r['targets']:>8}{r['reached']:>8}{r['on_s']:>8.1f}{r['off_s']:>8.1f}{r['ratio']:>7.2f}"
+              f"{r['row_steps_on']:>13}{r['row_steps_off']:>7}")
+    print("  (row-steps: rows x steps computed; off = every row runs until the last target stops)")
+
+
 # --------------------------------------------------------------------------- profile
 
 
@@ -611,13 +663,13 @@ def print_profile(rows: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="throughput,ab,ttt,profile", help="comma list of sections: throughput, ab, ttt, profile")
+    ap.add_argument("--only", default="throughput,ab,ttt,batch,profile", help="comma list of sections: throughput, ab, ttt, batch, profile")
     ap.add_argument("--presets", default="pretrained,untrained,pixel,fourier", help="presets for throughput and profile")
     ap.add_argument("--batches", default="1,4,16", help="batch sizes (targets per run) for throughput")
     ap.add_argument("--steps", type=int, default=10, help="loop steps per throughput sample")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved samples per throughput row")
     ap.add_argument("--check-every", type=int, default=10, help="optimize()'s check_every (early-stop granularity)")
-    ap.add_argument("--classes", type=int, default=8, help="classes for the time-to-target section")
+    ap.add_argument("--classes", type=int, default=8, help="classes for the time-to-target and batch sections")
     ap.add_argument("--ttt-methods", default="pretrained,untrained,pixel,fourier")
     ap.add_argument("--ttt-steps", type=int, default=0, help="step budget per class (0: the preset's own)")
     ap.add_argument("--p", type=float, default=0.9, help="target probability for time-to-target")
@@ -666,6 +718,9 @@ def main(argv: list[str] | None = None) -> int:
     if "ttt" in sections:
         out["ttt"] = time_to_target(clf, args, device)
         print_ttt(out["ttt"], args.p, "fourier")
+    if "batch" in sections:
+        out["batch"] = batch_runs(clf, args, device)
+        print_batch(out["batch"], args.p)
     if "ab" in sections:
         out["ab"] = ab(clf, args, device)
         print_ab(out["ab"])

@@ -20,7 +20,8 @@ from dgncore.presets import get_preset
 
 METHOD_HELP = {
     "pretrained": "pretrained G: only the first layer of a generator trained as an image decoder changes (the paper's best pictures); "
-                  f"{get_preset('pretrained').restarts} starts run together and the best-scoring one is kept",
+                  f"{get_preset('pretrained').restarts} starts run together and after {get_preset('pretrained').prune_after} steps "
+                  "only the best-scoring one goes on",
     "untrained": "untrained G: a whole generator network from random weights is trained for this one image",
     "pixel": "pixels: the image itself is changed (the paper's Fig. 1 baseline, usually noise)",
     "fourier": "Fourier: a Lucid-style baseline in a colour-decorrelated frequency space",

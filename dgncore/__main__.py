@@ -42,12 +42,13 @@ def _method_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="decoder checkpoint (.safetensors) for the pretrained method")
     p.add_argument("--restarts", type=int, help="independent starts per target; the best-scoring one is kept")
     p.add_argument("--init-jitter", dest="init_jitter", type=float, help="pretrained: spread of alpha's seeded start around the mean code")
+    p.add_argument("--prune-after", dest="prune_after", type=int, help="with restarts: after this many steps only each target's best start goes on (0: never)")
 
 
 def _preset(args: argparse.Namespace):
     from .api import make_preset
 
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in ("lr", "penalty", "reg_weight", "noise_sigma", "final", "checkpoint", "restarts", "init_jitter")}
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in ("lr", "penalty", "reg_weight", "noise_sigma", "final", "checkpoint", "restarts", "init_jitter", "prune_after")}
     early = args.early_stop
     preset = make_preset(args.method, steps=args.steps, size=args.size, width=args.width, **overrides)
     if early is not None:

@@ -116,6 +116,16 @@ class Generator(nn.Module):
         if self.channels_last:
             self.body.to(memory_format=torch.channels_last)
 
+    def set_models(self, old: int, new: int) -> None:
+        """Tell the grouped layers that their weights now hold ``new`` models instead of
+        ``old`` (after :meth:`ImageSource.keep_rows` cut them down)."""
+        for m in self.body:
+            if isinstance(m, nn.Conv2d):
+                m.groups, m.in_channels, m.out_channels = new, m.in_channels // old * new, m.out_channels // old * new
+            elif isinstance(m, nn.BatchNorm2d):
+                m.num_features = m.num_features // old * new
+        self.n_models = new
+
     @property
     def image_bn(self) -> nn.BatchNorm2d:
         """The final BN whose gamma the untrained regulariser R penalises."""

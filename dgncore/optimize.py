@@ -2,7 +2,8 @@
 
 Row k of the batch is its own problem (its own alpha, and for ``untrained`` its own G
 through grouped convolutions), so one forward/backward serves them all. The classifier
-stays frozen and in eval mode; only the image source trains.
+stays frozen and in eval mode; only the image source trains. A target whose image is
+fixed (early stop) leaves the batch, so the rest run on at the cost of what is left.
 
 The image a row returns is the image a user gets: every ``check_every`` steps the loop
 makes each row's candidate (the noise-free image, or the median of recent ones),
@@ -31,6 +32,9 @@ from .sources import FourierSource, ImageSource, PixelSource, PretrainedSource, 
 
 MAX_BATCH = 64
 MAX_SEED = 2**63 - 1
+#: Take a target's rows out of the batch once its image is fixed (read at each run; the
+#: bench's ``ab`` section turns it off to measure it, bench/README.md).
+DROP_FINISHED = True
 
 
 @dataclass
@@ -82,23 +86,30 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 def _decoder(path: str, device: str):
     from .pretrain import load_decoder
 
-    return load_decoder(Path(path), torch.device(device))
+    # building the module draws random initial weights: keep that off the global RNG, or
+    # a seed's first run in a process (decoder not cached yet) would start elsewhere
+    with torch.random.fork_rng(devices=[]):
+        return load_decoder(Path(path), torch.device(device))
 
 
 def build_source(preset: Preset, n: int, device: torch.device) -> ImageSource:
     """The trainable image source for ``preset.method`` with ``n`` independent rows."""
+    source: ImageSource
     if preset.method == "untrained":
-        return UntrainedSource(preset, n).to(device)
-    if preset.method == "pretrained":
+        source = UntrainedSource(preset, n)
+    elif preset.method == "pretrained":
         if not preset.checkpoint:
             raise InputError("the pretrained method needs a decoder checkpoint")
         decoder, mean_code, _meta = _decoder(str(preset.checkpoint), str(device))
-        return PretrainedSource(preset, n, decoder, mean_code.to(device)).to(device)
-    if preset.method == "pixel":
-        return PixelSource(preset, n).to(device)
-    if preset.method == "fourier":
-        return FourierSource(preset, n).to(device)
-    raise InputError(f"unknown method {preset.method!r}")
+        source = PretrainedSource(preset, n, decoder, mean_code.to(device))
+    elif preset.method == "pixel":
+        source = PixelSource(preset, n)
+    elif preset.method == "fourier":
+        source = FourierSource(preset, n)
+    else:
+        raise InputError(f"unknown method {preset.method!r}")
+    source.transforms = preset.transforms
+    return source.to(device)
 
 
 def _optimizer(preset: Preset, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -123,6 +134,9 @@ class _Candidates:
             self.ring.append(images.detach())
             if len(self.ring) > p.median_of:
                 self.ring.pop(0)
+
+    def keep_rows(self, keep: torch.Tensor) -> None:
+        self.ring = [r[keep] for r in self.ring]
 
     def current(self, source: ImageSource) -> torch.Tensor:
         if self.preset.final == "median" and self.ring:
@@ -170,9 +184,11 @@ def optimize(
     amp = (os.environ.get("DGN_BF16", "0") == "1") if bf16 is None else bool(bf16)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    source = build_source(preset, n * n_starts, device)
+    n_rows = n * n_starts
+    row_targets = [t for t in targets for _ in range(n_starts)]
+    source = build_source(preset, n_rows, device)
     source.train()
-    objective = Objective([t for t in targets for _ in range(n_starts)], classifier.n_classes, preset.penalty, device)
+    objective = Objective(row_targets, classifier.n_classes, preset.penalty, device)
     params = [p for p in source.parameters() if p.requires_grad]
     opt = _optimizer(preset, params)
     candidates = _Candidates(preset)
@@ -187,32 +203,62 @@ def optimize(
     start = torch.zeros(n)
     cancelled = False
     step = 0
-    row_act = torch.zeros(n * n_starts)  # the latest training a(target) of every row
+    #: the rows still optimised, in order; a finished target's rows leave the batch
+    alive = torch.arange(n_rows)
+    alive_dev = alive.to(device)
+    #: the latest training a(target) of every row (a finished row keeps its last value);
+    #: stays on the device, read only at checks
+    row_act = torch.zeros(n_rows, device=device)
+    target_prob = torch.full((n,), float("nan"))
+    #: starts that lost the race at ``preset.prune_after`` steps
+    retired = torch.zeros(n_rows, dtype=torch.bool)
 
-    def per_target(values: torch.Tensor) -> torch.Tensor:
-        """(n * R,) per row -> (n,) the best start of each target."""
-        return values.view(n, n_starts).max(1).values
-
-    def check(step_done: int) -> tuple[torch.Tensor, list[int]]:
+    def check(step_done: int) -> torch.Tensor:
+        """Score the alive rows' 8-bit candidates; per unfinished target, pick its best
+        start. Returns every target's current image (finished ones: their final)."""
         imgs = quantize(candidates.current(source))
         with torch.inference_mode():
             logits = classifier.logits(imgs)
-        prob = objective.probability(logits).float().cpu().view(n, n_starts)
+        prob = torch.full((n_rows,), float("nan"))
+        prob[alive] = objective.probability(logits).float().cpu()
+        score = torch.full((n_rows,), -float("inf"))
         # filter/neuron targets have no probability (NaN): their starts compete on a(target)
-        score = torch.where(torch.isnan(prob), row_act.float().cpu().view(n, n_starts), prob)
-        best = torch.nan_to_num(score, nan=-float("inf")).argmax(1)
-        rows = torch.arange(n) * n_starts + best
-        checks.append((step_done, prob.gather(1, best[:, None]).squeeze(1).tolist()))
-        return imgs[rows.to(imgs.device)].cpu(), best.tolist()
+        score[alive] = torch.nan_to_num(torch.where(torch.isnan(prob[alive]), row_act[alive_dev].float().cpu(), prob[alive]), nan=-float("inf"))
+        best = score.view(n, n_starts).argmax(1)
+        open_ = torch.nonzero(~done).flatten()
+        target_prob[open_] = prob.view(n, n_starts)[open_, best[open_]]
+        checks.append((step_done, target_prob.tolist()))
+        position = torch.full((n_rows,), -1, dtype=torch.long)
+        position[alive] = torch.arange(len(alive))
+        current = final.clone() if final is not None else imgs.new_zeros((n, *imgs.shape[1:]))
+        current[open_] = imgs[position[open_ * n_starts + best[open_]].to(imgs.device)].to(current.device)
+        for i in open_.tolist():
+            chosen[i] = int(best[i])
+        return current.cpu()
 
-    def keep(rows: list[int], imgs: torch.Tensor, best: list[int], at: int) -> None:
+    def keep(rows: list[int], imgs: torch.Tensor, at: int) -> None:
         """Fix these targets' images (the buffer is sized from the first candidate: a
         decoder sets its own image size)."""
         nonlocal final
         if final is None:
             final = torch.zeros_like(imgs)
         for i in rows:
-            final[i], chosen[i], stopped_at[i] = imgs[i], best[i], at
+            final[i], stopped_at[i] = imgs[i], at
+
+    def drop_finished() -> None:
+        """Take the finished targets' rows, and the starts that lost a race, out of the
+        batch (source, optimiser state, objective, median ring)."""
+        nonlocal alive, alive_dev, objective
+        gone = retired | done.repeat_interleave(n_starts) if DROP_FINISHED else retired
+        still = ~gone[alive]
+        if bool(still.all()):
+            return
+        keep_idx = torch.nonzero(still).flatten()
+        source.keep_rows(keep_idx, opt)
+        candidates.keep_rows(keep_idx.to(device))
+        alive = alive[keep_idx]
+        alive_dev = alive.to(device)
+        objective = Objective([row_targets[i] for i in alive.tolist()], classifier.n_classes, preset.penalty, device)
 
     for step in range(preset.steps):
         if is_cancelled():
@@ -230,31 +276,36 @@ def optimize(
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
-        row_act = act  # (detached) stays on the device: read only at checks
-        act = per_target(act)
-        acts.append(act)
+        row_act[alive_dev] = act.to(row_act.dtype)  # (detached)
+        acts.append(row_act.view(n, n_starts).max(1).values)
         if step == 0:
-            start = act.float().cpu()
+            start = acts[0].float().cpu()
         candidates.record(step, images)
         last = step == preset.steps - 1
         if (step + 1) % check_every == 0 or last:
-            imgs, best = check(step + 1)
+            imgs = check(step + 1)
             if keep_frames:
                 frames.append(imgs)
-            prob = torch.tensor(checks[-1][1])
-            newly = ~done & (torch.nan_to_num(prob, nan=-1.0) >= (preset.early_stop if preset.early_stop else 2.0))
+            newly = ~done & (torch.nan_to_num(target_prob, nan=-1.0) >= (preset.early_stop if preset.early_stop else 2.0))
             if last:
                 newly = ~done
-            keep(torch.nonzero(newly).flatten().tolist(), imgs, best, step + 1)
+            keep(torch.nonzero(newly).flatten().tolist(), imgs, step + 1)
             done |= newly
             if progress is not None:
                 history = torch.stack(acts).float().cpu().tolist()
-                progress(Progress(step + 1, preset.steps, history, list(checks), torch.where(done[:, None, None, None], final, imgs), done.tolist()))
+                progress(Progress(step + 1, preset.steps, history, list(checks), imgs, done.tolist()))
             if bool(done.all()):
                 break
+            if n_starts > 1 and preset.prune_after and step + 1 >= preset.prune_after and not bool(retired.any()):
+                # from here on only each target's best start goes on
+                retired = torch.ones(n_rows, dtype=torch.bool)
+                retired[torch.arange(n) * n_starts + torch.tensor(chosen)] = False
+                row_act[retired.to(device)] = -float("inf")  # the history follows the start that goes on
+            if DROP_FINISHED or bool(retired.any()):
+                drop_finished()
     if not bool(done.all()):  # cancelled: keep what each row has now
-        imgs, best = check(step)
-        keep(torch.nonzero(~done).flatten().tolist(), imgs, best, step)
+        imgs = check(step)
+        keep(torch.nonzero(~done).flatten().tolist(), imgs, step)
     history = torch.stack(acts).float().cpu().tolist() if acts else []
     return RunResult(
         targets=list(targets), preset=preset, seed=seed, device=str(device), images=final,

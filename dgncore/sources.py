@@ -9,8 +9,10 @@ regulariser R(xi) from Equation 2:
   denoising autoencoder; R = mean of alpha^2 (the paper's L2 / N).
 - ``pixel``: the pixels themselves (paper Fig. 1), a baseline that shows what the
   generator prior adds; R = 0.
-- ``fourier``: a Lucid-style baseline (Fourier-parameterised, decorrelated colour, with
-  random jitter / scale / rotation applied before the classifier).
+- ``fourier``: a Lucid-style baseline (Fourier-parameterised, decorrelated colour).
+
+Any source can be seen by the classifier through Lucid's random jitter / scale / rotation
+(``Preset.transforms``; on for ``fourier``), see :func:`robust_view`.
 """
 
 from __future__ import annotations
@@ -28,16 +30,71 @@ if TYPE_CHECKING:
     from .presets import Preset
 
 
-class ImageSource(nn.Module):
-    """Base: ``forward()`` -> (B, 3, S, S) in [0, 1]; ``regularizer()`` -> (B,)."""
+def robust_view(images: torch.Tensor) -> torch.Tensor:
+    """Lucid's transformation robustness: each row seen padded, jittered, scaled and
+    rotated at random, so the optimiser cannot rely on exact pixel positions (images that
+    survive this transfer better to other classifiers)."""
+    b, s = images.shape[0], images.shape[-1]
+    pad = s // 16
+    x = F.pad(images, (pad,) * 4, mode="reflect")
+    angle = (torch.rand(b, device=images.device) - 0.5) * (math.pi / 18)  # +-5 degrees
+    scale = 1.0 + (torch.rand(b, device=images.device) - 0.5) * 0.2
+    shift = (torch.rand(b, 2, device=images.device) - 0.5) * (2 * pad / (s + 2 * pad))
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), [b, 3, s, s], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
-    #: The image the classifier sees may be a transformed copy (jitter etc.); the image a
-    #: user gets is ``forward()`` itself.
+
+def _row_slice(t: torch.Tensor, rows: int, keep: torch.Tensor) -> torch.Tensor:
+    """Keep the rows ``keep`` of a tensor whose first dimension holds ``rows`` equal
+    row-major blocks (one alpha row, or one grouped G's channels, per row)."""
+    per = t.shape[0] // rows
+    out = t.reshape(rows, per, *t.shape[1:])[keep].reshape(len(keep) * per, *t.shape[1:])
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
+class ImageSource(nn.Module):
+    """Base: ``forward()`` -> (B, 3, S, S) in [0, 1]; ``regularizer()`` -> (B,).
+
+    Rows are independent problems; every trainable tensor holds one block per row along
+    its first dimension, which is what lets :meth:`keep_rows` drop finished rows."""
+
+    n_rows: int
+
+    #: random jitter / scale / rotation before the classifier (``Preset.transforms``)
+    transforms: bool = False
+
     def classifier_view(self, images: torch.Tensor) -> torch.Tensor:
-        return images
+        """What the classifier sees during optimisation: a transformed copy when
+        ``transforms`` is on; the image a user gets is ``forward()`` itself."""
+        return robust_view(images) if self.transforms and self.training else images
 
     def regularizer(self) -> torch.Tensor:
         raise NotImplementedError
+
+    @torch.no_grad()
+    def keep_rows(self, keep: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Go on with the rows ``keep`` only (sorted indices): every trainable parameter
+        and its optimiser state is replaced by its cut-down copy, so a finished row costs
+        nothing more. (New Parameter objects: autograd caches a leaf's shape.)"""
+        keep = keep.to(next(self.parameters()).device)
+        swapped: dict[nn.Parameter, nn.Parameter] = {}
+        for module in self.modules():
+            for name, p in list(module.named_parameters(recurse=False)):
+                if p.requires_grad:
+                    swapped[p] = nn.Parameter(_row_slice(p.detach(), self.n_rows, keep))
+                    setattr(module, name, swapped[p])
+        for group in optimizer.param_groups:
+            group["params"] = [swapped.get(p, p) for p in group["params"]]
+        for old, new in swapped.items():
+            if old in optimizer.state:
+                state = optimizer.state.pop(old)
+                optimizer.state[new] = {k: _row_slice(v, self.n_rows, keep) if torch.is_tensor(v) and v.shape == old.shape else v
+                                        for k, v in state.items()}
+        self.n_rows = len(keep)
 
 
 class UntrainedSource(ImageSource):
@@ -46,14 +103,19 @@ class UntrainedSource(ImageSource):
         self.features = FeatureLayer(n, N_FEATURES, noise="additive", sigma=preset.noise_sigma, init=1.0)
         self.generator = Generator(preset.generator, n_models=n)
         self.reg_weight = preset.reg_weight
-        self.n = n
+        self.n_rows = n
 
     def forward(self) -> torch.Tensor:
         return self.generator(self.features())
 
     def regularizer(self) -> torch.Tensor:
-        gamma = self.generator.image_bn.weight.view(self.n, 3)
+        gamma = self.generator.image_bn.weight.view(self.n_rows, 3)
         return self.reg_weight * gamma.abs().sum(1)
+
+    def keep_rows(self, keep: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        old = self.n_rows
+        super().keep_rows(keep, optimizer)
+        self.generator.set_models(old, self.n_rows)
 
 
 class PretrainedSource(ImageSource):
@@ -66,6 +128,7 @@ class PretrainedSource(ImageSource):
                 alpha.mul_(1.0 + preset.init_jitter * torch.randn(alpha.shape).to(alpha))
         self.decoder = decoder
         self.reg_weight = preset.reg_weight
+        self.n_rows = n
 
     def train(self, mode: bool = True) -> "PretrainedSource":
         super().train(mode)
@@ -84,6 +147,7 @@ class PixelSource(ImageSource):
         super().__init__()
         size = preset.generator.out_size
         self.logits = nn.Parameter(torch.randn(n, 3, size, size) * 0.1)
+        self.n_rows = n
 
     def forward(self) -> torch.Tensor:
         return torch.sigmoid(self.logits)
@@ -98,8 +162,8 @@ _COLOR_CORRELATION = _COLOR_CORRELATION / _COLOR_CORRELATION.norm(dim=0).max()
 
 
 class FourierSource(ImageSource):
-    """Lucid-style baseline: a 1/f-scaled Fourier spectrum in decorrelated colour space,
-    seen by the classifier through random jitter, scale and rotation."""
+    """Lucid-style baseline: a 1/f-scaled Fourier spectrum in decorrelated colour space
+    (its preset turns on the transforms)."""
 
     def __init__(self, preset: "Preset", n: int) -> None:
         super().__init__()
@@ -113,24 +177,13 @@ class FourierSource(ImageSource):
         self.register_buffer("scale", 1.0 / torch.clamp(freqs, min=1.0 / size))
         self.spectrum = nn.Parameter(torch.randn(n, 3, size, size // 2 + 1, 2) * 0.01)
         self.size = size
+        self.n_rows = n
 
     def forward(self) -> torch.Tensor:
         spec = torch.view_as_complex(self.spectrum) * self.scale
         img = torch.fft.irfft2(spec, s=(self.size, self.size), norm="ortho") / 4.0
         img = torch.einsum("bchw,dc->bdhw", img, _COLOR_CORRELATION.to(img))
         return torch.sigmoid(img)
-
-    def classifier_view(self, images: torch.Tensor) -> torch.Tensor:
-        b, s = images.shape[0], images.shape[-1]
-        pad = s // 16
-        x = F.pad(images, (pad,) * 4, mode="reflect")
-        angle = (torch.rand(b, device=images.device) - 0.5) * (math.pi / 18)  # +-5 degrees
-        scale = 1.0 + (torch.rand(b, device=images.device) - 0.5) * 0.2
-        shift = (torch.rand(b, 2, device=images.device) - 0.5) * (2 * pad / (s + 2 * pad))
-        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-        grid = F.affine_grid(theta, [b, 3, s, s], align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
     def regularizer(self) -> torch.Tensor:
         return self.spectrum.new_zeros(self.spectrum.shape[0])

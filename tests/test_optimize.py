@@ -83,3 +83,54 @@ def test_gallery_is_resumable_and_shardable(tiny_classifier, tmp_path):
     assert index["count"] == 6
     with pytest.raises(InputError):
         parse_shard("3/2")
+
+
+@pytest.mark.parametrize("method", ["pixel", "untrained", "fourier"])
+def test_finished_targets_leave_the_batch(tiny_classifier, method):
+    """A target that reaches early stop stops costing compute: later passes carry only
+    the unfinished rows, and the unfinished target goes on as if it were alone."""
+    # p >= 1e-6 is met at the first check; a filter has no probability and never stops
+    targets = [parse_target("class:hen", tiny_classifier), parse_target("filter:features.2:3", tiny_classifier)]
+    sizes: list[int] = []
+    tiny_classifier.fast_model  # built (with a probe pass) before counting  # noqa: B018
+    preprocess = tiny_classifier.preprocess
+    tiny_classifier.preprocess = lambda x: (sizes.append(x.shape[0]), preprocess(x))[1]
+    run = optimize(tiny_classifier, targets, _tiny(method, steps=12, early_stop=1e-6), seed=0, check_every=4)
+    assert run.steps == [4, 12]
+    assert sizes[:5] == [2] * 5  # 4 training passes and the first check
+    assert sizes[5:] == [1] * 10  # 8 training passes and 2 checks
+    assert len(run.activation) == 12 and run.activation[4][0] == run.activation[-1][0]  # held once finished
+    assert run.checks[-1][1][0] == run.checks[0][1][0]  # the finished target's score is its saved image's
+    tiny_classifier.preprocess = preprocess
+    if method == "fourier":  # its random transforms are drawn per row: fewer rows, other draws
+        return
+    kept = optimize(tiny_classifier, targets, _tiny(method, steps=12, early_stop=None), seed=0, check_every=4)
+    # the first pass after the drop sees the same parameters (later steps may drift apart
+    # at float precision: the grouped G's convolutions change shape)
+    assert run.activation[4][1] == pytest.approx(kept.activation[4][1], rel=1e-4)
+    if method == "pixel":
+        assert torch.equal(run.images[1], kept.images[1])
+
+
+def test_keep_rows_cuts_a_grouped_generator_and_its_optimizer_state():
+    from dgncore.optimize import _optimizer, build_source
+
+    preset = _tiny("untrained", steps=5)
+    torch.manual_seed(0)
+    source = build_source(preset, 3, torch.device("cpu"))
+    opt = _optimizer(preset, [p for p in source.parameters() if p.requires_grad])
+    for _ in range(2):
+        opt.zero_grad()
+        source().sum().backward()
+        opt.step()
+    with torch.no_grad():
+        before = source()
+    source.keep_rows(torch.tensor([0, 2]), opt)
+    with torch.no_grad():
+        after = source()
+    assert source.n_rows == 2 and source.generator.n_models == 2 and after.shape == (2, 3, 32, 32)
+    assert torch.allclose(after, before[[0, 2]], atol=1e-5)
+    assert all(s["exp_avg"].shape == p.shape for p, s in opt.state.items())
+    opt.zero_grad()
+    source().sum().backward()  # the optimiser steps the cut-down parameters
+    opt.step()

@@ -200,3 +200,38 @@ def test_restarts_of_a_filter_target_keep_no_probability(tiny_classifier, tiny_d
 
     run = optimize(tiny_classifier, [parse_target("filter:features.2:3", tiny_classifier)], _pretrained(tiny_decoder, steps=4, restarts=2), seed=0)
     assert math.isnan(run.checks[-1][1][0]) and run.restart[0] in (0, 1) and run.images.shape == (1, 3, 32, 32)
+
+
+def test_prune_after_keeps_only_each_targets_best_start(tiny_classifier, tiny_decoder: Path) -> None:
+    """After ``prune_after`` steps the losing starts leave the batch: each target goes on
+    with the start that was best then, and that start's image is returned."""
+    from dgncore.objectives import parse_target
+    from dgncore.optimize import optimize
+
+    targets = [parse_target(f"class:{c}", tiny_classifier) for c in ("hen", "tench")]
+    sizes: list[int] = []
+    tiny_classifier.fast_model  # built (with a probe pass) before counting  # noqa: B018
+    preprocess = tiny_classifier.preprocess
+    tiny_classifier.preprocess = lambda x: (sizes.append(x.shape[0]), preprocess(x))[1]
+    try:
+        run = optimize(tiny_classifier, targets, _pretrained(tiny_decoder, steps=12, restarts=3, prune_after=4), seed=0, check_every=4)
+    finally:
+        tiny_classifier.preprocess = preprocess
+    assert sizes == [6] * 5 + [2] * 10  # 4 passes and a check with every start, then the best two
+    full = optimize(tiny_classifier, targets, _pretrained(tiny_decoder, steps=4, restarts=3), seed=0, check_every=4)
+    assert run.restart == full.restart  # the winners at step 4 went on
+    assert run.steps == [12, 12] and run.images.shape[0] == 2
+
+
+def test_a_seed_gives_the_same_image_whether_the_decoder_is_cached_or_not(tiny_classifier, tiny_decoder: Path) -> None:
+    """Loading the decoder must not draw from the seeded RNG (it once did: a process's
+    first run of a seed started from another alpha than every later run)."""
+    from dgncore.objectives import parse_target
+    from dgncore.optimize import _decoder, optimize
+
+    t = [parse_target("class:hen", tiny_classifier)]
+    preset = _pretrained(tiny_decoder, steps=2, restarts=2)
+    _decoder.cache_clear()
+    cold = optimize(tiny_classifier, t, preset, seed=0)
+    warm = optimize(tiny_classifier, t, preset, seed=0)
+    assert torch.equal(cold.images, warm.images)

@@ -99,3 +99,26 @@ def test_fourier_baseline_uses_lucents_scale(tiny_classifier):
     assert img.shape == (2, 3, 32, 32) and 0 < float(img.min()) and float(img.max()) < 1
     run = optimize(tiny_classifier, [parse_target("class:hen", tiny_classifier)], preset, seed=0)
     assert run.activation[-1][0] > run.activation[0][0]
+
+
+def test_transforms_are_a_preset_setting_of_any_method():
+    """Lucid's jitter / scale / rotation is a preset switch (on for the Fourier baseline):
+    the classifier sees a transformed copy while training, never the saved image."""
+    import pytest
+
+    from dgncore.api import make_preset
+    from dgncore.errors import InputError
+    from dgncore.optimize import build_source
+
+    assert make_preset("fourier").transforms and not make_preset("pixel").transforms
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    for on in (False, True):
+        src = build_source(make_preset("pixel", size=32, transforms=on), 2, torch.device("cpu"))
+        src.train()
+        seen = src.classifier_view(x)
+        assert seen.shape == x.shape and torch.equal(seen, x) != on
+        src.eval()
+        assert torch.equal(src.classifier_view(x), x)
+    with pytest.raises(InputError, match="transforms"):
+        make_preset("pixel", transforms="yes")
