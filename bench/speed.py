@@ -16,7 +16,7 @@ Sections (each figure is measured in this one run, on this machine, next to its 
   generator and classifier); achieved FLOP/s as a share of a large fp32 matmul timed next
   to each row; peak memory of the loop (in a fresh process).
 - ``ab``: each speed switch (classifier BN folding + channels-last, generator
-  channels-last, opt-in bf16 autocast, all threads vs one) off vs on, alternated step by
+  channels-last, bf16 autocast, all threads vs one) off vs on, alternated step by
   step on the bare forward+backward.
 - ``ttt``: time until the *saved* 8-bit PNG reaches p_target >= 0.9, per class, for each
   method at batch 1 (what a user waits for), and the held-out EfficientNet-Lite2's top-1 /
@@ -57,7 +57,7 @@ import torch  # noqa: E402
 from dgncore.api import make_preset  # noqa: E402
 from dgncore.classifiers import Classifier, load_classifier  # noqa: E402
 from dgncore.objectives import Objective, parse_target  # noqa: E402
-from dgncore.optimize import build_source, optimize  # noqa: E402
+from dgncore.optimize import build_source, optimize, use_bf16  # noqa: E402
 from dgncore.presets import DEFAULT_DECODER, Preset  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -200,8 +200,9 @@ def preset_for(name: str, args: argparse.Namespace) -> tuple[Preset, str]:
     return preset.replace(checkpoint=str(path)), f"random decoder w{args.decoder_width:g}"
 
 
-#: the bare step's bf16 autocast (as optimize(bf16=True) / DGN_BF16=1 does it); the ab section flips it
-BARE_BF16 = {"on": os.environ.get("DGN_BF16", "0") == "1"}
+#: the bare step's bf16 autocast: None = as the loop decides (optimize.use_bf16: the
+#: preset's setting on native-bf16 devices, or DGN_BF16); the ab section forces it on/off
+BARE_BF16: dict[str, bool | None] = {"on": None}
 
 
 def bare_step_fn(clf: Classifier, preset: Preset, n: int, device: torch.device) -> Callable[[], None]:
@@ -211,8 +212,10 @@ def bare_step_fn(clf: Classifier, preset: Preset, n: int, device: torch.device) 
     source = build_source(preset, n * preset.restarts, device)
     source.train()
 
+    amp = use_bf16(preset, device) if BARE_BF16["on"] is None else BARE_BF16["on"]
+
     def step() -> None:
-        if BARE_BF16["on"]:
+        if amp:
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 images = source()
                 logits = clf.logits(source.classifier_view(images.float()))
@@ -325,8 +328,7 @@ def ab(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[
         ("classifier BN-fold + channels-last", lambda on: setattr(clf, "fast", on), False, lambda p: True),
         ("generator channels-last", set_gen_cl, True, has_g),
     ]
-    if not BARE_BF16["on"]:
-        switches.append(("bf16 autocast (opt-in: DGN_BF16=1)", lambda on: BARE_BF16.__setitem__("on", on), False, lambda p: True))
+    switches.append(("bf16 autocast (Preset.bf16 / DGN_BF16)", lambda on: BARE_BF16.__setitem__("on", on), True, lambda p: True))
     if device.type == "cpu" and n_threads > 1:  # not a code change: what the machine's load does to threads
         first = args.presets[0]
         switches.append((f"{n_threads} threads instead of 1", lambda on: torch.set_num_threads(n_threads if on else 1), False,
@@ -360,6 +362,7 @@ def ab(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[
                 rows.append({"change": label, "preset": name, "batch": b, "off_s_step": statistics.median(times[False]),
                              "on_s_step": statistics.median(times[True]), "ratio": ratio, "pairs": len(times[True]), "note": note})
                 print(f"  {label} {name} b{b}: on/off {ratio:.2f}", file=sys.stderr, flush=True)
+    BARE_BF16["on"] = None
     return rows
 
 

@@ -17,6 +17,8 @@ way its weights expect, and returns logits, optionally with the outputs of named
 
 from __future__ import annotations
 
+import contextlib
+
 import copy
 import difflib
 import functools
@@ -53,6 +55,10 @@ class LayerInfo:
     @property
     def channels(self) -> int:
         return self.shape[0]
+
+
+def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    return torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda") else contextlib.nullcontext()
 
 
 @dataclass(eq=False)
@@ -92,8 +98,10 @@ class Classifier:
             with self._fast_lock:
                 if self._fast_model is False:
                     # first used inside torch.inference_mode() (an exemplar index, predictions on samples), the
-                    # copy's weights would be inference tensors, and every later gradient through them an error
-                    with torch.inference_mode(False):
+                    # copy's weights would be inference tensors, and every later gradient through them an error;
+                    # first used inside bf16 autocast (a pretrained run), its fp32 check failed and the copy was
+                    # never used
+                    with torch.inference_mode(False), _no_autocast(self.device):
                         self._fast_model = fold_batchnorm(self.model, self.input_size, self.device)
         return self._fast_model  # type: ignore[return-value]
 

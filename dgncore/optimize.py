@@ -71,6 +71,8 @@ class RunResult:
     frames: list[torch.Tensor] = field(default_factory=list)
     #: per row: which of the ``preset.restarts`` starts gave the image (0 with one start)
     restart: list[int] = field(default_factory=list)
+    #: whether the training pass ran under bf16 autocast
+    bf16: bool = False
 
 
 ProgressFn = Callable[[Progress], None]
@@ -90,6 +92,25 @@ def _decoder(path: str, device: str):
     # a seed's first run in a process (decoder not cached yet) would start elsewhere
     with torch.random.fork_rng(devices=[]):
         return load_decoder(Path(path), torch.device(device))
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast runs on native units here (CUDA with bf16, or a CPU with
+    AVX512-BF16 / AMX); elsewhere it is emulated and slower."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
+def use_bf16(preset: Preset, device: torch.device) -> bool:
+    """bf16 autocast for this run: ``DGN_BF16=1`` / ``0`` forces it, else the preset's
+    ``bf16`` on a device with native bf16 units."""
+    forced = os.environ.get("DGN_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return preset.bf16 and native_bf16(device)
 
 
 def build_source(preset: Preset, n: int, device: torch.device) -> ImageSource:
@@ -166,8 +187,9 @@ def optimize(
     check keeps, per target, the start whose 8-bit candidate scores highest, and what the
     caller sees (progress, checks, images, activation) is per target, as with R = 1.
 
-    ``bf16``: run the training pass (source, classifier, loss inputs) under bf16 autocast,
-    meant for GPUs with bf16 units; None reads ``DGN_BF16=1`` from the environment. The
+    ``bf16``: run the training pass (source, classifier, loss inputs) under bf16 autocast;
+    None: ``DGN_BF16=1`` / ``0`` from the environment forces it on / off, else the
+    preset's ``bf16`` where the device has native bf16 units (:func:`native_bf16`). The
     candidate images and every score stay fp32."""
     if not targets:
         raise InputError("nothing to optimise: give at least one target")
@@ -180,8 +202,7 @@ def optimize(
     is_cancelled: CancelFn = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
     n = len(targets)
     n_starts = preset.restarts
-    #: bf16 autocast of the training forward (off by default; DGN_BF16=1 turns it on)
-    amp = (os.environ.get("DGN_BF16", "0") == "1") if bf16 is None else bool(bf16)
+    amp = use_bf16(preset, device) if bf16 is None else bool(bf16)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     n_rows = n * n_starts
@@ -310,5 +331,5 @@ def optimize(
     return RunResult(
         targets=list(targets), preset=preset, seed=seed, device=str(device), images=final,
         activation=history, checks=checks, start_activation=start.tolist(), steps=stopped_at,
-        seconds=time.perf_counter() - t0, cancelled=cancelled, frames=frames, restart=chosen,
+        seconds=time.perf_counter() - t0, cancelled=cancelled, frames=frames, restart=chosen, bf16=amp,
     )

@@ -174,6 +174,7 @@ def run_records(run, classifier: Classifier, model: str) -> list[dict[str, Any]]
             "batch": n,
             "batch_seconds": round(run.seconds, 3),
             "device": run.device,
+            "bf16": run.bf16,
             "cancelled": run.cancelled,
             "start_activation": round(run.start_activation[i], 6),
             "restart": run.restart[i] if run.restart else 0,

@@ -122,3 +122,38 @@ def test_transforms_are_a_preset_setting_of_any_method():
         assert torch.equal(src.classifier_view(x), x)
     with pytest.raises(InputError, match="transforms"):
         make_preset("pixel", transforms="yes")
+
+
+def test_bf16_follows_the_preset_the_hardware_and_the_environment(monkeypatch, tiny_classifier):
+    """bf16 autocast is a per-preset choice (on for pretrained, measured), used only on
+    devices with native bf16 units; DGN_BF16=0/1 forces it; the run records what ran."""
+    import importlib
+
+    from dgncore.api import make_preset
+    from dgncore.objectives import parse_target
+
+    opt_mod = importlib.import_module("dgncore.optimize")
+    cpu = torch.device("cpu")
+    assert make_preset("pretrained").bf16 and not make_preset("untrained").bf16
+    monkeypatch.delenv("DGN_BF16", raising=False)
+    for native in (False, True):
+        monkeypatch.setattr(opt_mod, "native_bf16", lambda _d, native=native: native)
+        assert opt_mod.use_bf16(make_preset("pretrained"), cpu) is native
+        assert opt_mod.use_bf16(make_preset("untrained"), cpu) is False
+    monkeypatch.setenv("DGN_BF16", "0")
+    assert opt_mod.use_bf16(make_preset("pretrained"), cpu) is False
+    monkeypatch.setenv("DGN_BF16", "1")
+    assert opt_mod.use_bf16(make_preset("untrained"), cpu) is True
+    run = opt_mod.optimize(tiny_classifier, [parse_target("class:hen", tiny_classifier)], make_preset("pixel", steps=2, size=32), seed=0)
+    assert run.bf16 is True
+
+
+def test_the_folded_copy_is_built_in_fp32_even_inside_bf16_autocast():
+    """A pretrained run (bf16 autocast) may be the first to ask for the folded copy; built
+    under autocast its fp32 check failed and the process lost the fast path for good."""
+    clf = _clf(ConvBNNet())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = clf.fast_model
+    assert fast is not None
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(fast(clf.preprocess(x)), clf.model(clf.preprocess(x)), atol=1e-4)
