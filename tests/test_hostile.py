@@ -431,7 +431,7 @@ def test_bad_torchscript_sidecars_are_input_errors(sidecar, torchscript_model):
         {"penalty": float("nan")}, {"penalty": -1}, {"reg_weight": float("inf")}, {"noise_sigma": -0.5},
         {"early_stop": 2}, {"early_stop": float("nan")}, {"not_a_setting": 1},
         {"restarts": 0}, {"restarts": 10**6}, {"restarts": 1.5}, {"restarts": True}, {"init_jitter": -1}, {"init_jitter": float("nan")},
-        {"prune_after": -1}, {"prune_after": 2.5}, {"prune_after": 10**9}, {"transforms": 1}, {"transforms": "no"},
+        {"prune_after": -1}, {"prune_after": 2.5}, {"prune_after": 10**9}, {"transforms": 1}, {"transforms": "no"}, {"bf16": "yes"},
     ],
 )
 def test_absurd_preset_numbers_are_input_errors(kwargs):
