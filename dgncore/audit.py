@@ -823,11 +823,7 @@ def _cmd(args: argparse.Namespace) -> int:
     else:
         from .classifiers import load_classifier
 
-        import warnings
-
-        with warnings.catch_warnings():  # torch.jit.load's deprecation notice for .pt models
-            warnings.simplefilter("ignore", FutureWarning)
-            clf = load_classifier(model, weights=args.weights, device=args.device)
+        clf = load_classifier(model, weights=args.weights, device=args.device)
         if not args.dataset:
             print("note: no --dataset: the report shows generated images only", file=sys.stderr)
         report = run_audit(clf, args.out, dataset=args.dataset, model_name=model, **common)

@@ -18,12 +18,12 @@ way its weights expect, and returns logits, optionally with the outputs of named
 from __future__ import annotations
 
 import contextlib
-
 import copy
 import difflib
 import functools
 import json
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -311,7 +311,9 @@ def _load_torchscript(path: Path, device: torch.device) -> Classifier:
     if not (8 <= size <= 1024 and len(mean) == 3 and len(std) == 3 and all(s > 0 for s in std) and 2 <= len(classes) <= 100_000):
         raise InputError(f"sidecar {sidecar.name[:80]}: input_size must be 8-1024, mean/std three numbers (std > 0), classes at least two names")
     try:
-        model = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # torch 2.14's deprecation notice would print above every CLI line
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:  # noqa: BLE001 - torch.jit raises RuntimeError and friends
         raise InputError(f"cannot load {path.name[:80]} as TorchScript: {str(e).splitlines()[0][:120]}") from e
     clf = Classifier(path.stem, model, size, mean, std, classes, device=device, scriptable_layers=False)  # type: ignore[arg-type]

@@ -435,13 +435,9 @@ class PlantedModel:
         + sidecar path a user's model takes (default), or the eager module (whose layers
         can be targeted and indexed)."""
         if torchscript:
-            import warnings
-
             from .classifiers import load_classifier
 
-            with warnings.catch_warnings():  # torch.jit.load's deprecation notice
-                warnings.simplefilter("ignore", FutureWarning)
-                return load_classifier(str(self.pt), device="cpu")
+            return load_classifier(str(self.pt), device="cpu")
         return eager_classifier(self)
 
 
