@@ -116,9 +116,10 @@ class Generator(nn.Module):
         if self.channels_last:
             self.body.to(memory_format=torch.channels_last)
 
-    def set_models(self, old: int, new: int) -> None:
-        """Tell the grouped layers that their weights now hold ``new`` models instead of
-        ``old`` (after :meth:`ImageSource.keep_rows` cut them down)."""
+    def set_models(self, new: int) -> None:
+        """Tell the grouped layers that their weights now hold ``new`` models (after
+        :meth:`ImageSource.keep_rows` cut them down)."""
+        old = self.n_models
         for m in self.body:
             if isinstance(m, nn.Conv2d):
                 m.groups, m.in_channels, m.out_channels = new, m.in_channels // old * new, m.out_channels // old * new

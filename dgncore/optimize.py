@@ -32,8 +32,8 @@ from .sources import FourierSource, ImageSource, PixelSource, PretrainedSource, 
 
 MAX_BATCH = 64
 MAX_SEED = 2**63 - 1
-#: Take a target's rows out of the batch once its image is fixed (read at each run; the
-#: bench's ``ab`` section turns it off to measure it, bench/README.md).
+#: Take a target's rows out of the batch once its image is fixed (read at each check;
+#: bench/speed.py's ``batch`` section turns it off to measure it).
 DROP_FINISHED = True
 
 
@@ -322,8 +322,7 @@ def optimize(
                 retired = torch.ones(n_rows, dtype=torch.bool)
                 retired[torch.arange(n) * n_starts + torch.tensor(chosen)] = False
                 row_act[retired.to(device)] = -float("inf")  # the history follows the start that goes on
-            if DROP_FINISHED or bool(retired.any()):
-                drop_finished()
+            drop_finished()
     if not bool(done.all()):  # cancelled: keep what each row has now
         imgs = check(step)
         keep(torch.nonzero(~done).flatten().tolist(), imgs, step)

@@ -62,10 +62,12 @@ class ImageSource(nn.Module):
     Rows are independent problems; every trainable tensor holds one block per row along
     its first dimension, which is what lets :meth:`keep_rows` drop finished rows."""
 
-    n_rows: int
-
     #: random jitter / scale / rotation before the classifier (``Preset.transforms``)
     transforms: bool = False
+
+    def __init__(self, n_rows: int) -> None:
+        super().__init__()
+        self.n_rows = n_rows
 
     def classifier_view(self, images: torch.Tensor) -> torch.Tensor:
         """What the classifier sees during optimisation: a transformed copy when
@@ -99,11 +101,10 @@ class ImageSource(nn.Module):
 
 class UntrainedSource(ImageSource):
     def __init__(self, preset: "Preset", n: int) -> None:
-        super().__init__()
+        super().__init__(n)
         self.features = FeatureLayer(n, N_FEATURES, noise="additive", sigma=preset.noise_sigma, init=1.0)
         self.generator = Generator(preset.generator, n_models=n)
         self.reg_weight = preset.reg_weight
-        self.n_rows = n
 
     def forward(self) -> torch.Tensor:
         return self.generator(self.features())
@@ -113,14 +114,13 @@ class UntrainedSource(ImageSource):
         return self.reg_weight * gamma.abs().sum(1)
 
     def keep_rows(self, keep: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        old = self.n_rows
         super().keep_rows(keep, optimizer)
-        self.generator.set_models(old, self.n_rows)
+        self.generator.set_models(self.n_rows)
 
 
 class PretrainedSource(ImageSource):
     def __init__(self, preset: "Preset", n: int, decoder: Generator, mean_code: torch.Tensor) -> None:
-        super().__init__()
+        super().__init__(n)
         self.features = FeatureLayer(n, N_FEATURES, noise="multiplicative", sigma=preset.noise_sigma, init=mean_code, relu=True)
         if preset.init_jitter > 0:  # a seeded start around the mean code (the global seed is set by optimize)
             with torch.no_grad():
@@ -128,7 +128,6 @@ class PretrainedSource(ImageSource):
                 alpha.mul_(1.0 + preset.init_jitter * torch.randn(alpha.shape).to(alpha))
         self.decoder = decoder
         self.reg_weight = preset.reg_weight
-        self.n_rows = n
 
     def train(self, mode: bool = True) -> "PretrainedSource":
         super().train(mode)
@@ -144,10 +143,9 @@ class PretrainedSource(ImageSource):
 
 class PixelSource(ImageSource):
     def __init__(self, preset: "Preset", n: int) -> None:
-        super().__init__()
+        super().__init__(n)
         size = preset.generator.out_size
         self.logits = nn.Parameter(torch.randn(n, 3, size, size) * 0.1)
-        self.n_rows = n
 
     def forward(self) -> torch.Tensor:
         return torch.sigmoid(self.logits)
@@ -166,7 +164,7 @@ class FourierSource(ImageSource):
     (its preset turns on the transforms)."""
 
     def __init__(self, preset: "Preset", n: int) -> None:
-        super().__init__()
+        super().__init__(n)
         size = preset.generator.out_size
         fy = torch.fft.fftfreq(size)[:, None]
         fx = torch.fft.rfftfreq(size)[None, :]
@@ -177,7 +175,6 @@ class FourierSource(ImageSource):
         self.register_buffer("scale", 1.0 / torch.clamp(freqs, min=1.0 / size))
         self.spectrum = nn.Parameter(torch.randn(n, 3, size, size // 2 + 1, 2) * 0.01)
         self.size = size
-        self.n_rows = n
 
     def forward(self) -> torch.Tensor:
         spec = torch.view_as_complex(self.spectrum) * self.scale
