@@ -203,6 +203,9 @@ def preset_for(name: str, args: argparse.Namespace) -> tuple[Preset, str]:
 #: the bare step's bf16 autocast: None = as the loop decides (optimize.use_bf16: the
 #: preset's setting on native-bf16 devices, or DGN_BF16); the ab section forces it on/off
 BARE_BF16: dict[str, bool | None] = {"on": None}
+#: the ab section's torch.compile switch: the bare step's G and classifier compiled by
+#: inductor (the loop itself never compiles; this row is what decides whether it should)
+BARE_COMPILE: dict[str, bool] = {"on": False}
 
 
 def bare_step_fn(clf: Classifier, preset: Preset, n: int, device: torch.device) -> Callable[[], None]:
@@ -214,15 +217,19 @@ def bare_step_fn(clf: Classifier, preset: Preset, n: int, device: torch.device) 
 
     amp = use_bf16(preset, device) if BARE_BF16["on"] is None else BARE_BF16["on"]
 
+    make, logits = source, clf.logits
+    if BARE_COMPILE["on"]:  # each module on its own (one graph over both never finished tracing)
+        torch._dynamo.reset()  # else the cache fills up across rows and falls back to eager; dynamic
+        # shapes made inductor spend >15 min in sympy on the bf16 pretrained step
+        make, logits = torch.compile(source, dynamic=False), torch.compile(clf.logits, dynamic=False)
+
     def step() -> None:
         if amp:
             with torch.autocast(device.type, dtype=torch.bfloat16):
-                images = source()
-                logits = clf.logits(source.classifier_view(images.float()))
+                out = logits(source.classifier_view(make().float()))
         else:
-            images = source()
-            logits = clf.logits(source.classifier_view(images))
-        logits.float().sum().backward()
+            out = logits(source.classifier_view(make()))
+        out.float().sum().backward()
 
     return step
 
@@ -329,10 +336,13 @@ def ab(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[
         ("generator channels-last", set_gen_cl, True, has_g),
     ]
     switches.append(("bf16 autocast (Preset.bf16 / DGN_BF16)", lambda on: BARE_BF16.__setitem__("on", on), True, lambda p: True))
+    switches.append(("torch.compile (G + classifier)", lambda on: BARE_COMPILE.__setitem__("on", on), True, lambda p: True))
     if device.type == "cpu" and n_threads > 1:  # not a code change: what the machine's load does to threads
         first = args.presets[0]
         switches.append((f"{n_threads} threads instead of 1", lambda on: torch.set_num_threads(n_threads if on else 1), False,
                          lambda p: p.name == first))
+    if args.switches:
+        switches = [s for s in switches if any(w.strip().lower() in s[0].lower() for w in args.switches.split(","))]
     rows = []
     for label, switch, build_time, wanted in switches:
         for name in args.presets:
@@ -357,12 +367,12 @@ def ab(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[
                         fns[on]()
                         sync(device)
                         times[on].append(time.perf_counter() - t)
-                switch(True)
+                switch(True)  # the default state again (the bare-step switches are reset below)
+                BARE_BF16["on"], BARE_COMPILE["on"] = None, False
                 ratio = statistics.median(x / y for x, y in zip(times[True], times[False]))
                 rows.append({"change": label, "preset": name, "batch": b, "off_s_step": statistics.median(times[False]),
                              "on_s_step": statistics.median(times[True]), "ratio": ratio, "pairs": len(times[True]), "note": note})
                 print(f"  {label} {name} b{b}: on/off {ratio:.2f}", file=sys.stderr, flush=True)
-    BARE_BF16["on"] = None
     return rows
 
 
@@ -667,6 +677,7 @@ def print_profile(rows: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="throughput,ab,ttt,batch,profile", help="comma list of sections: throughput, ab, ttt, batch, profile")
+    ap.add_argument("--switches", default="", help="ab: only the switches whose label contains one of these words (comma list)")
     ap.add_argument("--presets", default="pretrained,untrained,pixel,fourier", help="presets for throughput and profile")
     ap.add_argument("--batches", default="1,4,16", help="batch sizes (targets per run) for throughput")
     ap.add_argument("--steps", type=int, default=10, help="loop steps per throughput sample")
