@@ -457,7 +457,7 @@ def exemplar_strip(title: str, items: Sequence[Any], width: int = 88) -> None:
 def exemplars_of(index, target: str, name: str, k: int = 4, score: str = "logit") -> None:
     """The ``k`` images of ``index`` that score highest and lowest for ``target``."""
     try:
-        top, bottom = index.top_k(target, k), index.bottom_k(target, k)
+        top, bottom = index.extremes(target, k)
     except InputError as e:
         error(e)
         return

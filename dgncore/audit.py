@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from .classifiers import Classifier
 from .data import IMAGE_SUFFIXES, load_image, save_png, write_json
 from .errors import InputError
 from .objectives import Target, parse_target
+
+if TYPE_CHECKING:
+    from .exemplars import Exemplar
 
 DEFAULT_METHODS: tuple[str, ...] = ("pretrained", "untrained", "pixel")
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
@@ -346,11 +349,10 @@ def run_audit(
                                   "p_predicted": round(float(probs[i, pred[i]]), 4), "p_class": round(float(probs[i, c]), 4), "correct": bool(pred[i] == c)})
                 entry["samples"] = shown
             if exemplars:
-                entry["exemplars"] = {
-                    "top": _exemplar_rows(index, t, exemplars, out, "top"),
-                    "top_other_classes": _exemplar_rows(index, t, exemplars, out, "top", exclude=folder) if folder is not None else [],
-                    "bottom": _exemplar_rows(index, t, exemplars, out, "bottom"),
-                }
+                top, bottom = index.extremes(t, exemplars)
+                others = index.top_k(t, exemplars, exclude_label=folder) if folder is not None else []
+                entry["exemplars"] = {"top": _exemplar_rows(top, out), "top_other_classes": _exemplar_rows(others, out),
+                                      "bottom": _exemplar_rows(bottom, out)}
             dataset_info[name] = entry
         if cue is not None:
             for t, name in zip(targets, names):
@@ -461,8 +463,8 @@ def _audit_targets(classifier: Classifier, classes: Sequence[str | int] | str | 
     return [parse_target(f"class:{i}", classifier) for i in idx]
 
 
-def _exemplar_rows(index, target: Target, k: int, out: Path, which: str, exclude: str | None = None) -> list[dict[str, Any]]:
-    rows = index.top_k(target, k, exclude_label=exclude) if which == "top" else index.bottom_k(target, k)
+def _exemplar_rows(rows: Sequence[Exemplar], out: Path) -> list[dict[str, Any]]:
+    """The report's records of ranked images, each with a thumbnail written beside it."""
     res = []
     for e in rows:
         thumb = Path("exemplars") / f"{e.index:05d}_{_slug(Path(e.rel).stem)}.png"

@@ -28,7 +28,7 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -110,11 +110,13 @@ class ExemplarIndex:
             raise InputError(f"layer {str(t.layer)[:60]!r} is not in this exemplar index; build it with layers=[{t.layer!r}]")
         return (self.layers[t.layer][:, list(t.units)] * np.asarray(t.weights, dtype=np.float32)).sum(1)
 
-    def _ranked(self, target: Target | str, k: int, descending: bool, label: str | None, exclude_label: str | None) -> list[Exemplar]:
+    def _ranked(self, target: Target | str, k: int, descending: bool, label: str | None, exclude_label: str | None,
+                skip: Iterable[int] = ()) -> list[Exemplar]:
         if k < 0:
             raise InputError("k must not be negative")
         v = self.values(target)
         mask = np.ones(len(v), dtype=bool)
+        mask[[i for i in skip if 0 <= i < len(v)]] = False
         labels = np.asarray(self.labels, dtype=object)
         if label is not None:
             mask &= labels == label
@@ -134,9 +136,19 @@ class ExemplarIndex:
         *other* classes are where a shortcut shows first)."""
         return self._ranked(target, k, True, label, exclude_label)
 
-    def bottom_k(self, target: Target | str, k: int = 8, label: str | None = None, exclude_label: str | None = None) -> list[Exemplar]:
-        """The ``k`` images with the lowest value for ``target``."""
-        return self._ranked(target, k, False, label, exclude_label)
+    def bottom_k(self, target: Target | str, k: int = 8, label: str | None = None, exclude_label: str | None = None,
+                 skip: Iterable[int] = ()) -> list[Exemplar]:
+        """The ``k`` images with the lowest value for ``target``, leaving out the images whose
+        :attr:`Exemplar.index` is in ``skip`` (pass the top row, so that in a small folder an
+        image is not shown as both most and least like the target)."""
+        return self._ranked(target, k, False, label, exclude_label, skip)
+
+    def extremes(self, target: Target | str, k: int = 4) -> tuple[list[Exemplar], list[Exemplar]]:
+        """The rows "most like the target" and "least like it": up to ``k`` images each, and
+        never the same image in both (a folder of fewer than ``2k`` images is split in half,
+        the extra one going to the top)."""
+        top = self.top_k(target, min(k, (len(self) + 1) // 2))
+        return top, self.bottom_k(target, k, skip=[e.index for e in top])
 
     def save(self, path: Path) -> None:
         arrays: dict[str, np.ndarray] = {

@@ -82,7 +82,9 @@ def test_audit_writes_report_for_a_torchscript_model(ts_model, dataset, tmp_path
         d = rep["dataset_classes"][c]
         assert d["n_images"] == 3 and len(d["samples"]) == 2 and 0 <= d["accuracy"] <= 1
         assert all((out / s["thumb"]).is_file() for s in d["samples"])
-        assert len(d["exemplars"]["top"]) == 2 and all(e["label"] != d["folder"] for e in d["exemplars"]["top_other_classes"])
+        ex = d["exemplars"]
+        assert len(ex["top"]) == len(ex["bottom"]) == 2 and all(e["label"] != d["folder"] for e in ex["top_other_classes"])
+        assert not {e["file"] for e in ex["top"]} & {e["file"] for e in ex["bottom"]}
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 12
     assert "src=\"http" not in page and "<script" not in page
@@ -237,6 +239,13 @@ def test_exemplar_index_ranks_and_caches(ts_model, dataset, tmp_path, monkeypatc
     assert vals == sorted(vals, reverse=True) and vals[0] == pytest.approx(float(index.logits[:, 1].max()))
     bottom = index.bottom_k("class:dog", 2)
     assert bottom[0].value == pytest.approx(float(index.logits[:, 1].min()))
+    top8 = index.top_k("class:dog", 8)  # 10 images: a bottom row of 8 would repeat 6 of them
+    rest = index.bottom_k("class:dog", 8, skip=[e.index for e in top8])
+    assert len(rest) == 2 and not {e.index for e in rest} & {e.index for e in top8}
+    hi, lo = index.extremes("class:dog", 8)  # split in half instead
+    assert [e.index for e in hi] == [e.index for e in top8[:5]] and len(lo) == 5 and not {e.index for e in hi} & {e.index for e in lo}
+    hi, lo = index.extremes("class:dog", 3)  # a large enough folder: k each
+    assert len(hi) == len(lo) == 3 and lo[0].value == pytest.approx(float(index.logits[:, 1].min()))
     assert all(e.label == "cat" for e in index.top_k("class:dog", 5, label="cat"))
     assert all(e.label != "dog" for e in index.top_k("class:dog", 10, exclude_label="dog"))
     assert top[0].path.is_file() and top[0].predicted in CLASSES

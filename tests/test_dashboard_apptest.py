@@ -332,7 +332,8 @@ def test_exemplars_beside_the_generated_images(tmp_path):
     assert any("Real images that score highest for <b>tench</b>" in m.value for m in at.markdown)
     at = app("layers", **FAST, layers="blocks.1", filters="0", folder=str(ds))
     assert any("Real images that score highest for <b>blocks.1 filter 0</b>" in m.value for m in at.markdown)
-    assert len(images(at)) == 2  # a row of the top 4 and one of the bottom 4 of the folder's images
+    assert len(images(at)) == 2  # 4 images: a row of the top 2 and one of the other 2
+    assert [len(i.proto.imgs) for i in images(at)] == [2, 2]
 
 
 # --------------------------------------------------------------------------- gallery
