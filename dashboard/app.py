@@ -46,6 +46,8 @@ st.session_state["_model_choice"] = choice
 st.session_state["_classifier"] = classifier
 if classifier is not None:
     st.sidebar.caption(f"{len(classifier.classes)} classes · input {classifier.input_size} px · {classifier.device.type}")
+if nav.url_path == "audit":
+    st.sidebar.caption("The bias audit's planted-bias demo tab uses its own small built-in model, not this one.")
 st.sidebar.caption(f"Results are saved in `{runner.results_root()}`")
 if hosted:
     st.sidebar.caption(state.limits().limits_text())

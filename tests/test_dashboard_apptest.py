@@ -293,6 +293,8 @@ def test_audit_demo_tab_explains_the_demo_and_its_evidence(demo_env):
     assert [m.label for m in at.metric][0] == "Other shapes called triangle once stamped"
     assert at.multiselect(key="audit.demo.methods").value == ["untrained"] and at.text_input(key="audit.demo.seeds").value == "0,1,2"
     assert any("No report for these settings yet" in c.value for c in at.caption)
+    assert any("uses its own small built-in model" in c.value for c in at.sidebar.caption)
+    assert not any("built-in model" in c.value for c in app("layers").sidebar.caption)  # only on the audit page
     at = app("bias_audit", audit_seeds="0,x")
     assert len(at.error) == 1 and "bad seeds" in at.error[0].value
     assert next(b for b in at.button if b.label == "Run the audit").disabled
