@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,17 @@ def test_torchscript_with_sidecar_generates(torchscript_model, tmp_path, capsys)
     rec = json.loads((out / "8_hen.json").read_text())
     assert rec["target"] == "class:8" and rec["method"] == "pixel" and rec["steps"] == 3
     assert (out / "0_tench.png").is_file()
+
+
+def test_gallery_cli_reports_time_rate_and_reached(torchscript_model, tmp_path, capsys):
+    argv = ["gallery", "--model", str(torchscript_model), "--classes", "hen,tench,goldfish", "--method", "pixel",
+            "--size", "32", "--steps", "2", "--batch", "2", "--out", str(tmp_path / "g")]
+    assert main(argv) == 0
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.fullmatch(r"made 3 images in [\d.]+ s \([\d.]+ images/s, cpu, batch 2\); "
+                        r"p_target >= 0\.9 on the saved PNG: \d/3; already on disk: 0", summary), summary
+    assert main(argv) == 0  # resumed: nothing left to make
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("made 0 images in ")
 
 
 @pytest.mark.parametrize("argv, fragment", [
