@@ -112,12 +112,14 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     targets = class_targets(clf, args.classes)
     bar = tqdm(desc=f"gallery {preset.method} shard {shard[0]}/{shard[1]}", unit="img", file=sys.stderr, dynamic_ncols=True)
 
+    def reached(recs: list) -> int:
+        return sum(1 for r in recs if (r.get("p_target") or 0) >= 0.9)
+
     def progress(done: int, total: int, recs: list) -> None:
         bar.total = total
         bar.n = done
         if recs:
-            ok = sum(1 for r in recs if (r.get("p_target") or 0) >= 0.9)
-            bar.set_postfix_str(f"last batch {ok}/{len(recs)} p>=0.9")
+            bar.set_postfix_str(f"last batch {reached(recs)}/{len(recs)} p>=0.9")
         bar.refresh()
 
     t0 = time.perf_counter()
@@ -125,9 +127,8 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     bar.close()
     # the figures a batch run is judged by (e.g. all 1,000 classes on a GPU): wall time, images/s, how many reached p 0.9
-    ok = sum(1 for r in made if (r.get("p_target") or 0) >= 0.9)
     print(f"made {len(made)} images in {seconds:.1f} s ({len(made) / max(seconds, 1e-9):.2f} images/s, {clf.device.type}, "
-          f"batch {args.batch}); p_target >= 0.9 on the saved PNG: {ok}/{len(made)}; already on disk: {bar.total - len(made)}",
+          f"batch {args.batch}); p_target >= 0.9 on the saved PNG: {reached(made)}/{len(made)}; already on disk: {bar.total - len(made)}",
           file=sys.stderr)
     print(f"{Path(args.out) / 'index.json'}")
     return 0
