@@ -18,10 +18,19 @@ from dashboard.runner import BackgroundRun, Request
 from dgncore.errors import InputError
 from dgncore.presets import get_preset
 
+
+def _starts_help() -> str:
+    """How the pretrained preset starts, from the preset itself (so the text cannot go stale)."""
+    p = get_preset("pretrained")
+    if p.restarts == 1:
+        return "it starts from the decoder's average code, shifted at random by the seed"
+    race = f" and after {p.prune_after} steps only the best-scoring one goes on" if p.prune_after else ""
+    return f"{p.restarts} starts run together{race}"
+
+
 METHOD_HELP = {
     "pretrained": "pretrained G: only the first layer of a generator trained as an image decoder changes (the paper's best pictures); "
-                  f"{get_preset('pretrained').restarts} starts run together and after {get_preset('pretrained').prune_after} steps "
-                  "only the best-scoring one goes on",
+                  + _starts_help(),
     "untrained": "untrained G: a whole generator network from random weights is trained for this one image",
     "pixel": "pixels: the image itself is changed (the paper's Fig. 1 baseline, usually noise)",
     "fourier": "Fourier: a Lucid-style baseline in a colour-decorrelated frequency space",

@@ -94,6 +94,20 @@ def test_single_class_generates_saves_and_reloads_from_disk(tmp_path):
     assert any(d.label.startswith("Download all as ZIP") for d in again.get("download_button"))
 
 
+def test_pretrained_help_says_how_the_preset_starts(monkeypatch):
+    """The method help is built from the preset, so it follows a change of restarts."""
+    from dashboard import widgets
+    from dgncore.presets import get_preset
+
+    preset = get_preset("pretrained")
+    monkeypatch.setattr(widgets, "get_preset", lambda name: preset.replace(restarts=1))
+    assert widgets._starts_help() == "it starts from the decoder's average code, shifted at random by the seed"
+    monkeypatch.setattr(widgets, "get_preset", lambda name: preset.replace(restarts=4, prune_after=10))
+    assert widgets._starts_help() == "4 starts run together and after 10 steps only the best-scoring one goes on"
+    monkeypatch.setattr(widgets, "get_preset", lambda name: preset.replace(restarts=3, prune_after=0))
+    assert widgets._starts_help() == "3 starts run together"
+
+
 def test_single_class_bad_name_is_one_error_line():
     at = app(**FAST, **{"class": "no such class xyz"})
     assert len(at.error) == 1 and "unknown class" in at.error[0].value and "\n" not in at.error[0].value
