@@ -157,3 +157,27 @@ def test_the_folded_copy_is_built_in_fp32_even_inside_bf16_autocast():
     assert fast is not None
     x = torch.rand(2, 3, 32, 32)
     assert torch.allclose(fast(clf.preprocess(x)), clf.model(clf.preprocess(x)), atol=1e-4)
+
+
+def test_the_gpu_script_is_valid_bash_and_passes_only_flags_its_tools_have():
+    """bench/gpu.sh is run on a lent GPU, where a wrong flag would waste the session's
+    device time: check its syntax and each command's flags against that command's --help."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = root / "bench" / "gpu.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    lines = script.read_text().replace("\\\n", " ").splitlines()
+    tools = {"bench/speed.py": [sys.executable, "bench/speed.py", "--help"],
+             "dgncore gallery": [sys.executable, "-m", "dgncore", "gallery", "--help"]}
+    seen = set()
+    for key, cmd in tools.items():
+        helptext = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True).stdout
+        for line in (ln for ln in lines if key in ln and not ln.lstrip().startswith("#")):
+            seen.add(key)
+            for flag in re.findall(r"\s(--[a-z][a-z-]*)", line):
+                assert flag in helptext, f"{key} has no {flag}"
+    assert seen == set(tools)
