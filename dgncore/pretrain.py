@@ -72,6 +72,12 @@ class PretrainConfig:
     mean_code_images: int = 256
     #: stop (and save) once this much wall time has passed, whatever ``steps`` says
     max_seconds: float | None = None
+    #: start the decoder from this decoder file, with a fresh encoder: extends a decoder
+    #: whose training state (``.state.pt``) is gone, like the shipped one's
+    init_decoder: str | None = None
+    #: with ``init_decoder``: train only the encoder for this many steps first, so that a
+    #: fresh encoder's first codes do not undo what the decoder has learned
+    freeze_decoder_steps: int = 0
 
     def generator_config(self) -> GeneratorConfig:
         return GeneratorConfig(width=self.width, stages=self.stages, out_size=self.out_size, running_stats=True)
@@ -89,6 +95,8 @@ class PretrainConfig:
             raise InputError("steps and batch must be positive")
         if not 0 < self.lr <= 1 or self.noise_sigma < 0 or not 0 <= self.photo_fraction <= 1:
             raise InputError("lr must be in (0, 1], noise_sigma >= 0, photo_fraction in [0, 1]")
+        if not 0 <= self.freeze_decoder_steps <= self.steps:
+            raise InputError(f"freeze_decoder_steps must be between 0 and steps ({self.steps}), got {self.freeze_decoder_steps}")
 
 
 # --------------------------------------------------------------------------- data
@@ -233,6 +241,7 @@ def pretrain(
     model = nn.Sequential(encoder, decoder).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     step, seconds, losses = 0, 0.0, []
+    init_meta = _init_decoder(decoder, config) if config.init_decoder else None
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         if state.get("arch") != _arch(config):
@@ -257,6 +266,7 @@ def pretrain(
             break
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, time.perf_counter() - start, config)
+        decoder.requires_grad_(step >= config.freeze_decoder_steps)  # (Adam skips a parameter without a gradient)
         clean = data.sample(config.batch).contiguous(memory_format=torch.channels_last)
         noisy = (clean + config.noise_sigma * torch.randn(clean.shape, generator=gen)).clamp(0, 1)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
@@ -290,8 +300,23 @@ def pretrain(
         "loss_every_10": losses[::10],
         "torch": torch.__version__,
     }
+    if init_meta is not None:
+        meta["init_decoder"] = init_meta
     save_decoder(decoder, mean_code, out_path, meta)
     return meta
+
+
+def _init_decoder(decoder: Generator, config: PretrainConfig) -> dict[str, Any]:
+    """Copy the weights of ``config.init_decoder`` into ``decoder`` (same width and stages,
+    else an InputError); returns what that file says of its own training."""
+    assert config.init_decoder is not None
+    start, _, start_meta = load_decoder(config.init_decoder)
+    got, want = start.config, decoder.config
+    if (got.width, got.stages) != (want.width, want.stages):
+        raise InputError(f"{Path(config.init_decoder).name} has width {got.width} and {got.stages} stages; "
+                         f"this run has width {want.width} and {want.stages} stages: pass the same --width and --stages")
+    decoder.load_state_dict(start.state_dict())
+    return {"file": Path(config.init_decoder).name, **{k: start_meta[k] for k in ("steps_done", "seconds", "final_loss", "command") if k in start_meta}}
 
 
 @torch.no_grad()
@@ -438,6 +463,10 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop and save after this much wall time")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="continue from CKPT.state.pt if present")
+    parser.add_argument("--init-decoder", metavar="FILE", help="start the decoder from this decoder file, with a fresh encoder "
+                        "(extends a decoder whose .state.pt is gone, e.g. dgncore/assets/decoder.safetensors)")
+    parser.add_argument("--freeze-decoder-steps", type=int, default=d.freeze_decoder_steps,
+                        help="with --init-decoder: train only the encoder for this many steps first")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -449,6 +478,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         width=args.width, stages=args.stages, out_size=args.size, steps=args.steps, batch=args.batch, lr=args.lr, encoder=args.encoder,
         noise_sigma=args.noise, seed=args.seed, data=args.data or ("folder" if args.images else PretrainConfig.data),
         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+        init_decoder=args.init_decoder, freeze_decoder_steps=args.freeze_decoder_steps,
     )
     t0 = time.perf_counter()
 

@@ -83,6 +83,32 @@ def test_resume_continues_from_saved_step(tmp_path: Path) -> None:
         pretrain(PretrainConfig(steps=6, **{**TINY, "width": 0.125}), out)
 
 
+def test_init_decoder_starts_from_a_decoder_file_and_can_keep_it_frozen(tmp_path: Path) -> None:
+    """--init-decoder extends a decoder whose state file is gone: the decoder starts from
+    the file (a fresh encoder beside it), and stays as it is while frozen."""
+    first = tmp_path / "first.safetensors"
+    pretrain(PretrainConfig(steps=2, **TINY), first)
+    start, _, _ = load_decoder(first)
+    weights = {k: v for k, v in start.state_dict().items() if k.endswith("weight")}
+
+    def trained(name: str, **kw) -> dict[str, torch.Tensor]:
+        out = tmp_path / f"{name}.safetensors"
+        meta = pretrain(PretrainConfig(steps=2, init_decoder=str(first), **TINY, **kw), out)
+        assert meta["init_decoder"]["file"] == "first.safetensors" and meta["init_decoder"]["steps_done"] == 2
+        return load_decoder(out)[0].state_dict()
+
+    frozen = trained("frozen", freeze_decoder_steps=2)
+    assert all(torch.equal(frozen[k], v) for k, v in weights.items())
+    moved = trained("moved", freeze_decoder_steps=1)  # the second step trains the decoder
+    assert not all(torch.equal(moved[k], v) for k, v in weights.items())
+    with pytest.raises(InputError, match="same --width and --stages"):
+        pretrain(PretrainConfig(steps=1, init_decoder=str(first), **{**TINY, "width": 0.125}), tmp_path / "w.safetensors")
+    with pytest.raises(InputError, match="does not exist"):
+        pretrain(PretrainConfig(steps=1, init_decoder=str(tmp_path / "none.safetensors"), **TINY), tmp_path / "n.safetensors")
+    with pytest.raises(InputError, match="freeze_decoder_steps"):
+        pretrain(PretrainConfig(steps=1, freeze_decoder_steps=5, **TINY), tmp_path / "f.safetensors")
+
+
 def test_folder_data_and_cli(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     for i in range(2):
@@ -91,6 +117,10 @@ def test_folder_data_and_cli(tmp_path: Path) -> None:
     argv = ["--images", str(tmp_path), "--out", str(out), "--steps", "1", "--width", "0.0625", "--stages", "4", "--size", "32", "--batch", "2"]
     assert main(argv) == 0
     assert json.loads(out.with_suffix(".json").read_text())["data"]["photos"] == 2
+    again = tmp_path / "ck" / "again.safetensors"
+    assert main([*argv[:2], "--out", str(again), *argv[4:], "--init-decoder", str(out), "--freeze-decoder-steps", "1"]) == 0
+    side = json.loads(again.with_suffix(".json").read_text())
+    assert side["init_decoder"]["file"] == "dec.safetensors" and side["train_config"]["freeze_decoder_steps"] == 1
     assert main(["--images", str(tmp_path / "nope"), "--out", str(out), "--steps", "1", "--no-resume"]) == 2
 
 
