@@ -97,6 +97,8 @@ class PretrainConfig:
             raise InputError("lr must be in (0, 1], noise_sigma >= 0, photo_fraction in [0, 1]")
         if not 0 <= self.freeze_decoder_steps <= self.steps:
             raise InputError(f"freeze_decoder_steps must be between 0 and steps ({self.steps}), got {self.freeze_decoder_steps}")
+        if self.freeze_decoder_steps and not self.init_decoder:
+            raise InputError("freeze_decoder_steps keeps a decoder from --init-decoder as it is: give --init-decoder too")
 
 
 # --------------------------------------------------------------------------- data

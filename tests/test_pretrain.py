@@ -105,8 +105,10 @@ def test_init_decoder_starts_from_a_decoder_file_and_can_keep_it_frozen(tmp_path
         pretrain(PretrainConfig(steps=1, init_decoder=str(first), **{**TINY, "width": 0.125}), tmp_path / "w.safetensors")
     with pytest.raises(InputError, match="does not exist"):
         pretrain(PretrainConfig(steps=1, init_decoder=str(tmp_path / "none.safetensors"), **TINY), tmp_path / "n.safetensors")
-    with pytest.raises(InputError, match="freeze_decoder_steps"):
-        pretrain(PretrainConfig(steps=1, freeze_decoder_steps=5, **TINY), tmp_path / "f.safetensors")
+    with pytest.raises(InputError, match="between 0 and steps"):
+        pretrain(PretrainConfig(steps=1, freeze_decoder_steps=5, init_decoder=str(first), **TINY), tmp_path / "f.safetensors")
+    with pytest.raises(InputError, match="give --init-decoder"):
+        pretrain(PretrainConfig(steps=1, freeze_decoder_steps=1, **TINY), tmp_path / "f.safetensors")
 
 
 def test_folder_data_and_cli(tmp_path: Path) -> None:
