@@ -259,7 +259,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as e:
             raise InputError(f"cannot read {path.name[:80]} as safetensors: {str(e).splitlines()[0][:120]}") from e
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a broken file's odd pickle header is reported below, as one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - pickle refusals come as several exception types
         raise InputError(
             f"refused to load {path.name[:80]}: not a plain state dict ({type(e).__name__}); "

@@ -13,6 +13,7 @@ import stat
 import struct
 import tempfile
 import time
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -360,6 +361,18 @@ def test_weight_files_of_any_bytes_are_tensors_or_input_errors(blob, suffix):
         except InputError:
             return
         assert all(isinstance(v, torch.Tensor) for v in sd.values())
+
+
+def test_a_weight_file_with_an_odd_pickle_header_is_one_error_and_no_warning(tmp_path):
+    """torch warns about a pickle protocol it does not know before it fails; the user
+    should see only the InputError's line."""
+    path = tmp_path / "w.pt"
+    path.write_bytes(b"\x80\x46" + b"x" * 20)  # pickle protocol 70
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(InputError, match="refused to load"):
+            read_state_dict(path)
+    assert [str(w.message) for w in seen] == []
 
 
 # --------------------------------------------------------------------------- TorchScript
