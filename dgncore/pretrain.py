@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .classifiers import pick_device
 from .errors import InputError
 from .generators import N_FEATURES, SEED_CHANNELS, SEED_SIZE, Encoder, Generator, GeneratorConfig
 from .procedural import KINDS, PhotoCrops, procedural_batch
@@ -225,13 +226,17 @@ def pretrain(
     progress: Progress | None = None,
     resume: bool = True,
     command: str | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Train the denoising autoencoder and write the decoder file; returns its metadata.
 
     With ``resume`` and a state file from an earlier run of the same architecture, training
     continues from its step (the data stream is re-seeded from ``seed`` and that step).
+    ``device`` runs the model there ("auto": cuda, then mps, then cpu); images and noise are
+    still drawn on the CPU from the seeded stream, so a run's data do not depend on it.
     """
     config.validate()
+    dev = pick_device(device)
     out_path = Path(out_path)
     if out_path.suffix != ".safetensors":
         raise InputError("the decoder file name must end in .safetensors")
@@ -251,6 +256,9 @@ def pretrain(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, seconds, losses = int(state["step"]), float(state["seconds"]), list(state["losses"])
+    model.to(dev)
+    _optimizer_to(opt, dev)
+    amp = config.bf16 and dev.type in ("cpu", "cuda")
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     data = TrainingImages(config, images_dir, gen)
 
@@ -269,9 +277,10 @@ def pretrain(
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, time.perf_counter() - start, config)
         decoder.requires_grad_(step >= config.freeze_decoder_steps)  # (Adam skips a parameter without a gradient)
-        clean = data.sample(config.batch).contiguous(memory_format=torch.channels_last)
+        clean = data.sample(config.batch)
         noisy = (clean + config.noise_sigma * torch.randn(clean.shape, generator=gen)).clamp(0, 1)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        clean, noisy = (x.to(dev).contiguous(memory_format=torch.channels_last) for x in (clean, noisy))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             out = model(noisy)
         loss = F.mse_loss(out.float(), clean)
         opt.zero_grad(set_to_none=True)
@@ -286,8 +295,8 @@ def pretrain(
             save_state()
     save_state()
 
-    _recalibrate_bn(model, data, config, gen)
-    mean_code = _mean_code(encoder, data, config)
+    _recalibrate_bn(model, data, config, gen, dev)
+    mean_code = _mean_code(encoder, data, config, dev)
     recent = losses[-50:]
     meta: dict[str, Any] = {
         "format": "dgn-decoder/1",
@@ -301,11 +310,20 @@ def pretrain(
         "seconds": round(seconds, 1),
         "loss_every_10": losses[::10],
         "torch": torch.__version__,
+        "device": str(dev),
     }
     if init_meta is not None:
         meta["init_decoder"] = init_meta
-    save_decoder(decoder, mean_code, out_path, meta)
+    save_decoder(decoder.cpu(), mean_code.cpu(), out_path, meta)
     return meta
+
+
+def _optimizer_to(opt: torch.optim.Optimizer, dev: torch.device) -> None:
+    """Move Adam's moments (read back from a state file on the CPU) to the parameters' device."""
+    for state in opt.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(dev)
 
 
 def _init_decoder(decoder: Generator, config: PretrainConfig) -> dict[str, Any]:
@@ -322,7 +340,8 @@ def _init_decoder(decoder: Generator, config: PretrainConfig) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def _recalibrate_bn(model: nn.Module, data: TrainingImages, config: PretrainConfig, gen: torch.Generator, batches: int = 16) -> None:
+def _recalibrate_bn(model: nn.Module, data: TrainingImages, config: PretrainConfig, gen: torch.Generator, dev: torch.device,
+                    batches: int = 16) -> None:
     """Replace the BN running statistics, a moving average over weights that kept changing,
     by exact averages under the final weights: eval mode then matches training mode."""
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -332,16 +351,16 @@ def _recalibrate_bn(model: nn.Module, data: TrainingImages, config: PretrainConf
     model.train()
     for _ in range(batches):
         clean = data.sample(config.batch)
-        model((clean + config.noise_sigma * torch.randn(clean.shape, generator=gen)).clamp(0, 1))
+        model((clean + config.noise_sigma * torch.randn(clean.shape, generator=gen)).clamp(0, 1).to(dev))
     for bn in bns:
         bn.momentum = 0.1
     model.eval()
 
 
 @torch.no_grad()
-def _mean_code(encoder: nn.Module, data: TrainingImages, config: PretrainConfig) -> torch.Tensor:
+def _mean_code(encoder: nn.Module, data: TrainingImages, config: PretrainConfig, dev: torch.device) -> torch.Tensor:
     encoder.eval()
-    codes = [encoder(data.sample(min(32, config.mean_code_images - i))).float() for i in range(0, config.mean_code_images, 32)]
+    codes = [encoder(data.sample(min(32, config.mean_code_images - i)).to(dev)).float() for i in range(0, config.mean_code_images, 32)]
     return torch.cat(codes).mean(0)
 
 
@@ -470,6 +489,7 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--freeze-decoder-steps", type=int, default=d.freeze_decoder_steps,
                         help="with --init-decoder: train only the encoder for this many steps first")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="auto", help="where the model trains: auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
@@ -488,7 +508,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         if step == 1 or step % 25 == 0 or step == total:
             print(f"step {step}/{total}  loss {loss:.5f}  {time.perf_counter() - t0:.0f} s", flush=True)
 
-    meta = pretrain(config, args.out, images_dir=args.images, progress=report, resume=args.resume)
+    meta = pretrain(config, args.out, images_dir=args.images, progress=report, resume=args.resume, device=args.device)
     print(f"wrote {args.out} ({meta['steps_done']} steps, loss {meta['final_loss']:.5f}, {meta['seconds']:.0f} s)")
     return 0
 

@@ -58,6 +58,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert seen == [1, 2, 3] and meta["steps_done"] == 3 and meta["command"] == "test"
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["generator"]["out_size"] == 32 and side["train_size"] == 58 and side["final_loss"] > 0
+    assert side["device"] == "cpu"
     decoder, mean_code, meta2 = load_decoder(out)
     assert mean_code.shape == (N_FEATURES,) and bool((mean_code >= 0).all())
     assert not decoder.training and not any(p.requires_grad for p in decoder.parameters())
@@ -109,6 +110,35 @@ def test_init_decoder_starts_from_a_decoder_file_and_can_keep_it_frozen(tmp_path
         pretrain(PretrainConfig(steps=1, freeze_decoder_steps=5, init_decoder=str(first), **TINY), tmp_path / "f.safetensors")
     with pytest.raises(InputError, match="give --init-decoder"):
         pretrain(PretrainConfig(steps=1, freeze_decoder_steps=1, **TINY), tmp_path / "f.safetensors")
+
+
+def test_device_choice(tmp_path: Path) -> None:
+    """pretrain runs where --device says; Adam's moments read back from a state file on the
+    CPU follow the parameters there (the step counter stays on the CPU, as Adam keeps it)."""
+    from dgncore.pretrain import _optimizer_to
+
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([w])
+    w.sum().backward()
+    opt.step()
+    _optimizer_to(opt, torch.device("meta"))
+    state = opt.state[w]
+    assert state["exp_avg"].device.type == "meta" and state["exp_avg_sq"].device.type == "meta"
+    assert state["step"].device.type == "cpu"
+    if not torch.cuda.is_available():
+        out = tmp_path / "dec.safetensors"
+        assert main(["--out", str(out), "--steps", "1", "--device", "cuda"]) == 2
+        assert not out.exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_cuda_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "dec.safetensors"
+    pretrain(PretrainConfig(steps=2, **TINY), out, device="cuda")
+    meta = pretrain(PretrainConfig(steps=3, **TINY), out, device="cuda")
+    assert meta["device"].startswith("cuda") and meta["steps_done"] == 3
+    decoder, mean_code, _ = load_decoder(out)
+    assert decoder(mean_code[None]).shape == (1, 3, 32, 32)
 
 
 def test_folder_data_and_cli(tmp_path: Path) -> None:

@@ -172,7 +172,8 @@ def test_the_gpu_script_is_valid_bash_and_passes_only_flags_its_tools_have():
     subprocess.run(["bash", "-n", str(script)], check=True)
     lines = script.read_text().replace("\\\n", " ").splitlines()
     tools = {"bench/speed.py": [sys.executable, "bench/speed.py", "--help"],
-             "dgncore gallery": [sys.executable, "-m", "dgncore", "gallery", "--help"]}
+             "dgncore gallery": [sys.executable, "-m", "dgncore", "gallery", "--help"],
+             "dgncore pretrain": [sys.executable, "-m", "dgncore", "pretrain", "--help"]}
     seen = set()
     for key, cmd in tools.items():
         helptext = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True).stdout
