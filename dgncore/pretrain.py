@@ -245,7 +245,8 @@ def pretrain(
     encoder = make_encoder(config)
     # trained at its native size; only the saved config says out_size (a fixed resize)
     decoder = Generator(dataclasses.replace(config.generator_config(), out_size=config.train_size))
-    model = nn.Sequential(encoder, decoder).to(memory_format=torch.channels_last)
+    # on the device before any state is loaded: Adam's load_state_dict then puts its moments there too
+    model = nn.Sequential(encoder, decoder).to(dev, memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     step, seconds, losses = 0, 0.0, []
     init_meta = _init_decoder(decoder, config) if config.init_decoder else None
@@ -256,8 +257,6 @@ def pretrain(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, seconds, losses = int(state["step"]), float(state["seconds"]), list(state["losses"])
-    model.to(dev)
-    _optimizer_to(opt, dev)
     amp = config.bf16 and dev.type in ("cpu", "cuda")
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     data = TrainingImages(config, images_dir, gen)
@@ -316,14 +315,6 @@ def pretrain(
         meta["init_decoder"] = init_meta
     save_decoder(decoder.cpu(), mean_code.cpu(), out_path, meta)
     return meta
-
-
-def _optimizer_to(opt: torch.optim.Optimizer, dev: torch.device) -> None:
-    """Move Adam's moments (read back from a state file on the CPU) to the parameters' device."""
-    for state in opt.state.values():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor) and key != "step":
-                state[key] = value.to(dev)
 
 
 def _init_decoder(decoder: Generator, config: PretrainConfig) -> dict[str, Any]:

@@ -113,18 +113,8 @@ def test_init_decoder_starts_from_a_decoder_file_and_can_keep_it_frozen(tmp_path
 
 
 def test_device_choice(tmp_path: Path) -> None:
-    """pretrain runs where --device says; Adam's moments read back from a state file on the
-    CPU follow the parameters there (the step counter stays on the CPU, as Adam keeps it)."""
-    from dgncore.pretrain import _optimizer_to
-
-    w = torch.nn.Parameter(torch.ones(3))
-    opt = torch.optim.Adam([w])
-    w.sum().backward()
-    opt.step()
-    _optimizer_to(opt, torch.device("meta"))
-    state = opt.state[w]
-    assert state["exp_avg"].device.type == "meta" and state["exp_avg_sq"].device.type == "meta"
-    assert state["step"].device.type == "cpu"
+    """pretrain runs where --device says (a missing GPU is one error line); resuming on
+    CUDA is covered by the test below where there is one."""
     if not torch.cuda.is_available():
         out = tmp_path / "dec.safetensors"
         assert main(["--out", str(out), "--steps", "1", "--device", "cuda"]) == 2
