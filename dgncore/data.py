@@ -156,6 +156,29 @@ def scan_image_folder(root: str | Path, max_per_class: int | None = None) -> Ima
     return ImageFolder(root, classes, files)
 
 
+#: every HOLDOUT_EVERY-th image of a folder (sorted by relative path) is kept out of training
+HOLDOUT_EVERY = 10
+
+
+def image_files(root: str | Path, limit: int | None = None) -> list[Path]:
+    """Every image file under ``root`` (recursively, by suffix), sorted by relative path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"image folder {str(root)[:120]} does not exist")
+    files = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                   key=lambda p: p.relative_to(root).as_posix())
+    return files[:limit] if limit is not None else files
+
+
+def holdout_split(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(training, held-out) files: the held-out tenth is every 10th file in the given
+    order, starting with the 10th (index 9, 19, ...). Fixed by the file list alone, so a
+    decoder's training run and a benchmark agree on which photos it never saw."""
+    held = [f for i, f in enumerate(files) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1]
+    train = [f for i, f in enumerate(files) if i % HOLDOUT_EVERY != HOLDOUT_EVERY - 1]
+    return train, held
+
+
 def safe_extract_zip(data: bytes | str | Path, dest: str | Path) -> Path:
     """Extract an uploaded ZIP into ``dest`` after checking every entry: no absolute paths,
     no ``..``, no links, at most MAX_ZIP_ENTRIES entries and MAX_ZIP_BYTES expanded, no
