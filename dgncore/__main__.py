@@ -234,7 +234,7 @@ def _extra_commands() -> list[tuple[str, Callable[[argparse.ArgumentParser], Cal
     import importlib
 
     out = []
-    for name, module in (("audit", ".audit"), ("planted", ".planted"), ("worker", ".jobs")):
+    for name, module in (("audit", ".audit"), ("planted", ".planted"), ("worker", ".jobs"), ("photo-stats", ".photostats")):
         try:
             mod = importlib.import_module(module, __package__)
         except ImportError:

@@ -18,7 +18,7 @@ from .generators import GeneratorConfig
 from .objectives import Target, parse_target
 from .optimize import MAX_BATCH, CancelFn, ProgressFn, optimize
 from .presets import Preset, get_preset
-from .results import read_result, run_records, save_result, write_index
+from .results import preset_record, read_result, run_records, save_result, write_index
 
 
 def make_preset(method: str = "pretrained", steps: int | None = None, size: int | None = None, width: float | None = None, **overrides: Any) -> Preset:
@@ -57,7 +57,7 @@ def cached_result(out_dir: Path, stem: str, model: str, target: Target, preset: 
         rec = read_result(path)
     except InputError:
         return None
-    want = (model, target.spec, seed, _canon(preset.to_dict()))
+    want = (model, target.spec, seed, _canon(preset_record(preset)))
     if rec.get("cancelled") or _request_key(rec) != want:
         return None
     return rec

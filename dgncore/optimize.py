@@ -26,6 +26,7 @@ import torch
 
 from .classifiers import Classifier
 from .errors import InputError
+from .hardware import native_bf16
 from .objectives import Objective, Target
 from .presets import Preset
 from .sources import FourierSource, ImageSource, PixelSource, PretrainedSource, UntrainedSource
@@ -92,16 +93,6 @@ def _decoder(path: str, device: str):
     # a seed's first run in a process (decoder not cached yet) would start elsewhere
     with torch.random.fork_rng(devices=[]):
         return load_decoder(Path(path), torch.device(device))
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 autocast runs on native units here (CUDA with bf16, or a CPU with
-    AVX512-BF16 / AMX); elsewhere it is emulated and slower."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    return False
 
 
 def use_bf16(preset: Preset, device: torch.device) -> bool:

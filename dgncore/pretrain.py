@@ -17,6 +17,7 @@ lets an interrupted or extended run continue.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -33,6 +34,7 @@ from torch import nn
 
 from .classifiers import pick_device
 from .errors import InputError
+from .hardware import native_bf16
 from .generators import N_FEATURES, SEED_CHANNELS, SEED_SIZE, Encoder, Generator, GeneratorConfig
 from .procedural import KINDS, PhotoCrops, procedural_batch
 
@@ -67,8 +69,20 @@ class PretrainConfig:
     #: ... of which this many are replaced by fresh ones every step
     refresh: int = 2
     checkpoint_every: int = 100
-    #: bfloat16 autocast on CPU (about 2x faster; weights and BatchNorm stay float32)
+    #: bfloat16 autocast where the device has native bf16 units (about 2x faster on such a
+    #: CPU, several times slower where it is emulated; weights and BatchNorm stay float32)
     bf16: bool = True
+    #: photo folders: leave out the fixed held-out tenth (:func:`dgncore.data.holdout_split`),
+    #: on which the finished decoder's reconstruction error is measured
+    holdout: bool = True
+    #: mild colour jitter of photo crops (brightness, contrast, saturation within +-this)
+    photo_jitter: float = 0.1
+    #: weight of a feature-space term (Dosovitskiy & Brox 2016): the squared distance
+    #: between a frozen classifier's early-layer features of the rebuilt and the clean
+    #: image, which keeps the detail that pixel MSE averages away (0: pixel MSE only)
+    feature_weight: float = 0.0
+    feature_model: str = "efficientnet_lite0"
+    feature_layer: str = "blocks.2"
     #: training images averaged into ``mean_code``
     mean_code_images: int = 256
     #: stop (and save) once this much wall time has passed, whatever ``steps`` says
@@ -98,6 +112,8 @@ class PretrainConfig:
             raise InputError("lr must be in (0, 1], noise_sigma >= 0, photo_fraction in [0, 1]")
         if not 0 <= self.freeze_decoder_steps <= self.steps:
             raise InputError(f"freeze_decoder_steps must be between 0 and steps ({self.steps}), got {self.freeze_decoder_steps}")
+        if self.feature_weight < 0 or not 0 <= self.photo_jitter < 1:
+            raise InputError("feature_weight must not be negative and photo_jitter must be in [0, 1)")
         if self.freeze_decoder_steps and not self.init_decoder:
             raise InputError("freeze_decoder_steps keeps a decoder from --init-decoder as it is: give --init-decoder too")
 
@@ -118,7 +134,8 @@ class TrainingImages:
         if kind in ("folder", "mix") and not path:
             raise InputError(f"training data {kind!r} needs an image folder (--images DIR)")
         self.kind, self.gen, self.size = kind, gen, config.train_size
-        self.photos = PhotoCrops.from_folder(path, self.size) if path else None
+        self.photos = PhotoCrops.from_folder(path, self.size, jitter=config.photo_jitter, holdout=config.holdout) if path else None
+        self.heldout = _heldout_names(path) if path and config.holdout else []
         self.photo_fraction = 1.0 if kind == "folder" else config.photo_fraction if kind == "mix" else 0.0
         self.procedural_kind = "procedural" if kind in ("folder", "mix") else kind
         self.refresh = config.refresh
@@ -126,8 +143,10 @@ class TrainingImages:
         self.pool = torch.empty(0, 3, self.pool_size, self.pool_size, dtype=torch.uint8)
         if self.photo_fraction < 1:
             self.pool = self._make(config.pool)
-        self.description = {"kind": kind, "folder": path or None, "photos": len(self.photos) if self.photos else 0,
-                            "photo_fraction": self.photo_fraction, "procedural_pool": len(self.pool), "refresh_per_step": self.refresh}
+        # the folder's name only: a decoder file must not carry this machine's paths
+        self.description = {"kind": kind, "folder": Path(path).name if path else None, "photos": len(self.photos) if self.photos else 0,
+                            "photo_fraction": self.photo_fraction, "procedural_pool": len(self.pool), "refresh_per_step": self.refresh,
+                            "photo_jitter": config.photo_jitter if self.photos else 0.0, "heldout": self.heldout}
 
     def _make(self, n: int) -> torch.Tensor:
         x = torch.cat([procedural_batch(min(32, n - i), self.pool_size, self.gen, self.procedural_kind) for i in range(0, n, 32)])
@@ -158,7 +177,52 @@ class TrainingImages:
         return x[torch.randperm(n, generator=self.gen)]
 
 
+def _heldout_names(folder: str | Path) -> list[str]:
+    from .data import holdout_split, image_files
+
+    root = Path(folder)
+    return [f.relative_to(root).as_posix() for f in holdout_split(image_files(root))[1]]
+
+
 # --------------------------------------------------------------------------- training
+
+
+class _Reached(Exception):
+    """Raised by a forward hook to end a forward pass at the layer it needs."""
+
+    def __init__(self, output: torch.Tensor) -> None:
+        super().__init__()
+        self.output = output
+
+
+class EarlyFeatures(nn.Module):
+    """A frozen classifier's features at one early layer, for images in [0, 1] at any
+    size: the forward pass stops at that layer, so the rest of the network costs nothing."""
+
+    def __init__(self, model_name: str, layer: str) -> None:
+        super().__init__()
+        from .classifiers import load_classifier
+
+        clf = load_classifier(model_name, device="cpu")
+        model = copy.deepcopy(clf.model)  # the loaded classifier is shared: its copy gets the hook
+        modules = dict(model.named_modules())
+        if layer not in modules:
+            raise InputError(f"model {model_name} has no layer {layer[:60]!r}; list them with: python -m dgncore layers --model {model_name}")
+        self.model = model
+        self.register_buffer("mean", torch.tensor(clf.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(clf.std).view(1, 3, 1, 1))
+        modules[layer].register_forward_hook(self._stop)
+
+    @staticmethod
+    def _stop(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        raise _Reached(output)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        try:
+            self.model((images - self.mean) / self.std)
+        except _Reached as r:
+            return r.output
+        raise RuntimeError("the feature layer was never reached")
 
 
 def _lr_at(step: int, elapsed: float, config: PretrainConfig) -> float:
@@ -248,7 +312,7 @@ def pretrain(
     # on the device before any state is loaded: Adam's load_state_dict then puts its moments there too
     model = nn.Sequential(encoder, decoder).to(dev, memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    step, seconds, losses = 0, 0.0, []
+    step, seconds, losses, pixel_losses = 0, 0.0, [], []
     init_meta = _init_decoder(decoder, config) if config.init_decoder else None
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -257,7 +321,9 @@ def pretrain(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, seconds, losses = int(state["step"]), float(state["seconds"]), list(state["losses"])
-    amp = config.bf16 and dev.type in ("cpu", "cuda")
+        pixel_losses = list(state.get("pixel_losses", losses))
+    amp = config.bf16 and native_bf16(dev)
+    features = EarlyFeatures(config.feature_model, config.feature_layer).to(dev).eval() if config.feature_weight else None
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     data = TrainingImages(config, images_dir, gen)
 
@@ -265,7 +331,8 @@ def pretrain(
         state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = state_path.with_name(state_path.name + ".tmp")
         torch.save({"arch": _arch(config), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "step": step, "seconds": seconds, "losses": losses, "config": dataclasses.asdict(config)}, tmp)
+                    "step": step, "seconds": seconds, "losses": losses,
+                    "pixel_losses": pixel_losses, "config": dataclasses.asdict(config)}, tmp)
         tmp.replace(state_path)
 
     model.train()
@@ -281,12 +348,18 @@ def pretrain(
         clean, noisy = (x.to(dev).contiguous(memory_format=torch.channels_last) for x in (clean, noisy))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             out = model(noisy)
-        loss = F.mse_loss(out.float(), clean)
+            if features is not None:
+                with torch.no_grad():
+                    want = features(clean)
+                feature_term = F.mse_loss(features(out).float(), want.float())
+        pixel = F.mse_loss(out.float(), clean)
+        loss = pixel + config.feature_weight * feature_term if features is not None else pixel
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         losses.append(round(loss.item(), 6))
+        pixel_losses.append(round(pixel.item(), 6))
         seconds = time.perf_counter() - start
         if progress is not None:
             progress(step, config.steps, losses[-1])
@@ -308,8 +381,10 @@ def pretrain(
         "final_loss": round(sum(recent) / max(1, len(recent)), 6),
         "seconds": round(seconds, 1),
         "loss_every_10": losses[::10],
+        "final_pixel_loss": round(sum(pixel_losses[-50:]) / max(1, len(pixel_losses[-50:])), 6),
         "torch": torch.__version__,
         "device": str(dev),
+        "bf16": amp,
     }
     if init_meta is not None:
         meta["init_decoder"] = init_meta
@@ -358,6 +433,40 @@ def _mean_code(encoder: nn.Module, data: TrainingImages, config: PretrainConfig,
 def _this_command() -> str:
     argv = getattr(sys, "orig_argv", sys.argv)
     return shlex.join(["python", *argv[1:]])
+
+
+def fit_codes(decoder: Generator, mean_code: torch.Tensor, images: torch.Tensor, steps: int = 100, lr: float = 0.1) -> torch.Tensor:
+    """Per-image MSE of the best codes found for ``images`` (B, 3, S, S) in [0, 1] through a
+    frozen ``decoder``: Adam on alpha from the mean code, through the same ReLU as the
+    pretrained method's feature layer. The encoder plays no part, so decoders trained any
+    way (or whose encoder is gone) compare on equal terms: this is what the method can draw."""
+    decoder = decoder.eval()
+    alpha = mean_code.detach().reshape(1, -1).repeat(len(images), 1).clone().requires_grad_(True)
+    opt = torch.optim.Adam([alpha], lr=lr)
+    for _ in range(steps):
+        err = (decoder(torch.relu(alpha)) - images).pow(2).mean((1, 2, 3))
+        opt.zero_grad(set_to_none=True)
+        err.sum().backward()
+        opt.step()
+    with torch.no_grad():
+        return (decoder(torch.relu(alpha)) - images).pow(2).mean((1, 2, 3))
+
+
+def heldout_photos(folder: str | Path, size: int, limit: int | None = None) -> torch.Tensor:
+    """The held-out tenth of a photo folder (:func:`dgncore.data.holdout_split`) as centre
+    crops of ``size`` pixels in [0, 1]."""
+    from .data import holdout_split, image_files, load_image
+
+    files = holdout_split(image_files(folder))[1][:limit]
+    out = []
+    for f in files:
+        img = load_image(f)
+        side = min(img.shape[1:])
+        y, x = (img.shape[1] - side) // 2, (img.shape[2] - side) // 2
+        out.append(F.interpolate(img[None, :, y : y + side, x : x + side], size=size, mode="bilinear", antialias=True, align_corners=False)[0])
+    if not out:
+        raise InputError(f"no held-out photos in {Path(folder).name[:80]}")
+    return torch.stack(out).clamp(0, 1)
 
 
 # --------------------------------------------------------------------------- files
@@ -479,6 +588,12 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
                         "(extends a decoder whose .state.pt is gone, e.g. dgncore/assets/decoder.safetensors)")
     parser.add_argument("--freeze-decoder-steps", type=int, default=d.freeze_decoder_steps,
                         help="with --init-decoder: train only the encoder for this many steps first")
+    parser.add_argument("--feature-weight", type=float, default=d.feature_weight,
+                        help="weight of the feature-space term (a frozen classifier's early features of the rebuilt vs the clean image); 0: pixel MSE only")
+    parser.add_argument("--feature-layer", default=d.feature_layer, help=f"the layer of {d.feature_model} that term compares")
+    parser.add_argument("--photo-jitter", type=float, default=d.photo_jitter, help="colour jitter of photo crops (brightness, contrast, saturation within +-this)")
+    parser.add_argument("--holdout", action=argparse.BooleanOptionalAction, default=d.holdout,
+                        help="leave every 10th photo out of training (for evaluation; listed in the decoder's JSON)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="where the model trains: auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
 
@@ -492,6 +607,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         noise_sigma=args.noise, seed=args.seed, data=args.data or ("folder" if args.images else PretrainConfig.data),
         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
         init_decoder=args.init_decoder, freeze_decoder_steps=args.freeze_decoder_steps,
+        feature_weight=args.feature_weight, feature_layer=args.feature_layer, photo_jitter=args.photo_jitter, holdout=args.holdout,
     )
     t0 = time.perf_counter()
 

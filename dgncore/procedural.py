@@ -180,26 +180,39 @@ def procedural_images(n: int, size: int = 224, seed: int = 0, kind: str = "proce
 
 class PhotoCrops:
     """Random crops of a fixed set of photos: random scale (a quarter of the short side
-    up to all of it), position and horizontal flip, resized to ``size`` with antialiasing."""
+    up to all of it), position and horizontal flip, resized to ``size`` with antialiasing,
+    and a mild colour jitter (brightness, contrast, saturation, each within +-``jitter``)."""
 
-    def __init__(self, photos: list[torch.Tensor], size: int) -> None:
+    def __init__(self, photos: list[torch.Tensor], size: int, jitter: float = 0.0, names: list[str] | None = None) -> None:
         if not photos:
             raise ValueError("no photos")
         self.photos = photos
         self.size = size
+        self.jitter = jitter
+        self.names = names or []
 
     @classmethod
-    def from_folder(cls, folder: str | Path, size: int, max_side: int = 512, limit: int = 5000) -> "PhotoCrops":
-        """Every readable image under ``folder`` (recursively, through the guarded loader),
-        downscaled so its short side is at most ``max_side``; unreadable files are skipped."""
-        from .data import IMAGE_SUFFIXES, open_image
+    def from_folder(cls, folder: str | Path, size: int, max_side: int = 512, limit: int = 5000, jitter: float = 0.0,
+                    holdout: bool = False) -> "PhotoCrops":
+        """Every readable image under ``folder`` (recursively, sorted by path, through the
+        guarded loader), downscaled so its short side is at most ``max_side``; unreadable
+        files are skipped. ``holdout``: leave out the fixed held-out tenth
+        (:func:`dgncore.data.holdout_split`), kept for evaluation."""
+        from .data import holdout_split, image_files
+
+        files = image_files(folder, limit)
+        if holdout:
+            files = holdout_split(files)[0]
+        return cls.from_files(files, size, max_side, jitter, root=Path(folder))
+
+    @classmethod
+    def from_files(cls, files: Sequence[Path], size: int, max_side: int = 512, jitter: float = 0.0,
+                   root: Path | None = None) -> "PhotoCrops":
+        from .data import open_image
         from .errors import InputError
 
-        root = Path(folder)
-        if not root.is_dir():
-            raise InputError(f"image folder {str(folder)[:120]} does not exist")
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
         photos: list[torch.Tensor] = []
+        names: list[str] = []
         for p in files:
             try:
                 im = open_image(p)
@@ -211,9 +224,11 @@ class PhotoCrops:
             if scale < 1:
                 im = im.resize((round(im.width * scale), round(im.height * scale)), resample=3)
             photos.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1))
+            names.append(p.relative_to(root).as_posix() if root is not None else p.name)
         if not photos:
-            raise InputError(f"no readable images (at least 32x32 pixels) in {root.name[:80]}")
-        return cls(photos, size)
+            where = root.name[:80] if root is not None else "the given files"
+            raise InputError(f"no readable images (at least 32x32 pixels) in {where}")
+        return cls(photos, size, jitter, names)
 
     def __len__(self) -> int:
         return len(self.photos)
@@ -231,8 +246,20 @@ class PhotoCrops:
             crop = F.interpolate(crop, size=self.size, mode="bilinear", antialias=True, align_corners=False)
             if bool(torch.rand(1, generator=gen) < 0.5):
                 crop = crop.flip(-1)
+            if self.jitter:
+                crop = _colour_jitter(crop, self.jitter, gen)
             out.append(crop)
         return torch.cat(out).clamp(0, 1)
+
+
+def _colour_jitter(img: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
+    """Scale brightness, contrast and saturation each by a factor in [1 - amount, 1 + amount]."""
+    b, c, s = (1 + amount * (2 * torch.rand(3, generator=gen) - 1)).tolist()
+    img = img * b
+    mean = img.mean()
+    img = (img - mean) * c + mean
+    grey = img.mean(1, keepdim=True)
+    return ((img - grey) * s + grey).clamp(0, 1)
 
 
 __all__ = ["KINDS", "PhotoCrops", "dead_leaves", "pink_noise", "procedural_batch", "procedural_images"]

@@ -21,6 +21,7 @@ from .classifiers import Classifier
 from .data import load_image, save_png, write_bytes, write_json
 from .errors import InputError
 from .objectives import Objective, Target
+from .presets import Preset
 
 VERSION = 1
 INDEX = "index.json"
@@ -156,17 +157,70 @@ def save_gif(out_dir: Path, record: dict[str, Any], frames: list[torch.Tensor]) 
     return path
 
 
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's content (computed once per file version)."""
+    st = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def decoder_record(checkpoint: str | Path) -> dict[str, Any]:
+    """What a result says of the decoder it was drawn with: file name and content hash
+    (never a path of this machine), the generator config stored in the file, and how the
+    decoder was trained (from its JSON sidecar, where there is one)."""
+    from .pretrain import decoder_config
+
+    path = Path(checkpoint)
+    out: dict[str, Any] = {"file": path.name, "sha256": file_sha256(path), "generator": decoder_config(path).to_dict()}
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file() and sidecar.stat().st_size < 10 * 1024**2:
+        try:
+            meta = json.loads(sidecar.read_text("utf-8"))
+        except ValueError:
+            meta = {}
+        data = meta.get("data") or {}
+        out["training"] = {k: v for k, v in {
+            "data": data.get("kind"), "photos": data.get("photos"), "steps": meta.get("steps_done"),
+            "seconds": meta.get("seconds"), "final_pixel_loss": meta.get("final_pixel_loss", meta.get("final_loss")),
+        }.items() if v is not None}
+    return out
+
+
+def preset_record(preset: Preset) -> dict[str, Any]:
+    """The settings a result records, and that a cached result must match: the preset, with
+    its decoder named by file name and content hash and its generator config replaced by
+    the one the decoder really has (the preset's own is not used by the pretrained method)."""
+    d = preset.to_dict()
+    if preset.method == "pretrained" and preset.checkpoint:
+        dec = decoder_record(preset.checkpoint)
+        d["checkpoint"], d["checkpoint_sha256"], d["generator"] = dec["file"], dec["sha256"], dec["generator"]
+    return d
+
+
 def run_records(run, classifier: Classifier, model: str) -> list[dict[str, Any]]:
     """Per-row metadata of an optimisation run (everything except the scores)."""
     n = len(run.targets)
     history = _thin(run.activation)
+    settings = preset_record(run.preset)
+    decoder = decoder_record(run.preset.checkpoint) if run.preset.method == "pretrained" and run.preset.checkpoint else None
     out = []
     for i, t in enumerate(run.targets):
         out.append({
             "model": model,
             "method": run.preset.method,
             "preset": run.preset.name,
-            "hyperparameters": run.preset.to_dict(),
+            "hyperparameters": settings,
+            **({"decoder": decoder} if decoder else {}),
             "seed": run.seed,
             "steps": run.steps[i],
             "steps_max": run.preset.steps,

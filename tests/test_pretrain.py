@@ -287,3 +287,95 @@ def test_a_seed_gives_the_same_image_whether_the_decoder_is_cached_or_not(tiny_c
     cold = optimize(tiny_classifier, t, preset, seed=0)
     warm = optimize(tiny_classifier, t, preset, seed=0)
     assert torch.equal(cold.images, warm.images)
+
+
+def _photo_folder(root: Path, n: int, size: int = 48) -> Path:
+    rng = np.random.default_rng(2)
+    for i in range(n):
+        sub = root / f"c{i % 3}"
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8)).save(sub / f"{i:02d}.png")
+    return root
+
+
+def test_holdout_split_is_every_tenth_file_by_path(tmp_path: Path) -> None:
+    from dgncore.data import holdout_split, image_files
+
+    files = image_files(_photo_folder(tmp_path / "p", 25))
+    train, held = holdout_split(files)
+    assert [files.index(f) for f in held] == [9, 19]
+    assert len(train) == 23 and not set(train) & set(held)
+    assert holdout_split(image_files(tmp_path / "p")) == (train, held)
+
+
+def test_photo_training_leaves_the_heldout_tenth_out_and_records_no_paths(tmp_path: Path) -> None:
+    folder = _photo_folder(tmp_path / "photos", 20)
+    out = tmp_path / "dec.safetensors"
+    meta = pretrain(PretrainConfig(steps=1, data="folder", **TINY), out, images_dir=folder)
+    data = meta["data"]
+    assert data["photos"] == 18 and len(data["heldout"]) == 2 and data["folder"] == "photos"
+    assert str(tmp_path) not in out.with_suffix(".json").read_text()
+    everything = pretrain(PretrainConfig(steps=1, data="folder", holdout=False, **TINY), tmp_path / "all.safetensors", images_dir=folder)
+    assert everything["data"]["photos"] == 20 and everything["data"]["heldout"] == []
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_only_where_the_hardware_has_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    import dgncore.pretrain as pretrain_mod
+
+    monkeypatch.setattr(pretrain_mod, "native_bf16", lambda _dev: native)
+    meta = pretrain(PretrainConfig(steps=1, **TINY), tmp_path / "d.safetensors")
+    assert meta["bf16"] is native
+
+
+def test_feature_term_adds_to_pixel_loss_and_leaves_the_shared_classifier_alone(tmp_path: Path) -> None:
+    from dgncore.classifiers import load_classifier
+
+    meta = pretrain(PretrainConfig(steps=2, feature_weight=0.01, feature_layer="blocks.0", **TINY), tmp_path / "f.safetensors")
+    assert meta["final_loss"] > meta["final_pixel_loss"] > 0
+    clf = load_classifier("efficientnet_lite0", device="cpu")
+    assert clf.logits(torch.rand(1, 3, 64, 64)).shape == (1, 1000)  # no hook left on the shared model
+    with pytest.raises(InputError, match="no layer"):
+        pretrain(PretrainConfig(steps=1, feature_weight=0.01, feature_layer="blocks.99", **TINY), tmp_path / "g.safetensors")
+
+
+def test_fit_codes_draws_heldout_photos_better_than_the_mean_code(tmp_path: Path) -> None:
+    from dgncore.pretrain import fit_codes, heldout_photos
+
+    folder = _photo_folder(tmp_path / "photos", 20)
+    out = tmp_path / "dec.safetensors"
+    pretrain(PretrainConfig(steps=2, data="folder", **TINY), out, images_dir=folder)
+    decoder, mean_code, _ = load_decoder(out)
+    photos = heldout_photos(folder, 32)
+    assert photos.shape == (2, 3, 32, 32)
+    start = fit_codes(decoder, mean_code, photos, steps=0)
+    fitted = fit_codes(decoder, mean_code, photos, steps=10)
+    assert fitted.shape == (2,) and bool((fitted <= start + 1e-6).all()) and float(fitted.mean()) < float(start.mean())
+
+
+def test_a_result_names_its_decoder_by_file_and_hash_and_its_real_generator(tiny_classifier, tiny_decoder: Path, tmp_path: Path) -> None:
+    """The record says which decoder drew the image (name + SHA-256, the decoder's own
+    generator config), carries no path of this machine, and a changed decoder file is
+    not served from the cache."""
+    import hashlib
+    import shutil
+
+    from dgncore.api import generate
+    from dgncore.objectives import parse_target
+
+    dec = tmp_path / "mine.safetensors"
+    shutil.copy(tiny_decoder, dec)
+    shutil.copy(tiny_decoder.with_suffix(".json"), dec.with_suffix(".json"))
+    t = [parse_target("class:hen", tiny_classifier)]
+    out = tmp_path / "out"
+    rec = generate(tiny_classifier, t, _pretrained(dec, steps=2), out)[0]
+    assert rec["decoder"]["file"] == "mine.safetensors"
+    assert rec["decoder"]["sha256"] == hashlib.sha256(dec.read_bytes()).hexdigest()
+    assert rec["decoder"]["generator"]["width"] == 0.0625 and rec["decoder"]["generator"]["stages"] == 4
+    assert rec["hyperparameters"]["generator"] == rec["decoder"]["generator"]
+    assert rec["decoder"]["training"]["steps"] == 2
+    saved = json.loads(next(out.glob("*.json")).read_text())
+    assert str(tmp_path) not in json.dumps(saved)
+    assert generate(tiny_classifier, t, _pretrained(dec, steps=2), out)[0]["cached"] is True
+    pretrain(PretrainConfig(steps=3, **TINY), dec, resume=False)  # same name, new content
+    assert generate(tiny_classifier, t, _pretrained(dec, steps=2), out)[0]["cached"] is False
