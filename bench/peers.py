@@ -16,7 +16,6 @@ IPython for notebook display only (stubbed where IPython is not installed).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
 import sys
 import time
@@ -64,7 +63,9 @@ def install_shims() -> None:
     for name in ("get_rotation_matrix2d", "warp_affine"):
         if not hasattr(kornia, name):
             setattr(kornia, name, getattr(kgt, name))
-    if "IPython" not in sys.modules and importlib.util.find_spec("IPython") is None:
+    try:
+        import IPython.display  # noqa: F401
+    except ImportError:
         ipython = types.ModuleType("IPython")
         display = types.ModuleType("IPython.display")
         display.display = display.HTML = lambda *a, **k: None  # type: ignore[attr-defined]
