@@ -4,6 +4,7 @@
     python bench/speed.py                                   # everything, default settings
     python bench/speed.py --only throughput --batches 1,4 --steps 10
     python bench/speed.py --only ttt --classes 8 --ttt-methods pretrained,pixel,fourier
+    python bench/speed.py --only ttt --ttt-methods pretrained,fourier,lucent --threads 1  # the real Lucent as a peer
     python bench/speed.py --only ab                         # each speed switch off vs on
     python bench/speed.py --only batch --ttt-methods untrained,pixel,fourier
 
@@ -19,8 +20,9 @@ Sections (each figure is measured in this one run, on this machine, next to its 
   channels-last, bf16 autocast, all threads vs one) off vs on, alternated step by
   step on the bare forward+backward.
 - ``ttt``: time until the *saved* 8-bit PNG reaches p_target >= 0.9, per class, for each
-  method at batch 1 (what a user waits for), and the held-out EfficientNet-Lite2's top-1 /
-  top-5 on that PNG.
+  method at batch 1 (what a user waits for), the held-out EfficientNet-Lite2's top-1 /
+  top-5 on that PNG and its plausibility rank (``dgncore.evaluation``); ``lucent`` in
+  ``--ttt-methods`` runs the real Lucent (bench/peers.py) with the same checks.
 - ``batch``: all ``--classes`` targets in one batch until each saved PNG reaches
   p_target (or the step budget), with finished targets leaving the batch vs staying in
   it, back to back: what gallery-style batch work gains from dropping finished rows.
