@@ -212,11 +212,12 @@ def print_tables(rows: list[dict[str, Any]], summary: list[dict[str, Any]], seed
         print(f"{next(r['label'] for r in rows if r['class'] == c)[:17]:<18}" + "".join(f"{x:>17}" for x in cells))
     ref = next((s["reference"] for s in summary if s["reference"]), None)
     print(f"\n## Per method (p on the saved PNG under Lite0; L2 = EfficientNet-Lite2; plausibility: rank of the class's photo, 1 = nearest)")
-    print(f"{'method':<14}{'images':>7}{'med s':>8}{'vs ' + (ref or 'lucent'):>11}{'p>=0.9':>8}{'med st':>7}{'L2 top1':>8}{'L2 top5':>8}"
+    w = max(11, len(ref or "") + 5)
+    print(f"{'method':<14}{'images':>7}{'med s':>8}{'vs ' + (ref or 'lucent'):>{w}}{'p>=0.9':>8}{'med st':>7}{'L2 top1':>8}{'L2 top5':>8}"
           f"{'plaus med':>10}{'divers.':>8}{'near-dup':>9}")
     for s in summary:
         n = s["images"]
-        print(f"{s['method'][:13]:<14}{n:>7}{s['median_s']:>8.1f}{fmt(s['vs_lucent'], '.2f'):>11}{s['p_ok']:>5}/{n:<2}{fmt(s['median_steps'], '.0f'):>7}"
+        print(f"{s['method'][:13]:<14}{n:>7}{s['median_s']:>8.1f}{fmt(s['vs_lucent'], '.2f'):>{w}}{s['p_ok']:>5}/{n:<2}{fmt(s['median_steps'], '.0f'):>7}"
               f"{s['lite2_top1']:>5}/{n:<2}{s['lite2_top5']:>5}/{n:<2}{fmt(s['median_plausibility'], '.1f'):>10}"
               f"{fmt(s['diversity'], '.3f'):>8}{s['near_duplicates']:>5}/{s['pairs']:<3}")
 
