@@ -4,6 +4,7 @@
     python bench/speed.py                                   # everything, default settings
     python bench/speed.py --only throughput --batches 1,4 --steps 10
     python bench/speed.py --only ttt --classes 8 --ttt-methods pretrained,pixel,fourier
+    python bench/speed.py --only ttt --ttt-methods pretrained,fourier,lucent --threads 1  # the real Lucent as a peer
     python bench/speed.py --only ab                         # each speed switch off vs on
     python bench/speed.py --only batch --ttt-methods untrained,pixel,fourier
 
@@ -19,8 +20,9 @@ Sections (each figure is measured in this one run, on this machine, next to its 
   channels-last, bf16 autocast, all threads vs one) off vs on, alternated step by
   step on the bare forward+backward.
 - ``ttt``: time until the *saved* 8-bit PNG reaches p_target >= 0.9, per class, for each
-  method at batch 1 (what a user waits for), and the held-out EfficientNet-Lite2's top-1 /
-  top-5 on that PNG.
+  method at batch 1 (what a user waits for), the held-out EfficientNet-Lite2's top-1 /
+  top-5 on that PNG and its plausibility rank (``dgncore.evaluation``); ``lucent`` in
+  ``--ttt-methods`` runs the real Lucent (bench/peers.py) with the same checks.
 - ``batch``: all ``--classes`` targets in one batch until each saved PNG reaches
   p_target (or the step budget), with finished targets leaving the batch vs staying in
   it, back to back: what gallery-style batch work gains from dropping finished rows.
@@ -49,8 +51,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (ROOT, ROOT / "bench"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 import torch  # noqa: E402
 
@@ -59,6 +62,7 @@ from dgncore.classifiers import Classifier, load_classifier  # noqa: E402
 from dgncore.objectives import Objective, parse_target  # noqa: E402
 from dgncore.optimize import build_source, optimize, use_bf16  # noqa: E402
 from dgncore.presets import DEFAULT_DECODER, Preset  # noqa: E402
+from peers import parse_peer  # noqa: E402  (lucent itself is imported only when a peer runs)
 
 RESULTS = ROOT / "bench" / "results"
 #: a spread of ImageNet classes (tench, goldfinch, tabby, volcano, pizza, daisy, school bus,
@@ -403,42 +407,63 @@ def print_throughput(rows: list[dict[str, Any]]) -> None:
 
 def time_to_target(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     from dgncore.data import load_image, save_png
+    from dgncore.evaluation import judge, judge_images, photo_bank
+    from peers import install_shims, lucent_until, run_lucent
 
-    held_out = load_classifier("efficientnet_lite2", device=str(device))
+    held_out = judge(str(device))
+    bank = None
+    if Path(args.photos).is_dir():
+        bank = photo_bank(args.photos, held_out)
+    else:
+        print(f"  ttt: no photo folder at {args.photos}: no plausibility ranks", file=sys.stderr)
     targets = class_targets(clf, args.classes)
-    methods = []
+    methods: list[tuple[str, Preset | None]] = []
     for m in args.ttt_methods:
+        if parse_peer(m):  # the real Lucent, stopped at the same check cadence (peers.lucent_until)
+            install_shims()
+            methods.append((m, None))
+            continue
         preset, note = preset_for(m, args)
         if note:
             print(f"  ttt: skipping {m}: no trained decoder on disk ({note} would only measure noise)", file=sys.stderr)
             continue
         methods.append((m, preset.replace(early_stop=args.p, steps=args.ttt_steps or preset.steps)))
-    for _m, preset in methods:  # warm every method's shapes
-        optimize(clf, targets[:1], preset.replace(steps=2, early_stop=None), check_every=1)
+    for m, preset in methods:  # warm every method's shapes
+        if preset is None:
+            run_lucent(clf, targets[0].units[0], steps=(2,), size=parse_peer(m)[1])
+        else:
+            optimize(clf, targets[:1], preset.replace(steps=2, early_stop=None), check_every=1)
     rows = []
     out = RESULTS / "ttt"
     for t in targets:
         order = list(methods)
         random.shuffle(order)  # spread the machine's load drift over the methods
         for m, preset in order:
-            sync(device)
-            t0 = time.perf_counter()
-            run = optimize(clf, [t], preset, seed=args.seed, check_every=args.check_every)
-            sync(device)
-            seconds = time.perf_counter() - t0
+            if preset is None:
+                peer_steps, size = parse_peer(m)
+                max_steps = args.ttt_steps or peer_steps
+                got = lucent_until(clf, t.units[0], args.p, seed=args.seed, steps=max_steps, size=size, check_every=args.check_every)
+                image, seconds, steps = got.image, got.seconds, got.steps
+            else:
+                sync(device)
+                t0 = time.perf_counter()
+                run = optimize(clf, [t], preset, seed=args.seed, check_every=args.check_every)
+                sync(device)
+                seconds = time.perf_counter() - t0
+                image, steps, max_steps = run.images[0], run.steps[0], preset.steps
             png = out / m / f"{t.slug}.png"
             png.parent.mkdir(parents=True, exist_ok=True)
-            save_png(run.images[0], png)
+            save_png(image, png)
             img = load_image(png)[None].to(device)
             with torch.inference_mode():
                 p = float(Objective([t], clf.n_classes, device=device).probability(clf.logits(img))[0])
-                order5 = torch.argsort(held_out.logits(img)[0], descending=True)[:5].tolist()
+            (j,) = judge_images(img, [t.units[0]], bank, held_out)
             rows.append({
-                "method": m, "class": t.units[0], "label": t.label, "seconds": seconds, "steps": run.steps[0],
-                "max_steps": preset.steps, "p_target": p, "reached": p >= args.p,
-                "lite2_top1": order5[0] == t.units[0], "lite2_top5": t.units[0] in order5,
+                "method": m, "class": t.units[0], "label": t.label, "seconds": seconds, "steps": steps,
+                "max_steps": max_steps, "p_target": p, "reached": p >= args.p,
+                "lite2_top1": j.top1, "lite2_top5": j.top5, "plausibility": j.plausibility,
             })
-            print(f"  {m:<11} {t.label[:14]:<14} {seconds:6.1f}s {run.steps[0]:>4} steps p={p:.3f}", file=sys.stderr, flush=True)
+            print(f"  {m:<11} {t.label[:14]:<14} {seconds:6.1f}s {steps:>4} steps p={p:.3f} plaus {j.plausibility}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -447,16 +472,20 @@ def print_ttt(rows: list[dict[str, Any]], p: float, default: str) -> None:
         return
     methods = list(dict.fromkeys(r["method"] for r in rows))
     print(f"\n## Time until the saved PNG reaches p_target >= {p} (batch 1; '>' = not reached within the step budget)")
-    print(f"{'class':<16}" + "".join(f"{m[:14]:>16}" for m in methods))
+    print(f"{'class':<16}" + "".join(f"{m[:18]:>22}" for m in methods))
     for c in dict.fromkeys(r["class"] for r in rows):
         cells = []
         for m in methods:
             r = next(r for r in rows if r["class"] == c and r["method"] == m)
             l2 = ("T1" if r["lite2_top1"] else "T5" if r["lite2_top5"] else "--")
-            cells.append(f"{'' if r['reached'] else '>'}{r['seconds']:.1f}s {r['steps']}st {l2}")
+            pl = "" if r.get("plausibility") is None else f" r{r['plausibility']}"
+            cells.append(f"{'' if r['reached'] else '>'}{r['seconds']:.1f}s {r['steps']}st {l2}{pl}")
         label = next(r["label"] for r in rows if r["class"] == c)
-        print(f"{label[:15]:<16}" + "".join(f"{x:>16}" for x in cells))
-    print(f"\n{'method':<12}{'reached':>8}{'median s':>9}{'mean s':>8}{'med steps':>10}{'mean p':>7}{'L2 top1':>8}{'L2 top5':>8}{'time vs ' + default:>16}")
+        print(f"{label[:15]:<16}" + "".join(f"{x:>22}" for x in cells))
+    peer = next((m for m in methods if m == "lucent"), next((m for m in methods if m.startswith("lucent")), None))
+    refs = [default] + ([peer] if peer else [])
+    print(f"\n{'method':<12}{'reached':>8}{'median s':>9}{'mean s':>8}{'med steps':>10}{'mean p':>7}{'L2 top1':>8}{'L2 top5':>8}{'plaus med':>10}"
+          + "".join(f"{'time vs ' + r:>{max(16, len(r) + 10)}}" for r in refs))
     med = {}
     for m in methods:
         rs = [r for r in rows if r["method"] == m]
@@ -464,12 +493,17 @@ def print_ttt(rows: list[dict[str, Any]], p: float, default: str) -> None:
     for m in methods:
         rs = [r for r in rows if r["method"] == m]
         n = len(rs)
-        ratio = med[m] / med[default] if default in med and med[default] not in (0, float("inf")) else float("nan")
+        ratios = [med[m] / med[ref] if ref in med and med[ref] not in (0, float("inf")) else float("nan") for ref in refs]
+        plaus = [r["plausibility"] for r in rs if r.get("plausibility") is not None]
         print(f"{m:<12}{sum(r['reached'] for r in rs):>5}/{n:<2}{med[m]:>9.1f}{statistics.mean(r['seconds'] for r in rs):>8.1f}"
               f"{statistics.median(r['steps'] for r in rs):>10.0f}{statistics.mean(r['p_target'] for r in rs):>7.2f}"
-              f"{sum(r['lite2_top1'] for r in rs):>5}/{n:<2}{sum(r['lite2_top5'] for r in rs):>5}/{n:<2}{fmt(ratio, '.2f'):>16}")
+              f"{sum(r['lite2_top1'] for r in rs):>5}/{n:<2}{sum(r['lite2_top5'] for r in rs):>5}/{n:<2}"
+              f"{fmt(statistics.median(plaus) if plaus else float('nan'), '.1f'):>10}"
+              + "".join(f"{fmt(x, '.2f'):>{max(16, len(r) + 10)}}" for x, r in zip(ratios, refs)))
     print("  (median s counts a class that never reached the threshold as infinite; L2 = EfficientNet-Lite2 on the saved PNG;"
-          " cells: T1 / T5 = target in Lite2's top 1 / top 5)")
+          " cells: T1 / T5 = target in Lite2's top 1 / top 5, rN = plausibility: rank of the class's real photo among all photos"
+          " by Lite2 features, 1 = nearest; plaus med = its median over the classes with a photo; lucent = torch-lucent's"
+          " render_vis stopped at the first check that reaches p, see bench/peers.py)")
 
 
 def batch_runs(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
@@ -482,6 +516,8 @@ def batch_runs(clf: Classifier, args: argparse.Namespace, device: torch.device) 
     targets = class_targets(clf, args.classes)
     rows = []
     for name in args.ttt_methods:
+        if parse_peer(name):  # a peer (bench/peers.py) runs one target at a time: no batch to measure
+            continue
         preset, note = preset_for(name, args)
         if note:
             continue
@@ -684,7 +720,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="interleaved samples per throughput row")
     ap.add_argument("--check-every", type=int, default=10, help="optimize()'s check_every (early-stop granularity)")
     ap.add_argument("--classes", type=int, default=8, help="classes for the time-to-target and batch sections")
-    ap.add_argument("--ttt-methods", default="pretrained,untrained,pixel,fourier")
+    ap.add_argument("--ttt-methods", default="pretrained,untrained,pixel,fourier",
+                    help="our presets and peers: lucent[STEPS][@SIZE] (bench/peers.py; needs bench/requirements.txt)")
+    ap.add_argument("--photos", default=None, help="photo folder for the ttt plausibility column (default: ../shared/imagenet-samples beside the checkout)")
     ap.add_argument("--ttt-steps", type=int, default=0, help="step budget per class (0: the preset's own)")
     ap.add_argument("--p", type=float, default=0.9, help="target probability for time-to-target")
     ap.add_argument("--profile-batch", type=int, default=1)
@@ -712,6 +750,10 @@ def main(argv: list[str] | None = None) -> int:
     args.presets = [p for p in args.presets.split(",") if p]
     args.batches = [int(b) for b in args.batches.split(",") if b]
     args.ttt_methods = [m for m in args.ttt_methods.split(",") if m]
+    if args.photos is None:
+        from dgncore.evaluation import DEFAULT_PHOTOS
+
+        args.photos = str(DEFAULT_PHOTOS)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.memprobe:
