@@ -112,7 +112,7 @@ def load(model_spec: str, weights: str | None = None):
 
     limits = settings()
     limits.check_model(model_spec, weights)
-    return load_classifier(model_spec, weights=weights, device=limits.device)
+    return load_classifier(model_spec, weights=weights, device=limits.device, allow_torchscript=limits.allow_torchscript)
 
 
 @dataclass

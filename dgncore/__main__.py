@@ -65,8 +65,9 @@ def _no_early_stop(preset):
 
 def _classifier(args: argparse.Namespace):
     from .classifiers import load_classifier
+    from .hosting import torchscript_allowed
 
-    return load_classifier(args.model, weights=args.weights, device=args.device)
+    return load_classifier(args.model, weights=args.weights, device=args.device, allow_torchscript=torchscript_allowed())
 
 
 def _bar(total: int, desc: str):
