@@ -124,7 +124,8 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         bar.refresh()
 
     t0 = time.perf_counter()
-    made = gallery(clf, targets, preset, Path(args.out), seed=args.seed, model=args.model, batch=args.batch, shard=shard, progress=progress)
+    made = gallery(clf, targets, preset, Path(args.out), seed=args.seed, model=args.model, batch=args.batch, shard=shard, progress=progress,
+                   image_format=args.format)
     seconds = time.perf_counter() - t0
     bar.close()
     # the figures a batch run is judged by (e.g. all 1,000 classes on a GPU): wall time, images/s, how many reached p 0.9
@@ -194,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--batch", type=int, default=8, help="targets optimised together")
     p.add_argument("--shard", help="i/n: this machine does every n-th class starting at i (1-based)")
+    p.add_argument("--format", choices=["png", "webp"], default="png",
+                   help="png (default), or webp: lossy, about a fifth of the bytes, scored on the WebP as saved (the dashboard's examples)")
     commands["gallery"] = cmd_gallery
 
     p = sub.add_parser("layers", help="list the classifier's layers (for filter targets)")
