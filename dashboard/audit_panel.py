@@ -83,7 +83,7 @@ def render(ctx) -> None:
         with evidence_box:
             evidence(ev)
     if report is None:
-        st.caption(f"No report for these settings yet. It will be saved in `{folder}`.")
+        st.caption("No report for these settings yet: press Run the audit." + ("" if state.limits().hosted else f" It will be saved in `{folder}`."))
         return
     show_report(report, folder)
 
@@ -270,7 +270,8 @@ def saved_report(folder: Path) -> dict[str, Any] | None:
 
 
 def show_report(report: dict[str, Any], folder: Path) -> None:
-    st.caption(f"Report of {report['created'][:16].replace('T', ' ')} ({report.get('seconds', '?')} s), saved in `{folder}`: "
+    where = "" if state.limits().hosted else f", saved in `{folder}`"  # no server paths for visitors
+    st.caption(f"Report of {report['created'][:16].replace('T', ' ')} ({report.get('seconds', '?')} s){where}: "
                "the same settings show it again, from disk.")
     downloads(folder)
     for m, why in report.get("skipped_methods", {}).items():
@@ -315,7 +316,7 @@ def cue_chart(report: dict[str, Any]) -> go.Figure:
         sd = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in vals]
         fig.add_trace(go.Bar(
             x=classes, y=[float(np.mean(v)) if v else 0.0 for v in vals], offsetgroup=src, marker_color=colour,
-            name="real images of the dataset" if src == "dataset" else f"{src} (mean over seeds)",
+            name="real images of the dataset" if src == "dataset" else f"{words.method_short(src)} (mean over seeds)",
             error_y=dict(type="data", array=sd, visible=any(sd), color="#555", thickness=1, width=3),
             hovertemplate="%{x}: %{y:.4f}<extra>" + src + "</extra>",
         ))
@@ -365,7 +366,7 @@ def gallery(report: dict[str, Any], folder: Path) -> None:
             with cols[0]:
                 for m in report["methods"]:
                     made = report["generated"].get(m, {}).get(c, [])
-                    st.caption(words.md(words.method_label(m)))
+                    st.caption(words.md(words.method_short(m)))
                     thumbs(folder, [r["png"] for r in made], [gen_caption(r) for r in made])
             if not dc:
                 continue

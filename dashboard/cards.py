@@ -18,11 +18,13 @@ def caption(rec: dict[str, Any]) -> str:
 
 
 def short_caption(rec: dict[str, Any]) -> str:
-    """A thumbnail's caption in a gallery of many: the target, how sure, the method."""
-    label = words.short(rec.get("target_label") or rec.get("target", ""), 24)
+    """A thumbnail's caption in a gallery of many, always two lines (so the rows stay
+    aligned): the target and how sure, then the method."""
+    label = words.short(rec.get("target_label") or rec.get("target", ""), 20)
     score = words.percent(rec["p_target"]) if rec.get("p_target") is not None else (
         f"fires {rec['activation']:.1f}" if rec.get("activation") is not None else "")
-    return words.md(" · ".join(x for x in (label, score, words.method_short(rec.get("method") or "")) if x))
+    first = words.md(" · ".join(x for x in (label, score) if x))
+    return f"{first}  \n{words.md(words.method_short(rec.get('method') or ''))}"
 
 
 def verdict(rec: dict[str, Any]) -> None:

@@ -20,6 +20,8 @@ from typing import Any, Iterable
 DEFAULT_SECONDS_PER_STEP = 0.45
 #: observations kept per key (the median of these is used)
 KEEP = 20
+#: runs shorter than this say little about a step's cost
+MIN_STEPS = 10
 
 
 class StepRates:
@@ -30,6 +32,8 @@ class StepRates:
         self._rates: dict[tuple[str, str, int], deque[float]] = {}
         self._prior: dict[tuple[str, str, int], deque[float]] = {}
         self._jobs: deque[float] = deque(maxlen=KEEP)
+        #: (model, method) -> steps the recent runs took (a run stops once the classifier is sure)
+        self._steps: dict[tuple[str, str], deque[tuple[int, int]]] = {}
 
     def observe(self, rec: dict[str, Any], prior: bool = False) -> None:
         """Learn from a freshly made record (``prior``: a shipped example's, used only until
@@ -42,10 +46,12 @@ class StepRates:
             key = (str(rec["model"]), str(rec["method"]), int(rec["hyperparameters"]["generator"]["out_size"]))
         except (KeyError, TypeError, ValueError):
             return
-        if steps < 1 or seconds <= 0:
+        if steps < MIN_STEPS or seconds <= 0:  # a very short run is mostly its fixed costs: no rate to learn
             return
         with self._lock:
             (self._prior if prior else self._rates).setdefault(key, deque(maxlen=KEEP)).append(seconds / steps)
+            if rec.get("steps_max"):
+                self._steps.setdefault(key[:2], deque(maxlen=KEEP * 3)).append((steps, int(rec["steps_max"])))
 
     def observe_job(self, seconds: float) -> None:
         """A finished job's run time (what one job ahead in the queue takes)."""
@@ -67,6 +73,12 @@ class StepRates:
                     return rate * max(0.25, (size / other) ** 2)
         return DEFAULT_SECONDS_PER_STEP
 
+    def typical_fraction(self, model: str, method: str) -> float | None:
+        """The median share of its steps a recent run needed before the classifier was sure."""
+        with self._lock:
+            seen = self._steps.get((model, method))
+            return statistics.median(min(1.0, s / m) for s, m in seen) if seen else None
+
     def typical_job(self) -> float | None:
         with self._lock:
             return statistics.median(self._jobs) if self._jobs else None
@@ -83,6 +95,13 @@ def request_seconds(model: str, method: str, steps: int | None, size: int | None
     steps = int(steps or preset.steps)
     size = int(size or preset.generator.out_size)
     return RATES.seconds_per_step(model, method, size) * steps * max(1, targets) * max(1, seeds)
+
+
+def typical_seconds(model: str, method: str, at_most: float) -> float | None:
+    """How long such a request usually takes, where recent runs of the method show how early
+    it tends to stop; None before any was seen."""
+    share = RATES.typical_fraction(model, method)
+    return None if share is None else at_most * share
 
 
 def queue_seconds(position: int, own_job: float) -> float:

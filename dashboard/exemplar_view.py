@@ -56,7 +56,7 @@ def exemplar_strip(title: str, items: Sequence[Any], width: int = 88) -> None:
              caption=[words.md(f"{words.short(e.label or '(top folder)', 14)} · {e.value:.2f}") for e in items], width=width)
 
 
-def exemplars_of(index, target: str, name: str, k: int = 4, score: str = "logit") -> None:
+def exemplars_of(index, target: str, name: str, k: int = 4, score: str = "the classifier's raw score") -> None:
     """The ``k`` images of ``index`` that score highest and lowest for ``target``."""
     try:
         top, bottom = index.extremes(target, k)

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from dashboard import page, runner, words
+from dashboard import eta, page, runner, words
 from dashboard.runner import BackgroundRun, Request
 
 RUNS = "_dgn_runs"
@@ -43,7 +43,7 @@ def generate_panel(key: str, requests: Sequence[Request], ready: bool = True, la
     go_col, note_col, link_col = st.columns([1.2, 4, 1.2], vertical_alignment="center")
     go = go_col.button(label, type="primary", icon=":material/brush:", disabled=not (ready and requests) or busy, key=f"{key}.generate", width="stretch")
     if requests and ready and not busy:
-        note_col.caption(f"Takes up to {words.seconds_text(estimate)} on this server (less when the classifier is sure early).")
+        note_col.caption(time_note(requests, estimate))
     with link_col:
         copy_link_button(key)
     if go:
@@ -73,6 +73,15 @@ def generate_panel(key: str, requests: Sequence[Request], ready: bool = True, la
     else:
         st.caption("These exact settings were made before: shown from disk (nothing computed).")
     return saved
+
+
+def time_note(requests: Sequence[Request], at_most: float) -> str:
+    """"Usually about 20 s here, at most about 1 min 40 s", from this server's step rates."""
+    usual = [eta.typical_seconds(r.model_name or r.model_spec, r.method, r.seconds()) for r in requests]
+    if all(u is not None for u in usual):
+        return (f"Usually {words.seconds_text(sum(usual))} on this server, at most {words.seconds_text(at_most)} "
+                "(it stops once the classifier is sure).")
+    return f"Takes up to {words.seconds_text(at_most)} on this server (less when the classifier is sure early)."
 
 
 def _count(requests: Sequence[Request]) -> int:

@@ -62,15 +62,25 @@ def find_example(model: str, target: str, preset, seed: int) -> dict[str, Any] |
     return None
 
 
-def strip(n: int = 8) -> list[dict[str, Any]]:
-    """``n`` examples for the start page, one per class: the ones a second network finds
-    most convincing (whatever the method), so the first screen shows real likenesses."""
+def strip(n: int = 6) -> list[dict[str, Any]]:
+    """``n`` examples for the start page, one per class, taking turns between the methods:
+    each method's examples that a second network finds most convincing, so the first
+    screen shows real likenesses and what each method looks like."""
 
     def score(r: dict[str, Any]) -> float:
         return ((r.get("second_opinion") or {}).get("p_target") or 0) + (r.get("p_target") or 0) / 100
 
-    out: list[dict[str, Any]] = []
+    by_method: dict[str, list[dict[str, Any]]] = {}
     for rec in sorted(example_records(), key=score, reverse=True):
-        if rec.get("target") not in {r.get("target") for r in out}:
-            out.append(rec)
-    return out[:n]
+        by_method.setdefault(rec.get("method", ""), []).append(rec)
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    queues = list(by_method.values())
+    while len(out) < n and any(queues):
+        for q in queues:
+            while q and q[0].get("target") in seen:
+                q.pop(0)
+            if q and len(out) < n:
+                seen.add(q[0].get("target"))
+                out.append(q.pop(0))
+    return out

@@ -130,7 +130,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     bar.close()
     # the figures a batch run is judged by (e.g. all 1,000 classes on a GPU): wall time, images/s, how many reached p 0.9
     print(f"made {len(made)} images in {seconds:.1f} s ({len(made) / max(seconds, 1e-9):.2f} images/s, {clf.device.type}, "
-          f"batch {args.batch}); p_target >= 0.9 on the saved PNG: {reached(made)}/{len(made)}; already on disk: {bar.total - len(made)}",
+          f"batch {args.batch}); p_target >= 0.9 on the saved image: {reached(made)}/{len(made)}; already on disk: {bar.total - len(made)}",
           file=sys.stderr)
     print(f"{Path(args.out) / 'index.json'}")
     return 0

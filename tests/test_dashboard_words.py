@@ -53,6 +53,9 @@ def test_estimates_come_from_measured_step_rates(monkeypatch):
     assert eta.request_seconds("m", "pixel", 100, 112, 1, 1) == pytest.approx(0.2 * 100 * 0.25)  # another size, scaled
     rates.observe({"model": "m", "method": "pixel", "steps": 10, "seconds": 9.0, "hyperparameters": hp, "cached": True})
     assert rates.seconds_per_step("m", "pixel", 224) == pytest.approx(0.2)  # a result from disk took no time
+    assert eta.typical_seconds("m", "pixel", 100.0) is None  # no record said how early it stopped
+    rates.observe({"model": "m", "method": "pixel", "steps": 25, "steps_max": 100, "seconds": 5.0, "hyperparameters": hp})
+    assert eta.typical_seconds("m", "pixel", 100.0) == pytest.approx(25.0)
     assert eta.queue_seconds(3, own_job=7.0) == 21.0
     rates.observe_job(4.0)
     assert eta.queue_seconds(3, own_job=7.0) == 12.0

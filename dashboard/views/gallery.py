@@ -70,7 +70,7 @@ if not records:
 sources = [s for s, recs in ((MADE, made), (EXAMPLES, examples)) if recs]
 methods = sorted({r.get("method") or "?" for r in records})
 models = sorted({r.get("model") or "?" for r in records})
-c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
+c1, c2, c3, c4, *c5 = st.columns([2, 1, 1, 1, 1] if len(models) > 1 else [2, 1, 1, 1])
 with c1:
     query = state.widget(st.text_input, "Search", f"{PAGE}.q", "", "q", placeholder="class name, layer ...")
 with c2:
@@ -78,7 +78,10 @@ with c2:
 with c3:
     pick_methods = state.widget(st.multiselect, "Method", f"{PAGE}.methods", [], "methods", options=methods, placeholder="all",
                                 format_func=words.method_label)
-    pick_models = state.widget(st.multiselect, "Model", f"{PAGE}.models", [], "models", options=models, placeholder="all") if len(models) > 1 else []
+pick_models: list[str] = []
+if c5:
+    with c5[0]:
+        pick_models = state.widget(st.multiselect, "Model", f"{PAGE}.models", [], "models", options=models, placeholder="all")
 with c4:
     order = state.widget(st.selectbox, "Sort by", f"{PAGE}.sort", "newest", "sort", options=["newest", "most convincing", "name"])
 

@@ -63,8 +63,14 @@ chosen = state.widget(st.multiselect, "Layers (shallow to deep)", f"{PAGE}.layer
                       format_func=layer_label, help="Pick a few depths; they are shown in the model's order.")
 
 
+def default_filters() -> str:
+    """The first four filters of each default layer, fewer where the server allows fewer pictures a run."""
+    k = max(1, min(4, state.limits().max_batch // max(1, len(default_layers()))))
+    return "0" if k == 1 else f"0-{k - 1}"
+
+
 def which_filters() -> dict:
-    text = state.widget(st.text_input, "Which filters of each layer", f"{PAGE}.filters", "0-3", "filters",
+    text = state.widget(st.text_input, "Which filters of each layer", f"{PAGE}.filters", default_filters(), "filters",
                         help="Filter numbers and ranges, e.g. 0-3,7 (at most 8).")
     return {"filters": text}
 

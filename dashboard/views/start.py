@@ -21,7 +21,7 @@ st.markdown(
     "Use it to see what a model has learned, and to catch it relying on the wrong clue."
 )
 
-examples = showcase.strip(n=8)
+examples = showcase.strip()
 if examples:
     st.subheader("Ready-made examples", anchor=False)
     st.caption("What EfficientNet-Lite0 finds most typical of a few classes. Under each: how sure it is of its picture, "
