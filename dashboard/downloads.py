@@ -31,5 +31,5 @@ def zip_bytes(records: Sequence[dict[str, Any]]) -> bytes:
 def zip_button(records: Sequence[dict[str, Any]], key: str, name: str = "dgn-results.zip") -> None:
     if records:
         st.download_button(f"Download all as ZIP ({words.plural(len(records), 'picture')}, with their settings and scores)",
-                           lambda: zip_bytes(records), file_name=name, mime="application/zip", key=f"{key}.zip", on_click="ignore",
+                           lambda: zip_bytes(records), file_name=name, mime="application/zip", key=f"{key}.zip_all", on_click="ignore",
                            icon=":material/folder_zip:")

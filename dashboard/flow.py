@@ -159,7 +159,7 @@ def live(key: str) -> None:
     box = st.status(stage_text(run) if not stopping else "Stopping: keeping what the run has made so far …", state="running", expanded=True)
     box.progress(_fraction(run))
     draw_preview(run, key, box)
-    if not stopping and box.button("Stop", key=f"{key}.stop", icon=":material/stop_circle:",
+    if not stopping and box.button("Stop", key=f"{key}.run_stop", icon=":material/stop_circle:",
                                    help="Stop the run; what it has made so far is saved. A job still waiting in the queue is taken out of it."):
         run.stop()
         st.rerun(scope="fragment")
@@ -201,7 +201,7 @@ def share_link() -> str:
 def copy_link_button(key: str) -> None:
     """"Copy link": the view's address to the clipboard (where the browser allows it) and on
     the page, with the code block's own copy icon as the fallback."""
-    if st.button("Copy link", key=f"{key}.link", icon=":material/link:", width="stretch",
+    if st.button("Copy link", key=f"{key}.copy_link", icon=":material/link:", width="stretch",
                  help="A link to this view with all its settings: whoever opens it sees the same pictures."):
         st.session_state[f"{key}.link.shown"] = True
     if st.session_state.get(f"{key}.link.shown"):

@@ -481,6 +481,9 @@ def test_audit_demo_runs_shows_chart_verdict_and_comes_back_from_disk(demo_env, 
     again = app("bias_audit", **DEMO)
     assert again.get("plotly_chart") and any("from disk" in c.value for c in again.caption)
     assert reports[0].stat().st_mtime == mtime
+    # both tabs with their results at once: pictures of the first, the report of the second
+    both = generate(app("bias_audit", **DEMO, **FAST))
+    assert {d.label for d in both.get("download_button")} >= {"Report folder (ZIP)", "Download all as ZIP (1 picture, with their settings and scores)"}
 
 
 def test_audit_of_your_own_model_on_your_folder(tmp_path):

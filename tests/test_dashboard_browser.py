@@ -257,7 +257,7 @@ def test_a_first_visit(page, server, browser):
 def test_a_first_visit_to_the_hosted_demo_lands_on_examples(hosted_page, hosted):
     open_page(hosted_page, hosted, "/", "DGN Explorer")
     assert main_images(hosted_page, 6).count() >= 6
-    assert hosted_page.get_by_text("Browse the gallery").first.is_visible()
+    hosted_page.get_by_text("Browse the gallery").first.wait_for(timeout=30_000)
     assert str(hosted["tmp"]) not in hosted_page.locator('[data-testid="stSidebar"]').inner_text()  # no server paths
     shot(hosted_page, "hosted-start")
     open_page(hosted_page, hosted, "/gallery", "Gallery")
