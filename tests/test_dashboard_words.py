@@ -93,5 +93,6 @@ def test_colours_come_from_the_theme_and_no_page_writes_raw_html():
     for path in sorted((root / "dashboard").rglob("*.py")):
         text = path.read_text()
         assert "unsafe_allow_html" not in text, path  # user names reach pages only through words.md
+        assert "cache_resource" not in text, path  # the classifier is cached once, by dgncore (pages and queue alike)
         if path.name != "audit_panel.py":  # the audit's cue chart (issue 15's) still names its colours
             assert not re.findall(r"#[0-9a-fA-F]{6}\b", text), path
