@@ -78,9 +78,12 @@ def generate_panel(key: str, requests: Sequence[Request], ready: bool = True, la
 def time_note(requests: Sequence[Request], at_most: float) -> str:
     """"Usually about 20 s here, at most about 1 min 40 s", from this server's step rates."""
     usual = [eta.typical_seconds(r.model_name or r.model_spec, r.method, r.seconds()) for r in requests]
-    if all(u is not None for u in usual):
+    stops_early = all(t.startswith("class") for r in requests for t in r.target_texts)  # a filter has no "sure" to stop at
+    if stops_early and all(u is not None for u in usual):
         return (f"Usually {words.seconds_text(sum(usual))} on this server, at most {words.seconds_text(at_most)} "
                 "(it stops once the classifier is sure).")
+    if not stops_early:
+        return f"Takes {words.seconds_text(at_most)} on this server."
     return f"Takes up to {words.seconds_text(at_most)} on this server (less when the classifier is sure early)."
 
 

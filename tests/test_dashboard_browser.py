@@ -159,6 +159,8 @@ def idle(pg, timeout_ms: int = RUN_TIMEOUT_MS):
         " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Stop')",
         timeout=timeout_ms,
     )
+    # and the widgets are drawn (not the grey placeholders Streamlit shows while they mount)
+    pg.wait_for_function("() => !document.querySelector('[data-testid^=\"stSkeleton\"]')", timeout=30_000)
     pg.wait_for_timeout(300)
 
 
