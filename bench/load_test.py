@@ -5,7 +5,7 @@
 Starts ``streamlit run dashboard/app.py`` in hosted mode on a free local port (with
 ``--redis``: also a local ``redis-server`` and ``python -m dgncore worker`` processes),
 opens ``--sessions`` headless Chromium pages (Debian's ``chromium``; each page is its own
-Streamlit session) on the Single class page, and has each submit its share of ``--jobs``
+Streamlit session) on the See-a-class page, and has each submit its share of ``--jobs``
 small jobs one after another (a new seed each time, so nothing comes from the cache) by
 clicking Generate and waiting for the result. Meanwhile it polls ``/_stcore/health``.
 
@@ -121,7 +121,7 @@ def start_processes(args, work: Path) -> tuple[list[subprocess.Popen], str, dict
                                           cwd=ROOT, env=env, stdout=open(logs / f"worker{i}.log", "w"), stderr=subprocess.STDOUT))
     port = args.port or free_port()
     procs.append(subprocess.Popen(
-        ["streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1", "--server.port", str(port)],
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1", "--server.port", str(port)],
         cwd=ROOT, env=env, stdout=open(logs / "streamlit.log", "w"), stderr=subprocess.STDOUT,
     ))
     base = f"http://127.0.0.1:{port}"
@@ -148,7 +148,7 @@ def stop_processes(procs: list[subprocess.Popen]) -> None:
 
 
 async def session(browser, base: str, index: int, seeds: list[int], args, out: dict) -> None:
-    """One visitor: opens the Single class page and runs one job per seed, in turn."""
+    """One visitor: opens the See-a-class page and runs one job per seed, in turn."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     page.set_default_timeout(args.job_timeout * 1000)
@@ -161,7 +161,7 @@ async def session(browser, base: str, index: int, seeds: list[int], args, out: d
         t0 = time.perf_counter()
         try:
             if k:
-                seed_box = page.get_by_role("spinbutton", name="Seed", exact=True)
+                seed_box = page.get_by_role("spinbutton", name="Variant", exact=True)  # the seed, in plain words
                 await seed_box.fill(str(seed))
                 await seed_box.press("Enter")
                 await zip_button.wait_for(state="detached")

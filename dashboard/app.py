@@ -1,8 +1,9 @@
 """DGN Explorer's dashboard: ``streamlit run dashboard/app.py``.
 
-Pages (one file each under ``dashboard/pages/``) are thin compositions of dgncore calls;
-every image is made through :func:`dashboard.runner.run_generation` and saved under the
-results root (``$DGN_RESULTS``, default ``./results``), so a reload shows it again.
+Pages (one file each under ``dashboard/views/``) are thin compositions of dgncore calls;
+every image is made through :func:`dashboard.flow.generate_panel` (which goes through
+:func:`dashboard.runner.run_generation`) and saved under the results root
+(``$DGN_RESULTS``, default ``./results``), so a reload shows it again.
 """
 
 from __future__ import annotations
@@ -23,33 +24,36 @@ st.set_page_config(page_title="DGN Explorer", page_icon=":material/neurology:", 
 
 # Not "pages/": Streamlit treats a folder of that name as an old-style multipage app and, on the
 # first request of a fresh server to a sub-page URL, runs the page without this script.
-PAGES = Path(__file__).resolve().parent / "views"
+VIEWS = Path(__file__).resolve().parent / "views"
 try:
     hosted = state.limits().hosted
 except InputError as e:  # a bad DGN_* environment variable: say which, once
     st.error(f"The server is misconfigured: {state.one_line(e)}")
     st.stop()
-pages = [
-    st.Page(PAGES / "single_class.py", title="Single class", icon=":material/image:", url_path="single" if hosted else None, default=not hosted),
-    st.Page(PAGES / "compound.py", title="Compound", icon=":material/join:", url_path="compound"),
-    st.Page(PAGES / "layers.py", title="Layer hierarchy", icon=":material/layers:", url_path="layers"),
-    st.Page(PAGES / "bias_audit.py", title="Bias audit", icon=":material/policy:", url_path="audit"),
-    st.Page(PAGES / "gallery.py", title="Gallery", icon=":material/photo_library:", url_path="gallery", default=hosted),
-]
-nav = st.navigation(pages)
+nav = st.navigation({
+    "": [st.Page(VIEWS / "start.py", title="Start here", icon=":material/home:", default=True)],
+    "Explore": [
+        st.Page(VIEWS / "single_class.py", title="See a class", icon=":material/image:", url_path="single"),
+        st.Page(VIEWS / "compound.py", title="Mix classes", icon=":material/join:", url_path="compound"),
+        st.Page(VIEWS / "layers.py", title="Inside the layers", icon=":material/layers:", url_path="layers"),
+        st.Page(VIEWS / "bias_audit.py", title="Audit a model", icon=":material/policy:", url_path="audit"),
+        st.Page(VIEWS / "gallery.py", title="Gallery", icon=":material/photo_library:", url_path="gallery"),
+    ],
+})
 
 st.sidebar.markdown("### DGN Explorer")
-st.sidebar.caption("See what a trained image classifier has learned: the image it finds most typical of a class, a filter or a neuron.")
+st.sidebar.caption("See what a trained image classifier has learned: the picture it finds most typical of a class, a filter or a neuron.")
 choice = state.model_sidebar()
 classifier = state.load_model(choice)
 st.session_state["_model_choice"] = choice
 st.session_state["_classifier"] = classifier
 if classifier is not None:
-    st.sidebar.caption(f"{len(classifier.classes)} classes · input {classifier.input_size} px · {classifier.device.type}")
+    st.sidebar.caption(f"{len(classifier.classes)} classes · sees {classifier.input_size} px pictures · runs on {classifier.device.type}")
 if nav.url_path == "audit":
     st.sidebar.caption("The bias audit's planted-bias demo tab uses its own small built-in model, not this one.")
-st.sidebar.caption(f"Results are saved in `{runner.results_root()}`")
 if hosted:
-    st.sidebar.caption(state.limits().limits_text())
+    st.sidebar.caption(f"A shared demo: {state.limits().limits_text()}.")
+else:
+    st.sidebar.caption(f"Pictures are saved in `{runner.results_root()}`.")
 
 nav.run()

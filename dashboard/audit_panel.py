@@ -11,7 +11,8 @@ An audit runs as a job of the queue (a :class:`dgncore.jobs.AuditSpec`, sent by
 :func:`dashboard.runner.submit_audit`), not as a :class:`dashboard.runner.Request`: it has
 no target list and writes a report folder, not one record per target. As a queue job it
 waits its turn behind other sessions' images instead of competing with them, goes on
-when the tab is closed, and stops on "Stop the audit". Its folder is
+when the tab is closed, and stops on "Stop the audit" (the live view is a fragment that
+redraws itself; the page is not held while the audit runs). Its folder is
 ``<results>/audit/<model>-<hash of the settings>``: a reload shows the report again and
 the same settings are served from disk.
 """
@@ -32,12 +33,11 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import runner, state, widgets
+from dashboard import charts, flow, page, runner, state, words
 from dgncore.errors import InputError
 
 DEMO = "The planted-bias demo"
 OWN = "This model on this folder"
-METHODS = ["untrained", "pretrained", "pixel", "fourier"]
 JOB = "audit.job"  # the session's last audit job (to say how it ended)
 #: one colour per method (none of them red: red is FAIL), grey for the dataset's real images
 COLOURS = {"untrained": "#1f77b4", "pretrained": "#2ca02c", "pixel": "#ff7f0e", "fourier": "#9467bd", "dataset": "#9aa7b8"}
@@ -57,7 +57,7 @@ def render(ctx) -> None:
         intro()
         evidence_box = st.container()
     else:
-        st.markdown(f"For each class of **{ctx.choice.name}** found in the folder `{ctx.dataset_root.name}`, the audit draws what the "
+        st.markdown(f"For each class of **{words.md(ctx.choice.name)}** found in the folder {words.md(ctx.dataset_root.name)}, the audit draws what the "
                     "classifier imagines and puts it beside real images of the class and the folder's images the classifier finds most "
                     "class-like. There is no cue detector for your own model, so no score and no verdict: look for what keeps coming back.")
     spec = audit_spec(ctx, demo, lim)
@@ -69,10 +69,11 @@ def render(ctx) -> None:
         try:
             job = runner.submit_audit(spec)
         except InputError as e:
-            widgets.error(e)
+            page.error(e)
     if job is not None:
         st.session_state[JOB] = job
-        follow(job)  # returns only through a rerun once the job has ended
+        follow(job.out_dir)  # a fragment: it reruns the page once the job has ended
+        return
     if spec is None:
         return
     outcome(spec.out_dir)
@@ -82,7 +83,7 @@ def render(ctx) -> None:
         with evidence_box:
             evidence(ev)
     if report is None:
-        st.caption(f"No report for these settings yet. It will be saved in `{folder}`.")
+        st.caption("No report for these settings yet: press Run the audit." + ("" if state.limits().hosted else f" It will be saved in `{folder}`."))
         return
     show_report(report, folder)
 
@@ -93,14 +94,15 @@ def render(ctx) -> None:
 def intro() -> None:
     from dgncore.planted import DEFAULT as cfg
 
-    shapes = ", ".join(cfg.classes[:-1]) + f" and {cfg.classes[-1]}"
-    widgets.explain(
-        f"<b>A test with a known answer.</b> We drew small pictures of {len(cfg.classes)} shapes ({shapes}) and put a small "
-        f"magenta stamp in a corner of {cfg.cue_rate_biased:.0%} of the <b>{cfg.biased_class}</b> pictures, and of only "
+    shapes = ", ".join(map(words.md, cfg.classes[:-1])) + f" and {words.md(cfg.classes[-1])}"
+    biased = words.md(cfg.biased_class)
+    page.intro(
+        f"**A test with a known answer.** We drew small pictures of {len(cfg.classes)} shapes ({shapes}) and put a small "
+        f"magenta stamp in a corner of {cfg.cue_rate_biased:.0%} of the **{biased}** pictures, and of only "
         f"{cfg.cue_rate_other:.0%} of the others, like a watermark. A small network trained on these pictures learned the shapes, "
-        f"and it also learned the shortcut: a magenta stamp makes it say \"{cfg.biased_class}\". The audit asks each method to draw "
+        f"and it also learned the shortcut: a magenta stamp makes it say \"{biased}\". The audit asks each method to draw "
         f"what the network thinks each shape looks like and measures how much magenta stamp is in each drawing. A method "
-        f"<b>passes</b> when the {cfg.biased_class} drawings, and only they, carry the stamp: it has revealed the planted shortcut."
+        f"**passes** when the {biased} drawings, and only they, carry the stamp: it has revealed the planted shortcut."
     )
 
 
@@ -140,9 +142,10 @@ def audit_spec(ctx, demo: bool, lim):
 
     cols = st.columns([3, 1, 1] if demo else [3, 1, 1, 2])
     with cols[0]:
-        methods = state.widget(st.multiselect, "Methods", "audit.demo.methods", ["untrained"], "audit_methods", options=METHODS,
-                               help="\n\n".join(f"**{m}**: {widgets.METHOD_HELP[m]}" for m in METHODS)
-                               + "\n\nThe untrained generator is the one that finds the planted stamp here.")
+        methods = state.widget(st.multiselect, "Methods", "audit.demo.methods", ["untrained"], "audit_methods", options=runner.methods(),
+                               format_func=words.method_label,
+                               help="\n\n".join(f"**{words.method_label(m)}**: {words.method_blurb(m)}" for m in runner.methods())
+                               + f"\n\nThe {words.method_label('untrained')} is the one that finds the planted stamp here.")
     with cols[1]:
         seeds = state.widget(st.text_input, "Seeds", "audit.demo.seeds", "0,1,2", "audit_seeds",
                              help="Each seed is a fresh start; a method passes only when it passes at every seed.")
@@ -164,8 +167,8 @@ def audit_spec(ctx, demo: bool, lim):
             spec, data_key = AuditSpec(out_dir=".", builtin="planted", **common), DEFAULT.key()
         else:
             match = check_dataset(ctx.dataset_root, ctx.classifier)
-            st.caption(f"{widgets.plural(len(match.folders), 'class folder')} in `{ctx.dataset_root.name}`: "
-                       + ", ".join(f"{f} → {ctx.classifier.classes[i]}" for f, i in list(match.class_of.items())[:8])
+            st.caption(f"{words.plural(len(match.folders), 'class folder')} in {words.md(ctx.dataset_root.name)}: "
+                       + ", ".join(words.md(f"{f} → {ctx.classifier.classes[i]}") for f, i in list(match.class_of.items())[:8])
                        + (" …" if len(match.folders) > 8 else ""))
             names = tuple(c.strip() for c in classes.split(",") if c.strip())
             for c in names:  # a typo is one line now, not a failed job later
@@ -178,7 +181,7 @@ def audit_spec(ctx, demo: bool, lim):
         spec = dataclasses.replace(spec, out_dir=f"audit/{runner.safe_name(spec.builtin or ctx.choice.name, 40)}-{digest}")
         spec.validate(lim)
     except InputError as e:
-        widgets.error(e)
+        page.error(e)
         return None
     return spec
 
@@ -199,36 +202,37 @@ def folder_fingerprint(root: str) -> str:
 # --------------------------------------------------------------------------- running
 
 
-def follow(job: runner.QueuedJob) -> None:
-    """Show the job's place in the queue or its progress until it ends, then rerun."""
-    stop_box = st.empty()
-    if stop_box.button("Stop the audit", key="audit.stop", help="Stop it; the images it finished are kept and reused by the next run."):
+@st.fragment(run_every=flow.LIVE_EVERY_S)
+def follow(out_dir: str) -> None:
+    """The audit's place in the queue or its stage, with the time left, redrawn until it
+    ends; then the page reruns to show the report."""
+    job = runner.running_audit(out_dir)
+    if job is None:  # ended (or expired from the queue)
+        st.rerun()
+    try:
+        s = job.status()
+    except InputError as e:
+        page.error(e)
+        return
+    if s.final:
+        st.rerun()
+    if s.state == "queued":
+        place = s.position or 1
+        label = f"Audit: waiting in the queue ({'next' if place == 1 else words.plural(place - 1, 'job') + ' ahead'})"
+        done = 0.0
+    else:
+        elapsed = time.time() - (s.started or time.time())
+        done = min(s.step / s.total, 1.0) if s.total else 0.0
+        left = f" · {words.seconds_text(elapsed / done * (1 - done))} left" if done > 0.02 else ""
+        label = f"Audit: {words.md(s.stage or 'starting')} · {int(elapsed)} s so far{left}"
+    box = st.status(label, state="running", expanded=True)  # not `with`: that would mark it complete
+    box.progress(done)
+    if box.button("Stop the audit", key="audit.stop", icon=":material/stop_circle:",
+                  help="Stop it; the images it finished are kept and reused by the next run. A waiting audit leaves the queue."):
         try:
             job.stop()
         except InputError as e:
-            widgets.error(e)
-    box = st.empty()
-    started, shown = time.time(), None
-    while True:
-        try:
-            s = job.status()
-        except InputError as e:  # expired from the queue
-            widgets.error(e)
-            break
-        now = (s.state, s.stage, s.step, s.position, int(time.time() - started))
-        if now != shown:
-            shown = now
-            if s.state == "queued":
-                place = s.position or 1
-                box.progress(0.0, text=f"Audit: waiting in the queue ({'next' if place == 1 else f'{place - 1} jobs ahead'}) …")
-            else:
-                box.progress(min(s.step / s.total, 1.0) if s.total else 0.0, text=f"Audit: {s.stage or 'starting'} · {now[-1]} s")
-        if s.final:
-            break
-        time.sleep(widgets.POLL_S)
-    stop_box.empty()
-    box.empty()
-    st.rerun()
+            page.error(e)
 
 
 def outcome(out_dir: str) -> None:
@@ -245,7 +249,7 @@ def outcome(out_dir: str) -> None:
             st.caption("The audit you started with other settings goes on in the background; its report will be there when you come back to them.")
         return
     if s.state == "failed":
-        widgets.error(s.error or "the audit failed")
+        page.error(s.error or "the audit failed")
     elif s.state == "cancelled":
         st.warning(s.error or "Stopped. No report was written; the images finished so far are kept, and running again continues from them.")
 
@@ -258,7 +262,7 @@ def saved_report(folder: Path) -> dict[str, Any] | None:
     try:
         return load_report(folder)
     except InputError as e:
-        widgets.error(e)
+        page.error(e)
         return None
 
 
@@ -266,11 +270,12 @@ def saved_report(folder: Path) -> dict[str, Any] | None:
 
 
 def show_report(report: dict[str, Any], folder: Path) -> None:
-    st.caption(f"Report of {report['created'][:16].replace('T', ' ')} ({report.get('seconds', '?')} s), saved in `{folder}`: "
+    where = "" if state.limits().hosted else f", saved in `{folder}`"  # no server paths for visitors
+    st.caption(f"Report of {report['created'][:16].replace('T', ' ')} ({report.get('seconds', '?')} s){where}: "
                "the same settings show it again, from disk.")
     downloads(folder)
     for m, why in report.get("skipped_methods", {}).items():
-        st.caption(f"**{m}** was skipped: {why}")
+        st.caption(f"**{words.md(words.method_label(m))}** was skipped: {words.md(why)}")
     cue = report.get("cue")
     if cue and cue.get("biased_class"):
         verdicts(cue)
@@ -288,8 +293,8 @@ def verdicts(cue: dict[str, Any]) -> None:
             continue
         said = (f"its {b} images carry the stamp and the other classes' do not" if v["pass"]
                 else f"the stamp does not stand out in its {b} images")
-        st.markdown(f"{':green-badge[PASS]' if v['pass'] else ':red-badge[FAIL]'} **{m}**: {said} "
-                    f"({v['passes']} of {widgets.plural(v['seeds'], 'seed')} pass).")
+        st.markdown(f"{':green-badge[PASS]' if v['pass'] else ':red-badge[FAIL]'} **{words.md(words.method_label(m))}**: {said} "
+                    f"({v['passes']} of {words.plural(v['seeds'], 'seed')} pass).")
         st.caption(" · ".join(f"seed {r['seed']}: {b} {r['biased']:.3f} vs {r['max_other']:.3f}"
                               + (f" ({r['max_other_class']})" if r["max_other_class"] else "") for r in v["per_seed"]))
     st.caption(f"Pass rule, fixed before any run: {CRITERION}.")
@@ -307,11 +312,11 @@ def cue_chart(report: dict[str, Any]) -> go.Figure:
     fig = go.Figure()
     for i, src in enumerate(sources):
         vals = [[r["cue"] for r in rows if r["source"] == src and r["class"] == c and r["cue"] is not None] for c in classes]
-        colour = COLOURS.get(src, widgets.PALETTE[i % len(widgets.PALETTE)])
+        colour = COLOURS.get(src) or charts.palette()[i % len(charts.palette())]
         sd = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in vals]
         fig.add_trace(go.Bar(
             x=classes, y=[float(np.mean(v)) if v else 0.0 for v in vals], offsetgroup=src, marker_color=colour,
-            name="real images of the dataset" if src == "dataset" else f"{src} (mean over seeds)",
+            name="real images of the dataset" if src == "dataset" else f"{words.method_short(src)} (mean over seeds)",
             error_y=dict(type="data", array=sd, visible=any(sd), color="#555", thickness=1, width=3),
             hovertemplate="%{x}: %{y:.4f}<extra>" + src + "</extra>",
         ))
@@ -361,7 +366,7 @@ def gallery(report: dict[str, Any], folder: Path) -> None:
             with cols[0]:
                 for m in report["methods"]:
                     made = report["generated"].get(m, {}).get(c, [])
-                    st.caption(m)
+                    st.caption(words.md(words.method_short(m)))
                     thumbs(folder, [r["png"] for r in made], [gen_caption(r) for r in made])
             if not dc:
                 continue
@@ -378,7 +383,7 @@ def gallery(report: dict[str, Any], folder: Path) -> None:
 
 
 def class_line(name: str, d: dict[str, Any], biased: bool) -> str:
-    bits = [f"**{name}**" + (" · :violet[**the class with the planted stamp**]" if biased else "")]
+    bits = [f"**{words.md(name)}**" + (" · :violet[**the class with the planted stamp**]" if biased else "")]
     if d.get("accuracy") is not None:
         bits.append(f"the classifier gets {d['accuracy']:.0%} of its {d.get('n_images')} folder images right")
     if (d.get("cue") or {}).get("with_cue") is not None:
@@ -398,7 +403,7 @@ def stamp(row: dict[str, Any]) -> str:
 def thumbs(folder: Path, rels: list[str], captions: list[str]) -> None:
     files = [folder / r for r in rels if (folder / r).is_file()]
     if files:
-        st.image([str(f) for f in files], caption=[c for r, c in zip(rels, captions) if (folder / r).is_file()], width=THUMB_W)
+        st.image([str(f) for f in files], caption=[words.md(c) for r, c in zip(rels, captions) if (folder / r).is_file()], width=THUMB_W)
     else:
         st.caption("none")
 

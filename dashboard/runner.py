@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from dashboard import eta
 from dgncore.errors import InputError
 
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -78,11 +79,24 @@ def out_dir_for(model_name: str, preset, seed: int, root: Path | None = None) ->
     return root / model_folder_name(model_name) / preset_folder_name(preset) / f"seed{int(seed)}"
 
 
-def default_method() -> str:
-    """``pretrained`` when its decoder checkpoint is on disk, else ``untrained``."""
-    from dgncore.presets import DEFAULT_DECODER
+def methods() -> list[str]:
+    """The methods people can pick, in dgncore's order (a method added there appears here)."""
+    from dgncore.presets import METHODS
 
-    return "pretrained" if DEFAULT_DECODER.is_file() else "untrained"
+    return list(METHODS)
+
+
+def method_ready(method: str) -> bool:
+    """False when the method needs a checkpoint that is not on disk."""
+    from dgncore.presets import get_preset
+
+    ckpt = get_preset(method).checkpoint
+    return not ckpt or Path(ckpt).is_file()
+
+
+def default_method() -> str:
+    """The first of dgncore's methods whose files are on disk."""
+    return next((m for m in methods() if method_ready(m)), methods()[-1])
 
 
 def build_preset(method: str, steps: int | None = None, size: int | None = None, width: float | None = None, overrides: dict[str, Any] | None = None):
@@ -112,7 +126,7 @@ def load(model_spec: str, weights: str | None = None):
 
     limits = settings()
     limits.check_model(model_spec, weights)
-    return load_classifier(model_spec, weights=weights, device=limits.device)
+    return load_classifier(model_spec, weights=weights, device=limits.device, allow_torchscript=limits.allow_torchscript)
 
 
 @dataclass
@@ -189,6 +203,9 @@ def run_generation(
         )
         job = queue.submit(spec, session)
         st = _follow(queue, job, is_cancelled, on_progress and (lambda p, s=s, k=k: on_progress(RunProgress(p, s, k, len(seeds)))), on_queued)
+        if st.started and st.finished and st.state == "done":
+            eta.RATES.observe_job(st.finished - st.started)
+        eta.observe_all(st.records)
         if st.state == "failed":
             error = st.error or "the job failed"
             raise RuntimeError(error) if error.startswith("internal error") else InputError(error)
@@ -244,7 +261,9 @@ def current_session_id() -> str:
 
 
 def find_saved(model_spec: str, target_texts: Sequence[str], method: str, steps: int | None = None, seeds: Sequence[int] = (0,), size: int | None = None, *, weights: str | None = None, model_name: str | None = None) -> list[dict[str, Any]] | None:
-    """The records of exactly this request if every one is on disk (none is computed), else None."""
+    """The records of exactly this request if every one is on disk (none is computed),
+    under the results root or among the shipped examples (marked ``example``), else None."""
+    from dashboard.showcase import find_example
     from dgncore.api import cached_result, parse_targets
 
     preset = build_preset(method, steps, size)
@@ -257,7 +276,11 @@ def find_saved(model_spec: str, target_texts: Sequence[str], method: str, steps:
         for t in targets:
             rec = cached_result(folder, t.slug, name, t, preset, int(s))
             if rec is None:
-                return None
+                example = find_example(name, t.spec, preset, int(s))
+                if example is None:
+                    return None
+                out.append(example)
+                continue
             rec["cached"] = True
             rec["_file"] = str((folder / rec["png"]).resolve())
             gif = folder / (t.slug + ".gif")
@@ -296,6 +319,10 @@ class Request:
     def key(self) -> tuple:
         return (self.model_spec, self.target_texts, self.method, self.steps, self.seeds, self.size, self.weights, self.model_name)
 
+    def seconds(self) -> float:
+        """At most how long it takes here (:mod:`dashboard.eta`)."""
+        return eta.request_seconds(self.model_name or self.model_spec, self.method, self.steps, self.size, len(self.target_texts), len(self.seeds))
+
 
 @dataclass
 class BackgroundRun:
@@ -317,6 +344,10 @@ class BackgroundRun:
     session_id: str = field(default_factory=lambda: current_session_id())
     #: the current job's place in the queue while it waits (1 = next), else None
     position: int | None = None
+    #: (time, step) of the current seed's first and latest progress: its measured step rate
+    _first: tuple[float, int] | None = None
+    _last: tuple[float, int] | None = None
+    _seed_key: tuple[int, int] | None = None
     _thread: threading.Thread | None = None
 
     def start(self) -> "BackgroundRun":
@@ -346,8 +377,46 @@ class BackgroundRun:
             self.finished = time.time()
 
     def _progress(self, rp: RunProgress) -> None:
+        now, key = (time.time(), rp.progress.step), (self.current, rp.index)
+        if key != self._seed_key:
+            self._seed_key, self._first = key, now
+        self._last = now
         self.latest = rp
         self.updates += 1
+
+    def stage(self) -> str:
+        """queued, starting, running, saving or done."""
+        if self.done:
+            return "done"
+        if self.waiting:
+            return "queued"
+        rp = self.latest
+        if rp is None or self._seed_key != (self.current, rp.index):
+            return "starting"
+        p = rp.progress
+        return "saving" if p.step >= p.total or (p.done and all(p.done)) else "running"
+
+    def seconds_left(self) -> float:
+        """At most how long until the whole run ends: the current seed at its measured rate
+        (the estimate until two steps are seen), the seeds and requests after it estimated."""
+        req = self.requests[min(self.current, len(self.requests) - 1)]
+        per_seed = req.seconds() / max(1, len(req.seeds))
+        rp = self.latest
+        seeds_done = rp.index if rp is not None and self._seed_key == (self.current, rp.index) else 0
+        now = per_seed
+        if self.waiting:
+            now += eta.queue_seconds(self.position or 1, per_seed)
+        elif rp is not None and self._first and self._last and self._seed_key == (self.current, rp.index):
+            (t0, s0), s1 = self._first, self._last[1]
+            total = rp.progress.total
+            if s1 > s0:
+                rate = (time.time() - t0) / max(s1 - s0, 1) if s1 < total else 0.0
+                now = rate * max(total - s1, 0)
+            else:
+                now = per_seed * max(total - s1, 0) / max(total, 1)
+        later = per_seed * max(len(req.seeds) - seeds_done - 1, 0)
+        later += sum(r.seconds() for r in self.requests[self.current + 1 :])
+        return max(0.0, now + later)
 
     def _queued(self, position: int | None) -> None:
         self.position = position

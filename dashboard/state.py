@@ -119,12 +119,6 @@ class ModelChoice:
     param: str  # the ?model= value that brings this choice back
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def get_classifier(spec: str, weights: str | None = None):
-    """The classifier, loaded once per server process (models and checkpoints)."""
-    return runner.load(spec, weights)
-
-
 def save_upload(pt: bytes, sidecar: bytes, filename: str) -> Path:
     """Keep an uploaded TorchScript model and its sidecar under the uploads folder, by content."""
     digest = runner.content_hash(pt, sidecar)
@@ -216,7 +210,7 @@ def load_model(choice: ModelChoice | None, where=None):
         return None
     try:
         with st.spinner(f"Loading {choice.name} (once per server) ..."):
-            clf = get_classifier(choice.spec, choice.weights)
+            clf = runner.load(choice.spec, choice.weights)  # dgncore keeps it loaded, for the pages and the job queue alike
     except InputError as e:
         where.error(f"Cannot use this model: {one_line(e)}")
         return None

@@ -51,11 +51,13 @@ def _canon(obj: Any) -> Any:
 def cached_result(out_dir: Path, stem: str, model: str, target: Target, preset: Preset, seed: int) -> dict[str, Any] | None:
     """The saved result for exactly this request, if one is on disk and complete."""
     path = Path(out_dir) / f"{stem}.json"
-    if not path.is_file() or not (Path(out_dir) / f"{stem}.png").is_file():
+    if not path.is_file():
         return None
     try:
         rec = read_result(path)
     except InputError:
+        return None
+    if not (Path(out_dir) / str(rec.get("png", ""))).is_file():
         return None
     want = (model, target.spec, seed, _canon(preset_record(preset)))
     if rec.get("cancelled") or _request_key(rec) != want:
@@ -76,9 +78,10 @@ def generate(
     reuse: bool = True,
     keep_frames: bool = False,
     check_every: int = 10,
+    image_format: str = "png",
 ) -> list[dict[str, Any]]:
-    """Optimise every target not already on disk (one batch), save PNG + JSON, return
-    the records in the order of ``targets``."""
+    """Optimise every target not already on disk (one batch), save PNG (or WebP) + JSON,
+    return the records in the order of ``targets``."""
     out_dir = Path(out_dir)
     model = model or classifier.name
     stems = list(stems) if stems is not None else [t.slug for t in targets]
@@ -92,7 +95,7 @@ def generate(
         run = optimize(classifier, [targets[i] for i in todo], preset, seed=seed, progress=progress, cancel=cancel, keep_frames=keep_frames, check_every=check_every)
         metas = run_records(run, classifier, model)
         for j, i in enumerate(todo):
-            rec = save_result(out_dir, stems[i], run.images[j], classifier, targets[i], metas[j])
+            rec = save_result(out_dir, stems[i], run.images[j], classifier, targets[i], metas[j], image_format=image_format)
             if keep_frames:
                 rec["_frames"] = [f[j] for f in run.frames]
             records[i] = rec
@@ -156,9 +159,11 @@ def gallery(
     shard: tuple[int, int] = (1, 1),
     progress: Callable[[int, int, list[dict[str, Any]]], None] | None = None,
     cancel: CancelFn | threading.Event | None = None,
+    image_format: str = "png",
 ) -> list[dict[str, Any]]:
     """Results for many targets in batches; resumable (done targets are skipped) and
-    shardable (shard i of n takes every n-th target). Writes ``index.json``."""
+    shardable (shard i of n takes every n-th target). Writes ``index.json``.
+    ``image_format="webp"`` keeps a compact gallery (scored on the WebP files)."""
     if not 1 <= batch <= MAX_BATCH:
         raise InputError(f"batch must be between 1 and {MAX_BATCH}")
     i, n = shard
@@ -173,7 +178,7 @@ def gallery(
         if cancel is not None and (cancel.is_set() if isinstance(cancel, threading.Event) else cancel()):
             break
         chunk = pending[start : start + batch]
-        recs = generate(classifier, chunk, preset, out_dir, seed=seed, model=model, cancel=cancel)
+        recs = generate(classifier, chunk, preset, out_dir, seed=seed, model=model, cancel=cancel, image_format=image_format)
         done.extend(recs)
         finished += len(chunk)
         if progress:

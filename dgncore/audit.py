@@ -824,8 +824,9 @@ def _cmd(args: argparse.Namespace) -> int:
         report = audit_builtin(args.out, model=model, dataset=args.dataset, **common)
     else:
         from .classifiers import load_classifier
+        from .hosting import torchscript_allowed
 
-        clf = load_classifier(model, weights=args.weights, device=args.device)
+        clf = load_classifier(model, weights=args.weights, device=args.device, allow_torchscript=torchscript_allowed())
         if not args.dataset:
             print("note: no --dataset: the report shows generated images only", file=sys.stderr)
         report = run_audit(clf, args.out, dataset=args.dataset, model_name=model, **common)

@@ -12,7 +12,10 @@ way its weights expect, and returns logits, optionally with the outputs of named
   weights from ``--weights FILE`` (safetensors, or a state dict read with
   ``weights_only=True``) or, for torchvision, the torch hub cache.
 - a TorchScript file ``NAME.pt`` with a JSON sidecar ``NAME.json`` holding
-  ``input_size``, ``mean``, ``std`` and ``classes``.
+  ``input_size``, ``mean``, ``std`` and ``classes``. TorchScript runs code from the file,
+  so whether it may load is the caller's policy (``allow_torchscript``; the server and
+  the CLI pass :func:`dgncore.hosting.torchscript_allowed`): a model loader does not read
+  hosting settings.
 """
 
 from __future__ import annotations
@@ -39,9 +42,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
 MAX_WEIGHTS_BYTES = 2 * 1024**3
-#: TorchScript runs code from the file: off in hosted mode unless the operator turns it on
-#: (DGN_ALLOW_TORCHSCRIPT=1), and off anywhere with DGN_ALLOW_TORCHSCRIPT=0.
-TORCHSCRIPT_ENV = "DGN_ALLOW_TORCHSCRIPT"
 
 
 @dataclass(frozen=True)
@@ -218,12 +218,19 @@ def _is_block(module: nn.Module) -> bool:
     return any(k in kind for k in ("Block", "Residual", "Bottleneck", "Stage", "DepthwiseSeparable"))
 
 
+@functools.lru_cache(maxsize=1)
 def _imagenet_names() -> tuple[list[str], list[str]]:
     from timm.data import ImageNetInfo
 
     info = ImageNetInfo()
     descriptions = [info.index_to_description(i) for i in range(1000)]
     return [d.split(",")[0].strip() for d in descriptions], descriptions
+
+
+def is_imagenet(classifier: Classifier) -> bool:
+    """True when ``classifier`` answers with the 1,000 ImageNet classes in their usual order
+    (so another ImageNet model can give a second opinion on its images)."""
+    return classifier.n_classes == 1000 and list(classifier.classes) == _imagenet_names()[0]
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -294,11 +301,11 @@ def _load_lite(name: str) -> nn.Module:
     return model
 
 
-def _load_torchscript(path: Path, device: torch.device) -> Classifier:
-    from .hosting import torchscript_allowed
+def _is_torchscript(spec: str) -> bool:
+    return spec.endswith((".pt", ".ts"))
 
-    if not torchscript_allowed():
-        raise InputError("TorchScript models are switched off on this server (they run code from the file)")
+
+def _load_torchscript(path: Path, device: torch.device) -> Classifier:
     sidecar = path.with_suffix(".json")
     if not sidecar.is_file():
         raise InputError(f"TorchScript model {path.name[:80]} needs its JSON sidecar {sidecar.name[:80]} beside it")
@@ -437,10 +444,19 @@ def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], name: str) -> None
         raise InputError(f"the weights do not fit {name} ({first}...)") from e
 
 
-def load_classifier(spec: str = DEFAULT_MODEL, weights: str | Path | None = None, device: str | torch.device | None = "auto") -> Classifier:
-    """Load (once per process) the classifier named by ``spec``; see the module docstring."""
+def load_classifier(spec: str = DEFAULT_MODEL, weights: str | Path | None = None, device: str | torch.device | None = "auto",
+                    allow_torchscript: bool = True) -> Classifier:
+    """Load (once per process) the classifier named by ``spec``; see the module docstring.
+    ``allow_torchscript=False`` refuses TorchScript files (they run code) before reading them."""
     dev = pick_device(device)
-    return _load_cached(str(spec).strip(), str(weights) if weights else None, str(dev))
+    spec = str(spec).strip()
+    if _is_torchscript(spec) and not allow_torchscript:
+        raise InputError("TorchScript models are switched off on this server (they run code from the file)")
+    with _LOAD_LOCK:  # two sessions asking at once load it once
+        return _load_cached(spec, str(weights) if weights else None, str(dev))
+
+
+_LOAD_LOCK = threading.RLock()
 
 
 @functools.lru_cache(maxsize=4)
@@ -448,9 +464,9 @@ def _load_cached(spec: str, weights: str | None, device: str) -> Classifier:
     dev = torch.device(device)
     if not spec or len(spec) > 500:
         raise InputError("model name must be 1-500 characters")
-    if spec.endswith(".pt") or spec.endswith(".ts"):
+    if _is_torchscript(spec):
         return _load_torchscript(Path(spec), dev)
-    classes, descriptions = _imagenet_names()
+    classes, descriptions = (list(names) for names in _imagenet_names())  # copies of the cached lists
     if spec in LITE_SIZES:
         model = _load_lite(spec)
         return Classifier(spec, model, LITE_SIZES[spec], (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), classes, descriptions, dev)

@@ -107,6 +107,18 @@ def save_png(image: torch.Tensor | np.ndarray, path: Path) -> None:
     _atomic_write(Path(path), lambda f: Image.fromarray(arr).save(f, format="PNG"))
 
 
+#: lossy WebP of compact galleries: about a fifth of the PNG's bytes for these images
+WEBP_QUALITY = 90
+
+
+def save_image(image: torch.Tensor | np.ndarray, path: Path) -> None:
+    """PNG, or lossy WebP when ``path`` ends in ``.webp``."""
+    if Path(path).suffix.lower() != ".webp":
+        return save_png(image, path)
+    arr = to_uint8(image) if isinstance(image, torch.Tensor) else image
+    _atomic_write(Path(path), lambda f: Image.fromarray(arr).save(f, format="WEBP", quality=WEBP_QUALITY, method=6))
+
+
 def write_json(data: Any, path: Path) -> None:
     text = json.dumps(data, indent=2, ensure_ascii=False, default=_json_default)
     _atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))

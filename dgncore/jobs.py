@@ -490,7 +490,7 @@ def execute(
     if should_stop():
         return {"records": [], "cancelled": True}
     device = spec.device if spec.device != "auto" else settings.device
-    clf = load_classifier(spec.model, weights=spec.weights, device=device)
+    clf = load_classifier(spec.model, weights=spec.weights, device=device, allow_torchscript=settings.allow_torchscript)
     targets = parse_targets(list(spec.targets), clf)
     out_dir = spec.resolve_out_dir(settings)
     records = generate(
@@ -558,7 +558,8 @@ def execute_audit(
             model = builtin(spec.builtin, progress=lambda step, total, _loss: progress("training the demo model (once per server)", step, total))
             audit_builtin(out_dir, model=model, dataset=spec.dataset, **common)
         else:
-            clf = load_classifier(spec.model, weights=spec.weights, device=spec.device if spec.device != "auto" else settings.device)
+            clf = load_classifier(spec.model, weights=spec.weights, device=spec.device if spec.device != "auto" else settings.device,
+                                  allow_torchscript=settings.allow_torchscript)
             run_audit(clf, out_dir, dataset=spec.dataset, model_name=spec.model_name or spec.model, **common)
     except InputError:
         if not should_stop():

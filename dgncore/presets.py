@@ -155,3 +155,42 @@ def get_preset(name: str) -> Preset:
     if key not in PRESETS:
         raise InputError(f"unknown method or preset {name[:40]!r}: choose one of {', '.join(PRESETS)}")
     return PRESETS[key]
+
+
+# --------------------------------------------------------------------------- plain words
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """How a method is named to people: what they get first, the paper's name second."""
+
+    label: str
+    #: one plain sentence: what changes, and what the pictures tend to look like
+    blurb: str
+
+
+#: people-facing names of the methods (front ends list ``METHODS`` and look them up here;
+#: a method without an entry is shown by its id, see :func:`method_info`)
+METHOD_INFO: dict[str, MethodInfo] = {
+    "pretrained": MethodInfo(
+        "Image prior (paper, 4.2)",
+        "A network trained to draw images does the drawing; only the code it draws from changes. Smooth, blurry pictures.",
+    ),
+    "untrained": MethodInfo(
+        "Random generator (paper, 4.1)",
+        "A drawing network starts from random weights and learns this one picture. Bold shapes and colours.",
+    ),
+    "pixel": MethodInfo(
+        "Raw pixels: the noise baseline",
+        "The pixels themselves change. The classifier is convinced quickly, but the picture usually looks like noise to us.",
+    ),
+    "fourier": MethodInfo(
+        "Fourier: Lucid-style",
+        "Pixels change through their frequencies and colours, checked under small shifts and turns. Detailed textures; fast.",
+    ),
+}
+
+
+def method_info(method: str) -> MethodInfo:
+    """The plain name and one-liner of ``method``; an id without an entry is its own label."""
+    return METHOD_INFO.get(method) or MethodInfo(method, "")

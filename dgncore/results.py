@@ -4,6 +4,12 @@ A result is ``<stem>.png`` plus ``<stem>.json``. The scores in the JSON are comp
 the PNG *reloaded from disk* (8-bit, as the user gets it) with the classifier in eval
 and inference mode, never taken from the training pass. Both files are written
 atomically; the JSON is written last, so a result exists exactly when its JSON does.
+
+A class result also gets a *second opinion*: the same saved image scored by a held-out
+ImageNet network (EfficientNet-Lite2; Lite0 for Lite2's own images), so an image that
+fools only the network it was made for shows as one. Compact galleries (the dashboard's
+examples) are saved as lossy WebP instead of PNG, and scored on the WebP as saved; the
+record's ``png`` field names the image file either way.
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .classifiers import Classifier
-from .data import load_image, save_png, write_bytes, write_json
+from .classifiers import Classifier, is_imagenet
+from .data import load_image, save_image, write_bytes, write_json
 from .errors import InputError
 from .objectives import Objective, Target
 from .presets import Preset
@@ -27,6 +33,12 @@ VERSION = 1
 INDEX = "index.json"
 N_REFERENCE = 16  # enough for a percentile; ~2 s per layer on 2 CPU cores
 MAX_HISTORY_POINTS = 300
+#: the held-out network that scores every ImageNet class result a second time
+SECOND_OPINION = "efficientnet_lite2"
+#: ... and the one that scores images made for SECOND_OPINION itself
+SECOND_OPINION_OF_JUDGE = "efficientnet_lite0"
+#: image file formats of a result: lossless PNG, or lossy WebP for compact galleries
+IMAGE_FORMATS = {"png": ".png", "webp": ".webp"}
 
 
 @torch.inference_mode()
@@ -58,6 +70,29 @@ def score_image(classifier: Classifier, image: torch.Tensor, target: Target) -> 
         out["p_target"] = None
         out["rank"] = None
     return out
+
+
+def second_opinion_model(classifier: Classifier) -> str | None:
+    """The held-out network that judges ``classifier``'s images: Lite2 (Lite0 for Lite2),
+    for ImageNet models only (another class list has no second opinion to ask)."""
+    if not is_imagenet(classifier):
+        return None
+    return SECOND_OPINION_OF_JUDGE if classifier.name == SECOND_OPINION else SECOND_OPINION
+
+
+@torch.inference_mode()
+def second_opinion(classifier: Classifier, image: torch.Tensor, target: Target) -> dict[str, Any] | None:
+    """``{"model", "p_target", "rank"}`` of a (3, H, W) image for a class target under
+    :func:`second_opinion_model` (loaded once per process), or None where there is none."""
+    name = second_opinion_model(classifier) if target.is_class else None
+    if name is None:
+        return None
+    from .classifiers import load_classifier
+
+    judge = load_classifier(name, device=classifier.device)
+    probs = torch.softmax(judge.logits(image.to(judge.device)[None]).float(), 1)[0]
+    rank = int((probs > max(probs[u] for u in target.units)).sum()) + 1
+    return {"model": name, "p_target": round(float(sum(probs[u] for u in target.units)), 6), "rank": rank}
 
 
 def reference_images(n: int = N_REFERENCE, size: int = 224, seed: int = 0) -> torch.Tensor:
@@ -102,12 +137,17 @@ def save_result(
     classifier: Classifier,
     target: Target,
     meta: dict[str, Any],
+    image_format: str = "png",
 ) -> dict[str, Any]:
-    """Write ``<stem>.png``, reload it, score it, write ``<stem>.json``; return the record."""
+    """Write ``<stem>.png`` (or ``.webp``), reload it, score it (with a second opinion
+    where there is one), write ``<stem>.json``; return the record."""
+    if image_format not in IMAGE_FORMATS:
+        raise InputError(f"unknown image format {image_format[:20]!r}: choose one of {', '.join(IMAGE_FORMATS)}")
     out_dir = Path(out_dir)
-    png = out_dir / f"{stem}.png"
-    save_png(image, png)
+    png = out_dir / f"{stem}{IMAGE_FORMATS[image_format]}"
+    save_image(image, png)
     reloaded = load_image(png)
+    opinion = second_opinion(classifier, reloaded, target)
     record = {
         "version": VERSION,
         "target": target.spec,
@@ -115,8 +155,9 @@ def save_result(
         "target_kind": target.kind,
         **meta,
         "png": png.name,
-        "scored_on": "saved 8-bit PNG reloaded from disk, classifier in eval/inference mode",
+        "scored_on": f"saved 8-bit {image_format.upper()} reloaded from disk, classifier in eval/inference mode",
         **score_image(classifier, reloaded, target),
+        **({"second_opinion": opinion} if opinion else {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json(record, out_dir / f"{stem}.json")
@@ -271,7 +312,8 @@ def scan_results(root: Path) -> list[dict[str, Any]]:
 
 def write_index(root: Path) -> list[dict[str, Any]]:
     """Rewrite ``root/index.json`` from the results on disk (so it is always consistent)."""
-    keep = ("target", "target_label", "target_kind", "model", "method", "preset", "seed", "steps", "seconds", "p_target", "rank", "activation", "percentile", "png", "path", "top5")
+    keep = ("target", "target_label", "target_kind", "model", "method", "preset", "seed", "steps", "seconds", "p_target", "rank", "activation",
+            "percentile", "second_opinion", "png", "path", "top5")
     records = [{k: r.get(k) for k in keep} for r in scan_results(root)]
     write_json({"version": VERSION, "count": len(records), "results": records}, Path(root) / INDEX)
     return records

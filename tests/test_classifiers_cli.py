@@ -42,7 +42,7 @@ def test_gallery_cli_reports_time_rate_and_reached(torchscript_model, tmp_path, 
     assert main(argv) == 0
     summary = capsys.readouterr().err.strip().splitlines()[-1]
     assert re.fullmatch(r"made 3 images in [\d.]+ s \([\d.]+ images/s, cpu, batch 2\); "
-                        r"p_target >= 0\.9 on the saved PNG: \d/3; already on disk: 0", summary), summary
+                        r"p_target >= 0\.9 on the saved image: \d/3; already on disk: 0", summary), summary
     assert main(argv) == 0  # resumed: nothing left to make
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("made 0 images in ")
 

@@ -2,13 +2,19 @@
 shows bad input as one st.error line (never a traceback).
 
 Tiny settings come through the URL query (?method=pixel&steps=2&size=64), as a shared
-link would carry them; results go to a temporary DGN_RESULTS folder.
+link would carry them; results go to a temporary DGN_RESULTS folder, and the shipped
+examples are replaced by an empty folder (DGN_EXAMPLES) except where a test is about them.
+A run goes on in a background thread while the page's live view (a fragment) redraws
+itself; :func:`generate` waits for it and reruns the page, as the fragment does.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
+import time
+import urllib.parse
 import zipfile
 from pathlib import Path
 
@@ -32,6 +38,8 @@ def _env(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     monkeypatch.setenv("DGN_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("DGN_UPLOADS", str(tmp_path / "uploads"))
+    (tmp_path / "no-examples").mkdir()
+    monkeypatch.setenv("DGN_EXAMPLES", str(tmp_path / "no-examples"))
     for name in ("DGN_HOSTED", "DGN_MODELS", "DGN_MAX_STEPS", "DGN_MAX_SIZE", "DGN_MAX_BATCH"):
         monkeypatch.delenv(name, raising=False)
 
@@ -50,14 +58,40 @@ def images(at: AppTest) -> list:
     return list(at.get("image"))
 
 
+def state(at: AppTest, key: str, default=None):
+    try:
+        return at.session_state[key]
+    except KeyError:
+        return default
+
+
+def settle(at: AppTest, timeout: float = TIMEOUT) -> AppTest:
+    """Wait until the session's runs and audit jobs have ended, then rerun the page (what
+    the live fragment does by itself in a browser)."""
+    for run in (state(at, "_dgn_runs") or {}).values():
+        assert run.wait(timeout)
+    job = state(at, "audit.job")
+    deadline = time.monotonic() + timeout
+    while job is not None and not job.status().final and time.monotonic() < deadline:
+        time.sleep(0.1)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def generate(at: AppTest, label: str = "Generate") -> AppTest:
     """Press the page's ``label`` button and check that the run ended without an error."""
     button = next(b for b in at.button if b.label == label)
     assert not button.disabled
     button.click().run()
     assert not at.exception, [e.value for e in at.exception]
+    settle(at)
     assert not at.error, [e.value for e in at.error]
     return at
+
+
+def markdown(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown]
 
 
 def result_files(tmp_path: Path) -> list[Path]:
@@ -72,65 +106,167 @@ def image_folder(root: Path, classes=("tench", "goldfish"), n: int = 2) -> Path:
     return root
 
 
+# --------------------------------------------------------------------------- start page
+
+
+def test_start_page_shows_examples_and_three_doors(monkeypatch):
+    from dashboard.showcase import EXAMPLES
+
+    monkeypatch.setenv("DGN_EXAMPLES", str(EXAMPLES))  # the examples that ship
+    at = app()
+    assert at.title[0].value == "DGN Explorer"
+    assert len(images(at)) == 6
+    assert sum("second network" in c.value for c in at.caption) >= 4  # the examples carry a second opinion
+    assert sum(c.value.endswith("Fourier") for c in at.caption) == 3  # the methods take turns
+    links = [el.proto.label for el in at.get("page_link")]
+    assert links[-3:] == ["See a class", "Audit a model", "Browse the gallery"] and len(links) == 6 + 3
+    # each example opens the See-a-class page on its own settings, where it is shown from disk
+    first = at.get("page_link")[0].proto
+    assert first.page == "single"
+    again = app("single_class", **dict(urllib.parse.parse_qsl(first.query_string)))
+    assert any("ready-made example" in c.value for c in again.caption), (
+        "the shipped examples no longer match the presets: regenerate them (dashboard/examples/README.md)")
+
+
+def test_start_page_without_examples_says_so():
+    at = app()
+    assert any("No ready-made examples" in i.value for i in at.info)
+
+
+def test_an_old_link_to_the_single_class_page_still_opens_it():
+    at = app(**FAST, **{"class": "goldfish"})
+    assert at.title[0].value == "See a class" and at.selectbox(key="single.class").value == 1
+
+
 # --------------------------------------------------------------------------- single class
 
 
 def test_single_class_generates_saves_and_reloads_from_disk(tmp_path):
-    at = app(**FAST, **{"class": "goldfish"})
-    assert at.title[0].value == "Single class"
-    assert any("1: goldfish" in c.value for c in at.caption)
+    at = app("single_class", **FAST, **{"class": "goldfish"})
+    assert at.title[0].value == "See a class"
+    assert at.selectbox(key="single.class").value == 1
+    assert any(i.value.startswith("Not made yet with these settings") for i in at.info)
+    assert any(re.search(r"(Takes up to|at most) about \d+ s", c.value) and "on this server" in c.value for c in at.caption)
     generate(at)
     assert len(images(at)) >= 1
     files = result_files(tmp_path)
     assert [f.relative_to(tmp_path / "results").as_posix() for f in files] == ["efficientnet_lite0/pixel-2-64px/seed0/1_goldfish.png"]
     rec = json.loads(files[0].with_suffix(".json").read_text())
     assert rec["target"] == "class:1" and rec["steps"] <= 2 and 0 <= rec["p_target"] <= 1
+    assert rec["second_opinion"]["model"] == "efficientnet_lite2" and rec["second_opinion"]["rank"] >= 1
     assert files[0].with_suffix(".gif").is_file()
     assert at.query_params["class"] == "goldfish" and at.query_params["steps"] == "2"
+    # said in words: how sure it is and which guess, then the second network's opinion
+    assert any(m.startswith("**") and "goldfish, its" in m and "guess" in m for m in markdown(at))
+    assert any("second network" in m and "goldfish" in m for m in markdown(at))
     # a fresh session with the same link shows the saved result without computing anything
-    again = app(**FAST, **{"class": "goldfish"})
+    again = app("single_class", **FAST, **{"class": "goldfish"})
     assert len(images(again)) >= 1
     assert any("from disk" in c.value for c in again.caption)
     assert any(d.label.startswith("Download all as ZIP") for d in again.get("download_button"))
 
 
-def test_pretrained_help_says_how_the_preset_starts(monkeypatch):
-    """The method help is built from the preset, so it follows a change of restarts."""
-    from dashboard import widgets
-    from dgncore.presets import get_preset
+def test_the_class_list_is_one_searchable_select_and_the_rest_is_under_advanced():
+    at = app("single_class")
+    picker = at.selectbox(key="single.class")
+    assert len(picker.options) == 1000 and picker.value == 0
+    assert picker.options[105].startswith("koala · 105 · koala bear")
+    picker.select(105).run()
+    assert at.query_params["class"] == "koala"
+    expander = at.expander[0]
+    assert expander.label.startswith("Advanced") and not expander.proto.expanded
+    inside = {w.label for w in expander.selectbox} | {w.label for w in expander.number_input}
+    assert {"Method", "Steps (at most)", "Picture size (px)", "Variant", "Pictures"} <= inside
+    assert [b.label for b in at.main.button][:2] == ["Generate", "Copy link"]
+    assert app("single_class", **FAST).expander[0].proto.expanded  # a link that sets them opens it
 
-    preset = get_preset("pretrained")
-    monkeypatch.setattr(widgets, "get_preset", lambda name: preset.replace(restarts=1))
-    assert widgets._starts_help() == "it starts from the decoder's average code, shifted at random by the seed"
-    monkeypatch.setattr(widgets, "get_preset", lambda name: preset.replace(restarts=4, prune_after=10))
-    assert widgets._starts_help() == "4 starts run together and after 10 steps only the best-scoring one goes on"
-    monkeypatch.setattr(widgets, "get_preset", lambda name: preset.replace(restarts=3, prune_after=0))
-    assert widgets._starts_help() == "3 starts run together"
+
+def test_methods_are_named_by_what_a_person_gets_and_come_from_dgncore(monkeypatch):
+    from dgncore import presets
+
+    at = app("single_class")
+    method = at.selectbox(key="single.method")
+    assert list(method.options) == [presets.method_info(m).label for m in presets.METHODS]
+    assert "Raw pixels: the noise baseline" in method.options and "Fourier: Lucid-style" in method.options
+    # a method dgncore adds later is listed (by its id until it has a label)
+    monkeypatch.setattr(presets, "METHODS", presets.METHODS + ("brand-new",))
+    assert "brand-new" in app("single_class").selectbox(key="single.method").options
+
+
+def test_copy_link_shows_the_view_with_its_settings():
+    at = app("single_class", **FAST, **{"class": "koala"})
+    next(b for b in at.button if b.label == "Copy link").click().run()
+    link = at.code[0].value
+    assert "class=koala" in link and "method=pixel" in link and "steps=2" in link
 
 
 def test_single_class_bad_name_is_one_error_line():
-    at = app(**FAST, **{"class": "no such class xyz"})
+    at = app("single_class", **FAST, **{"class": "no such class xyz"})
     assert len(at.error) == 1 and "unknown class" in at.error[0].value and "\n" not in at.error[0].value
-    assert next(b for b in at.button if b.label == "Generate").disabled
-    at = app(**FAST, **{"class": "shark"})  # ambiguous
+    assert at.selectbox(key="single.class").value == 0  # the page still works, on the default class
+    at = app("single_class", **FAST, **{"class": "shark"})  # ambiguous
     assert "ambiguous" in at.error[0].value
 
 
 def test_single_class_two_methods_side_by_side(tmp_path):
-    at = generate(app(**FAST, compare="untrained", n="2"))
-    assert [s.value for s in at.subheader] == ["pixel", "untrained"]
+    at = generate(app("single_class", **FAST, compare="untrained", n="2"))
+    assert [s.value for s in at.subheader] == ["Raw pixels: the noise baseline", "Random generator (paper, 4.1)"]
     assert len(images(at)) >= 4
     assert {f.relative_to(tmp_path / "results" / "efficientnet_lite0").parent.as_posix() for f in result_files(tmp_path)} == {
         "pixel-2-64px/seed0", "pixel-2-64px/seed1", "untrained-2-64px/seed0", "untrained-2-64px/seed1"}
 
 
-def test_pretrained_without_decoder_is_an_error_line():
-    from dgncore.presets import DEFAULT_DECODER
+def test_a_method_without_its_decoder_is_an_error_line(monkeypatch, tmp_path):
+    from dgncore import presets
 
-    if DEFAULT_DECODER.is_file():
-        pytest.skip("the decoder checkpoint exists here")
-    at = app(method="pretrained", steps="2", size="64")
+    missing = presets.PRESETS["pretrained"].replace(checkpoint=str(tmp_path / "missing.safetensors"))
+    monkeypatch.setitem(presets.PRESETS, "pretrained", missing)
+    at = app("single_class", method="pretrained", steps="2", size="64")
     assert any("decoder" in e.value for e in at.error)
+    assert next(b for b in at.button if b.label == "Generate").disabled
+
+
+def test_the_live_view_shows_the_wait_in_seconds_and_stop_works_while_queued(tmp_path):
+    """A long job of another visitor holds the queue: the page says where this run waits
+    and how long that takes, in seconds; Stop takes it out of the queue."""
+    from dgncore.jobs import JobSpec, get_queue, reset_queue
+
+    reset_queue()
+    queue = get_queue()
+    blocker = queue.submit(JobSpec(("filter:blocks.1:0",), method="pixel", steps=20_000, size=32, out_dir="blocker",
+                                   overrides={"early_stop": 0}), "another visitor")
+    try:
+        at = app("single_class", **FAST, **{"class": "koala"})
+        next(b for b in at.button if b.label == "Generate").click().run()
+        run = at.session_state["_dgn_runs"]["single"]
+        deadline = time.monotonic() + 60
+        while not run.waiting and time.monotonic() < deadline:
+            time.sleep(0.05)
+        at.run()
+        status = at.status[0]
+        assert status.state == "running" and "next in the queue" in status.label and re.search(r"about \d+ s left in all", status.label)
+        next(b for b in at.button if b.label == "Stop").click().run()
+        assert run.wait(30) and run.cancelled and run.records == [[]]
+        settle(at)
+        assert any(w.value.startswith("Stopped.") for w in at.warning)
+        assert not result_files(tmp_path)
+    finally:
+        queue.cancel(blocker)
+        reset_queue()
+
+
+def test_a_link_opens_on_the_ready_made_example_with_its_settings(tmp_path, monkeypatch):
+    """An example made with exactly the page's settings is shown from disk, nothing computed."""
+    from dgncore.__main__ import main
+
+    examples = tmp_path / "examples"
+    assert main(["gallery", "--classes", "koala", "--method", "pixel", "--steps", "2", "--size", "64", "--format", "webp",
+                 "--out", str(examples / "pixel")]) == 0
+    monkeypatch.setenv("DGN_EXAMPLES", str(examples))
+    at = app("single_class", **FAST, **{"class": "koala"})
+    assert any("ready-made example" in c.value for c in at.caption)
+    assert len(images(at)) == 1 and not result_files(tmp_path)
+    assert any(d.label == "WEBP" for d in at.get("download_button"))
 
 
 def test_bad_model_name_shows_error_in_sidebar():
@@ -139,18 +275,24 @@ def test_bad_model_name_shows_error_in_sidebar():
     at.run()
     assert not at.exception
     assert any("Cannot use this model" in e.value and "unknown model" in e.value for e in at.sidebar.error)
+    at.switch_page("views/single_class.py").run()
     assert any("Choose a model" in i.value for i in at.info)
 
 
-def test_torchscript_upload_with_sidecar_generates(tmp_path):
+EVIL = "<img src=x onerror=alert(1)>"
+
+
+def test_torchscript_upload_with_sidecar_generates_and_its_names_are_escaped(tmp_path):
     torch.manual_seed(0)
     net = TinyNet()
     with torch.no_grad():
         net.fc.weight.mul_(30)
     buf = io.BytesIO()
     torch.jit.save(torch.jit.script(net.eval()), buf)
-    sidecar = json.dumps({"input_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3, "classes": TINY_CLASSES}).encode()
-    at = app(method="pixel", steps="2", size="32")
+    classes = list(TINY_CLASSES)
+    classes[8] = f"hen {EVIL} **loud** [link](http://example.com)"
+    sidecar = json.dumps({"input_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3, "classes": classes}).encode()
+    at = app("single_class", method="pixel", steps="2", size="32")
     at.sidebar.selectbox[0].set_value("upload a TorchScript model (.pt + .json)").run()
     at.sidebar.get("file_uploader")[0].set_value(("tiny.pt", buf.getvalue(), "application/octet-stream"))
     at.sidebar.get("file_uploader")[1].set_value(("tiny.json", sidecar, "application/json"))
@@ -158,10 +300,16 @@ def test_torchscript_upload_with_sidecar_generates(tmp_path):
     assert not at.exception and not at.sidebar.error
     assert any(c.value.startswith("10 classes") for c in at.sidebar.caption)
     assert at.query_params["model"].startswith("upload:")
-    at.text_input(key="single.class").set_value("hen").run()
+    at.selectbox(key="single.class").select(8).run()
     generate(at)
     files = result_files(tmp_path)
-    assert len(files) == 1 and files[0].name == "8_hen.png" and files[0].parts[-4].startswith("tiny-")
+    assert len(files) == 1 and files[0].name.startswith("8_hen") and files[0].parts[-4].startswith("tiny-")
+    assert "second_opinion" not in json.loads(files[0].with_suffix(".json").read_text())  # not an ImageNet model
+    # the name reaches the page only escaped: no HTML, no emphasis, no link
+    shown = markdown(at) + [c.value for c in at.caption]
+    said = [m for m in shown if "hen" in m and "onerror" in m]
+    assert said and all(EVIL not in m and "**loud**" not in m and "[link](" not in m for m in said)
+    assert any("\\<img" in m and "\\*\\*loud\\*\\*" in m for m in said)
     # the layer page says plainly that TorchScript models have no layer targets
     at.switch_page("views/layers.py").run()
     assert any("no layers" in i.value for i in at.info)
@@ -177,6 +325,7 @@ def test_compound_generates_mix_and_singles(tmp_path):
     assert names == {"0-1_tench-goldfish.png", "0_tench.png", "1_goldfish.png"}
     rec = json.loads((result_files(tmp_path)[0].parent / "0-1_tench-goldfish.json").read_text())
     assert rec["target"] == "classes:0+1*0.5" and set(rec["p_classes"]) == {"tench", "goldfish"}
+    assert rec["second_opinion"]["model"] == "efficientnet_lite2"
     assert len(at.get("plotly_chart")) >= 1
 
 
@@ -193,12 +342,14 @@ def test_compound_bad_inputs():
 
 def test_layers_lists_layers_and_generates_a_grid(tmp_path):
     at = app("layers", **FAST, layers="blocks.1", filters="0")
-    assert at.title[0].value == "Layer hierarchy"
+    assert at.title[0].value == "Inside the layers"
     assert at.multiselect[0].value == ["blocks.1"]
+    assert "blocks.1 · depth" in at.multiselect[0].options[[o.split(" · ")[0] for o in at.multiselect[0].options].index("blocks.1")]
     generate(at)
     assert len(images(at)) == 1
     assert [f.name for f in result_files(tmp_path)] == ["filter-blocks-1-0.png"]
-    assert any(m.value.startswith("**blocks.1**") for m in at.markdown)
+    assert any(m.startswith("**blocks.1**") for m in markdown(at))
+    assert "second_opinion" not in json.loads(result_files(tmp_path)[0].with_suffix(".json").read_text())  # filters: none
     larger = next(b for b in at.button if b.label == "Larger")
     larger.click().run()  # opens the dialog with the image larger
     assert not at.exception
@@ -216,8 +367,8 @@ def test_layers_bad_filters(filters, fragment):
 def test_bias_audit_folder_samples_predictions_and_generation(tmp_path):
     ds = image_folder(tmp_path / "ds")
     at = app("bias_audit", **FAST, folder=str(ds))
-    assert at.title[0].value == "Bias audit"
-    assert any("classifier's own view" in m.value for m in at.markdown)
+    assert at.title[0].value == "Audit a model"
+    assert any("classifier's own view" in m for m in markdown(at))
     assert at.selectbox(key="audit.dsclass.0").value == "tench"  # the folder that matches the class
     generate(at)
     assert len(images(at)) >= 3  # 1 generated + 2 samples
@@ -246,7 +397,7 @@ def test_bias_audit_plugin_section(monkeypatch):
     monkeypatch.setitem(sys.modules, "dashboard.audit_panel", panel)
     at = app("bias_audit", **FAST, **{"class": "goldfish"})
     assert [t.label for t in at.tabs] == ["Your class and samples", "Planted-bias demo"]
-    assert any(m.value == "plugged in: class 1 of efficientnet_lite0" for m in at.markdown)
+    assert any(m == "plugged in: class 1 of efficientnet_lite0" for m in markdown(at))
 
 
 def test_bias_audit_zip_upload(tmp_path):
@@ -303,7 +454,7 @@ def run_audit(at: AppTest) -> AppTest:
 def test_audit_demo_tab_explains_the_demo_and_its_evidence(demo_env):
     at = app("bias_audit")
     assert [t.label for t in at.tabs] == ["Your class and samples", "Planted-bias demo"]
-    assert any("A test with a known answer" in m.value and "magenta stamp" in m.value for m in at.markdown)
+    assert any("A test with a known answer" in c.value and "magenta stamp" in c.value for c in at.caption)
     assert [m.label for m in at.metric][0] == "Other shapes called triangle once stamped"
     assert at.multiselect(key="audit.demo.methods").value == ["untrained"] and at.text_input(key="audit.demo.seeds").value == "0,1,2"
     assert any("No report for these settings yet" in c.value for c in at.caption)
@@ -320,7 +471,8 @@ def test_audit_demo_runs_shows_chart_verdict_and_comes_back_from_disk(demo_env, 
     assert len(reports) == 1
     report = json.loads(reports[0].read_text())
     assert report["methods"] == ["untrained"] and report["seeds"] == [0] and report["steps"] == {"untrained": 2}
-    assert at.get("plotly_chart") and any(m.value.startswith((":green-badge[PASS] **untrained**", ":red-badge[FAIL] **untrained**")) for m in at.markdown)
+    label = "**Random generator (paper, 4.1)**"
+    assert at.get("plotly_chart") and any(m.startswith((f":green-badge[PASS] {label}", f":red-badge[FAIL] {label}")) for m in markdown(at))
     assert any("Pass rule, fixed before any run" in c.value for c in at.caption)
     assert len(images(at)) >= 5  # generated images, samples and exemplars of five classes
     assert {d.label for d in at.get("download_button")} >= {"Report page (HTML)", "Report folder (ZIP)"}
@@ -329,6 +481,9 @@ def test_audit_demo_runs_shows_chart_verdict_and_comes_back_from_disk(demo_env, 
     again = app("bias_audit", **DEMO)
     assert again.get("plotly_chart") and any("from disk" in c.value for c in again.caption)
     assert reports[0].stat().st_mtime == mtime
+    # both tabs with their results at once: pictures of the first, the report of the second
+    both = generate(app("bias_audit", **DEMO, **FAST))
+    assert {d.label for d in both.get("download_button")} >= {"Report folder (ZIP)", "Download all as ZIP (1 picture, with their settings and scores)"}
 
 
 def test_audit_of_your_own_model_on_your_folder(tmp_path):
@@ -339,15 +494,15 @@ def test_audit_of_your_own_model_on_your_folder(tmp_path):
     report = json.loads(next((tmp_path / "results" / "audit").glob("efficientnet_lite0-*/report.json")).read_text())
     assert report["classes"] == ["tench", "goldfish"] and "cue" not in report
     assert not at.get("plotly_chart") or all(c.proto.id != "audit.cue" for c in at.get("plotly_chart"))
-    assert any(m.value.startswith("**tench**") for m in at.markdown)
+    assert any(m.startswith("**tench**") for m in markdown(at))
 
 
 def test_exemplars_beside_the_generated_images(tmp_path):
     ds = image_folder(tmp_path / "ds")
     at = app("bias_audit", **FAST, folder=str(ds))
-    assert any("Real images that score highest for <b>tench</b>" in m.value for m in at.markdown)
+    assert any("Real images that score highest for **tench**" in m for m in markdown(at))
     at = app("layers", **FAST, layers="blocks.1", filters="0", folder=str(ds))
-    assert any("Real images that score highest for <b>blocks.1 filter 0</b>" in m.value for m in at.markdown)
+    assert any("Real images that score highest for **blocks.1 filter 0**" in m for m in markdown(at))
     assert len(images(at)) == 2  # 4 images: a row of the top 2 and one of the other 2
     assert [len(i.proto.imgs) for i in images(at)] == [2, 2]
 
@@ -361,18 +516,29 @@ def test_gallery_lists_filters_and_opens_results(tmp_path):
     runner.run_generation("efficientnet_lite0", ["class:tench", "class:goldfish"], "pixel", 2, 0, 64)
     at = app("gallery")
     assert len(images(at)) == 2
-    assert any("2 of 2 results" in c.value for c in at.caption)
+    assert any(c.value.startswith("2 of 2 pictures") for c in at.caption)
     at.text_input(key="gallery.q").set_value("gold").run()
     assert len(images(at)) == 1 and at.query_params["q"] == "gold"
     next(b for b in at.button if b.label == "Open").click().run()
     assert not at.exception
     assert at.query_params["open"].endswith("1_goldfish.json")
     assert at.get("json") and at.subheader[0].value == "goldfish"
+    assert any("second network" in m for m in markdown(at))
+
+
+def test_gallery_shows_the_examples_beside_what_was_made(tmp_path, monkeypatch):
+    from dashboard.showcase import EXAMPLES
+
+    monkeypatch.setenv("DGN_EXAMPLES", str(EXAMPLES))
+    at = app("gallery")
+    assert images(at) and any("ready-made examples" in c.value for c in at.caption)
+    at.multiselect(key="gallery.from").set_value(["ready-made examples"]).run()
+    assert images(at)
 
 
 def test_gallery_empty_and_bad_folder(tmp_path):
     at = app("gallery")
-    assert any("No results" in i.value for i in at.info)
+    assert any("No pictures" in i.value for i in at.info)
     at = app("gallery", root=str(tmp_path / "nope"))
     assert len(at.error) == 1 and "does not exist" in at.error[0].value
 
@@ -380,14 +546,28 @@ def test_gallery_empty_and_bad_folder(tmp_path):
 # --------------------------------------------------------------------------- hosted mode
 
 
-def test_hosted_mode_lands_on_gallery_without_uploads_or_folders(monkeypatch):
+def test_hosted_mode_lands_on_examples_without_uploads_folders_or_server_paths(monkeypatch, tmp_path):
+    from dashboard.showcase import EXAMPLES
+
     monkeypatch.setenv("DGN_HOSTED", "1")
+    monkeypatch.setenv("DGN_EXAMPLES", str(EXAMPLES))
     at = app()
-    assert at.title[0].value == "Gallery"
+    assert at.title[0].value == "DGN Explorer" and len(images(at)) == 6
     assert at.sidebar.selectbox[0].options == ["efficientnet_lite0", "efficientnet_lite2"]
-    assert not any(t.label == "Results folder" for t in at.text_input)
+    assert not any(str(tmp_path) in c.value for c in at.sidebar.caption)
+    at.switch_page("views/gallery.py").run()
+    assert images(at) and not any(t.label == "Results folder" for t in at.text_input)
+    assert not any(str(tmp_path) in c.value for c in at.caption)
     at.switch_page("views/bias_audit.py").run()
     assert not at.exception and not at.radio  # no folder on the server, no uploads
+    # every page opens on something to do, within the hosted limits; See a class on an example
+    for view in ("single_class", "compound", "layers", "bias_audit", "gallery"):
+        at.switch_page(f"views/{view}.py").run()
+        assert not at.exception and not at.error, (view, [e.value for e in at.error])
+    at.switch_page("views/single_class.py").run()
+    assert images(at) and any("ready-made example" in c.value for c in at.caption)
+    at.switch_page("views/layers.py").run()
+    assert at.text_input(key="layers.filters").value == "0-1"  # 3 layers x 2 filters: within the 8 pictures a run
 
 
 def test_bad_server_setting_is_one_error(monkeypatch):

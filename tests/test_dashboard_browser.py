@@ -1,7 +1,9 @@
-"""End to end in a real browser: ``streamlit run dashboard/app.py`` on a free localhost
-port, driven by Debian's headless Chromium through Playwright. Each page is opened, one
-small generation runs, an <img> must appear, and a screenshot is saved under
-``screenshots/`` (git-ignored) for a person to look at.
+"""End to end in a real browser: ``python -m streamlit run dashboard/app.py`` on a free
+localhost port, driven by Debian's headless Chromium through Playwright. A first visit
+is scripted as a new user would make it (start page, pick a class, Generate, share the
+link); each page is opened, one small generation runs, an <img> must appear, and a
+screenshot is saved under ``screenshots/`` (git-ignored) for a person to look at, in
+local and in hosted mode.
 
 Tiny settings travel in the URL (?method=pixel&steps=2&size=64), exactly as a shared
 link would. Skipped, with the reason, where Chromium or Playwright is missing.
@@ -10,6 +12,7 @@ link would. Skipped, with the reason, where Chromium or Playwright is missing.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -53,14 +56,15 @@ def planted_cache(tmp: Path) -> Path:
     return cache
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dashboard")
+def start_server(tmp: Path, **extra: str):
+    """``python -m streamlit run dashboard/app.py`` (this interpreter's Streamlit, so a venv
+    works unactivated) on a free port; yields its URL, folder and log."""
     port = _free_port()
     env = dict(os.environ, DGN_RESULTS=str(tmp / "results"), DGN_UPLOADS=str(tmp / "uploads"), DGN_CACHE=str(planted_cache(tmp)),
                OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    for name in ("DGN_HOSTED", "DGN_MODELS"):
+    for name in ("DGN_HOSTED", "DGN_MODELS", "DGN_EXAMPLES"):
         env.pop(name, None)
+    env.update(extra)
     log = open(tmp / "streamlit.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port), "--server.headless", "true",
@@ -92,6 +96,18 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from start_server(tmp_path_factory.mktemp("dashboard"))
+
+
+@pytest.fixture(scope="module")
+def hosted(tmp_path_factory):
+    """The same app as the Docker image runs it: hosted limits, results only under its folder."""
+    tmp = tmp_path_factory.mktemp("hosted")
+    yield from start_server(tmp, DGN_HOSTED="1", DGN_RESULTS_DIR=str(tmp / "results"))
+
+
+@pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
@@ -99,8 +115,9 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, server):
+def new_page(browser, server):
+    """A fresh browser (its own cookies and session) and a page; the server log and the
+    page's JavaScript errors are checked when it closes."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 2000})
     pg = ctx.new_page()
     errors: list[str] = []
@@ -109,6 +126,16 @@ def page(browser, server):
     ctx.close()
     assert "Traceback" not in server["log"].read_text(), server["log"].read_text()[-3000:]
     assert not errors, errors
+
+
+@pytest.fixture
+def page(browser, server):
+    yield from new_page(browser, server)
+
+
+@pytest.fixture
+def hosted_page(browser, hosted):
+    yield from new_page(browser, hosted)
 
 
 def shot(pg, name: str) -> Path:
@@ -132,6 +159,8 @@ def idle(pg, timeout_ms: int = RUN_TIMEOUT_MS):
         " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Stop')",
         timeout=timeout_ms,
     )
+    # and the widgets are drawn (not the grey placeholders Streamlit shows while they mount)
+    pg.wait_for_function("() => !document.querySelector('[data-testid^=\"stSkeleton\"]')", timeout=30_000)
     pg.wait_for_timeout(300)
 
 
@@ -152,8 +181,10 @@ def loaded(img) -> bool:
 
 
 def button(pg, label: str):
-    """An app button by its exact label (not a selectbox's "Open" toggle, not the header's Stop)."""
-    return pg.locator('[data-testid="stButton"], [data-testid="stDownloadButton"]').get_by_role("button", name=label, exact=True)
+    """An app button by its label (not a selectbox's "Open" toggle, not the header's Stop); a
+    button's icon is part of its accessible name, so the label is matched as its last words."""
+    name = re.compile(rf"(^|\s){re.escape(label)}$")
+    return pg.locator('[data-testid="stButton"], [data-testid="stDownloadButton"]').get_by_role("button", name=name)
 
 
 def generate(pg, wait_for: str = "PNG"):
@@ -162,17 +193,102 @@ def generate(pg, wait_for: str = "PNG"):
     idle(pg)
 
 
+def pick(pg, label: str, text: str):
+    """Type ``text`` into the searchable select labelled ``label`` and take the first match."""
+    box = pg.locator('[data-testid="stSelectbox"]').filter(has=pg.get_by_text(label, exact=True)).first
+    box.locator("input").click()
+    pg.keyboard.type(text)
+    pg.locator('[role="option"]').first.wait_for(timeout=30_000)
+    pg.keyboard.press("Enter")
+    idle(pg)
+
+
+# --------------------------------------------------------------------------- a first visit
+
+
+def test_a_first_visit(page, server, browser):
+    """Start page with examples -> See a class -> pick koala -> Generate (tiny settings under
+    Advanced) -> an estimate in seconds -> the result with a second opinion -> Copy link ->
+    the link in a fresh browser shows the same result."""
+    open_page(page, server, "/", "DGN Explorer")
+    examples = main_images(page, 6)
+    assert examples.count() >= 6 and page.get_by_text("second network").first.is_visible()
+    shot(page, "first-visit-1-start")
+    page.locator('[data-testid="stPageLink"]').get_by_text("See a class", exact=True).first.click()
+    page.get_by_role("heading", name="See a class").wait_for(timeout=60_000)
+    idle(page)
+    pick(page, "Class", "koala")
+    assert "class=koala" in page.url
+    # tiny settings, under Advanced: the Random generator, 40 steps, 64 px
+    page.get_by_text("Advanced: method, steps, size, variant").click()
+    pick(page, "Method", "Random generator")
+    steps = page.get_by_role("spinbutton", name="Steps (at most)")
+    steps.fill("40")
+    steps.press("Enter")
+    idle(page)
+    pick(page, "Picture size (px)", "64")
+    estimate = page.get_by_text(re.compile(r"about \d+ s on this server|at most about \d+ s"))
+    assert estimate.is_visible()
+    shot(page, "first-visit-2-ready")
+    button(page, "Generate").click()
+    live = page.locator('[data-testid="stExpander"], [data-testid="stStatusWidget"], [data-testid="stMain"]').get_by_text(
+        re.compile(r"about \d+ s left"))
+    live.first.wait_for(timeout=60_000)  # the live view says how long is left, in seconds
+    shot(page, "first-visit-3-running")
+    button(page, "PNG").first.wait_for(timeout=RUN_TIMEOUT_MS)
+    idle(page)
+    second = page.get_by_text(re.compile(r"^A second network (agrees|half agrees|is not convinced): .*koala"))
+    assert second.first.is_visible() and page.get_by_text(re.compile(r"koala, its \w+ guess")).first.is_visible()
+    shot(page, "first-visit-4-result")
+    button(page, "Copy link").click()
+    link = page.locator('[data-testid="stDialog"] code').first
+    link.wait_for(timeout=30_000)
+    url = link.inner_text().strip()
+    assert url.startswith(server["url"] + "/single?") and "class=koala" in url and "steps=40" in url
+    shot(page, "first-visit-5-link")
+    # someone else opens the link: the same picture, from disk
+    for other in new_page(browser, server):
+        other.goto(url)
+        other.get_by_role("heading", name="See a class").wait_for(timeout=90_000)
+        other.get_by_text("shown from disk").wait_for(timeout=90_000)
+        assert loaded(main_images(other).first)
+        assert other.get_by_text(re.compile(r"^A second network")).first.is_visible()
+        shot(other, "first-visit-6-link-opened")
+
+
+def test_a_first_visit_to_the_hosted_demo_lands_on_examples(hosted_page, hosted):
+    open_page(hosted_page, hosted, "/", "DGN Explorer")
+    assert main_images(hosted_page, 6).count() >= 6
+    hosted_page.get_by_text("Browse the gallery").first.wait_for(timeout=30_000)
+    assert str(hosted["tmp"]) not in hosted_page.locator('[data-testid="stSidebar"]').inner_text()  # no server paths
+    shot(hosted_page, "hosted-start")
+    open_page(hosted_page, hosted, "/gallery", "Gallery")
+    assert main_images(hosted_page, 6).count() >= 6  # the examples: never an empty gallery
+    shot(hosted_page, "hosted-gallery")
+
+
+@pytest.mark.parametrize("path, title, name", [
+    ("/single", "See a class", "single"), ("/compound", "Mix classes", "compound"), ("/layers", "Inside the layers", "layers"),
+    ("/audit", "Audit a model", "audit"), ("/audit?tab=Planted-bias+demo", "Audit a model", "audit-demo-tab"),
+])
+def test_every_hosted_page_opens_on_something_to_do(hosted_page, hosted, path, title, name):
+    open_page(hosted_page, hosted, path, title)
+    assert hosted_page.locator('[data-testid="stException"]').count() == 0
+    assert str(hosted["tmp"]) not in hosted_page.locator("body").inner_text()  # no server paths for visitors
+    shot(hosted_page, f"hosted-{name}")
+
+
 def test_single_class_page(page, server):
-    open_page(page, server, f"/?{FAST}&class=goldfish", "Single class")
+    open_page(page, server, f"/single?{FAST}&class=goldfish", "See a class")
     generate(page)
     imgs = main_images(page)
     assert imgs.count() >= 1 and loaded(imgs.first)
-    assert page.get_by_text("goldfish · p = ").first.is_visible()
+    assert page.get_by_text(re.compile(r"goldfish, its \w+ guess")).first.is_visible()
     assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1
     shot(page, "single-class")
     # a reload (same link) shows the saved result again, from disk
     page.reload()
-    page.get_by_text("come from disk").wait_for(timeout=90_000)
+    page.get_by_text("shown from disk").wait_for(timeout=90_000)
     assert loaded(main_images(page).first)
     assert "class=goldfish" in page.url
     shot(page, "single-class-reloaded")
@@ -180,12 +296,13 @@ def test_single_class_page(page, server):
 
 def test_stop_button_keeps_partial_result(page, server):
     # a filter target never stops early, so the run is still going when Stop is pressed
-    open_page(page, server, "/layers?method=pixel&steps=3000&size=32&layers=blocks.1&filters=1", "Layer hierarchy")
+    open_page(page, server, "/layers?method=pixel&steps=3000&size=32&layers=blocks.1&filters=1", "Inside the layers")
     button(page, "Generate").click()
     main_images(page, 1, RUN_TIMEOUT_MS)  # the live image
     page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)  # and its curve
+    page.get_by_text(re.compile(r"step \d+ of 3000 · about \d+ (s|min)")).first.wait_for(timeout=60_000)
     shot(page, "stop-running")
-    button(page, "Stop generating").click()
+    button(page, "Stop").click()
     page.get_by_text("Stopped.").wait_for(timeout=RUN_TIMEOUT_MS)
     idle(page)
     assert loaded(main_images(page).first)
@@ -193,7 +310,7 @@ def test_stop_button_keeps_partial_result(page, server):
 
 
 def test_compound_page(page, server):
-    open_page(page, server, f"/compound?{FAST}&c1=tench&c2=goldfish", "Compound")
+    open_page(page, server, f"/compound?{FAST}&c1=tench&c2=goldfish", "Mix classes")
     generate(page)
     imgs = main_images(page, 3)
     assert imgs.count() >= 3 and all(loaded(imgs.nth(i)) for i in range(3))
@@ -213,7 +330,7 @@ def sample_folder(server) -> Path:
 
 
 def test_layers_page(page, server):
-    open_page(page, server, f"/layers?{FAST}&layers=blocks.1&filters=0&folder={sample_folder(server)}", "Layer hierarchy")
+    open_page(page, server, f"/layers?{FAST}&layers=blocks.1&filters=0&folder={sample_folder(server)}", "Inside the layers")
     generate(page, wait_for="Larger")
     assert loaded(main_images(page).first)
     assert page.get_by_text("Real images that score highest for").is_visible()  # the folder's exemplars of the filter
@@ -227,9 +344,9 @@ def test_layers_page(page, server):
 
 def test_bias_audit_page(page, server):
     ds = sample_folder(server)
-    open_page(page, server, f"/audit?{FAST}&folder={ds}", "Bias audit")
+    open_page(page, server, f"/audit?{FAST}&folder={ds}", "Audit a model")
     page.get_by_text("The classifier's own view of these samples").wait_for(timeout=90_000)
-    generate(page, wait_for="Download all as ZIP (1 image, with JSON metadata)")
+    generate(page, wait_for="Download all as ZIP (1 picture, with their settings and scores)")
     # the result of an earlier test is on disk: wait for this run, not that one
     page.wait_for_function("() => !document.body.innerText.includes('waiting in the queue')", timeout=RUN_TIMEOUT_MS)
     idle(page)
@@ -239,7 +356,7 @@ def test_bias_audit_page(page, server):
 
 
 def test_bias_audit_demo_tab(page, server):
-    open_page(page, server, "/audit?tab=Planted-bias+demo&audit_methods=untrained,pixel&audit_seeds=0,1&audit_steps=30", "Bias audit")
+    open_page(page, server, "/audit?tab=Planted-bias+demo&audit_methods=untrained,pixel&audit_seeds=0,1&audit_steps=30", "Audit a model")
     page.get_by_text("A test with a known answer").wait_for(timeout=60_000)
     button(page, "Run the audit").click()
     button(page, "Report page (HTML)").wait_for(timeout=RUN_TIMEOUT_MS)
@@ -264,9 +381,9 @@ def test_bias_audit_demo_tab(page, server):
 
 def test_gallery_page(page, server):
     # the earlier tests left results on disk; make sure there is at least one
-    open_page(page, server, f"/?{FAST}&class=tench", "Single class")
+    open_page(page, server, f"/single?{FAST}&class=tench", "See a class")
     generate(page)
-    open_page(page, server, "/gallery", "Gallery")
+    open_page(page, server, "/gallery?from=made+here", "Gallery")
     imgs = main_images(page)
     assert imgs.count() >= 1 and loaded(imgs.first)
     shot(page, "gallery")
@@ -278,9 +395,9 @@ def test_gallery_page(page, server):
 
 
 def test_bad_input_shows_one_error(page, server):
-    open_page(page, server, f"/?{FAST}&class=notaclassatall", "Single class")
+    open_page(page, server, f"/?{FAST}&class=notaclassatall", "See a class")  # an old link: it still opens that page
     alert = page.locator('[data-testid="stAlert"]').filter(has_text="unknown class")
     alert.first.wait_for(timeout=30_000)
-    assert button(page, "Generate").is_disabled()
+    assert alert.count() == 1
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "bad-input")

@@ -154,8 +154,10 @@ def test_the_streamlit_command_starts_the_app_and_answers_the_health_check(tmp_p
     run_env = dict(os.environ, **env())
     run_env.update(DGN_RESULTS_DIR=str(tmp_path / "results"), HOME=str(tmp_path))
     run_env.pop("DGN_RESULTS", None)
-    exe = shutil.which(argv[0]) or argv[0]
-    proc = subprocess.Popen([exe, *argv[1:]], cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert argv[0] == "streamlit"
+    # this interpreter's streamlit: a venv's python run without activating the venv has no `streamlit` on PATH
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", *argv[1:]], cwd=ROOT, env=run_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 90
         status, body = 0, b""

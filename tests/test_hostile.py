@@ -395,20 +395,26 @@ def torchscript_model(tmp_path):
         ({"DGN_HOSTED": "0", "DGN_ALLOW_TORCHSCRIPT": "0"}, False),
     ],
 )
-def test_torchscript_loads_only_where_the_operator_allows_it(env, allowed, torchscript_model, monkeypatch):
-    from dgncore.hosting import HostedSettings
+def test_torchscript_loads_only_where_the_operator_allows_it(env, allowed, torchscript_model, monkeypatch, capsys):
+    """The policy is read by the hosting settings and passed to the loader (which reads no
+    settings itself); the CLI and the job queue pass it."""
+    from dgncore.__main__ import main
+    from dgncore.hosting import HostedSettings, torchscript_allowed
 
     for key in ("DGN_HOSTED", "DGN_ALLOW_TORCHSCRIPT"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    assert torchscript_allowed() == HostedSettings.from_env().allow_torchscript == allowed
     if allowed:
-        assert load_classifier(str(torchscript_model), device="cpu").classes == TINY_CLASSES
+        assert load_classifier(str(torchscript_model), device="cpu", allow_torchscript=torchscript_allowed()).classes == TINY_CLASSES
         return
     monkeypatch.setattr(torch.jit, "load", lambda *a, **k: pytest.fail("TorchScript was loaded"))
     with pytest.raises(InputError, match="switched off") as e:
-        load_classifier(str(torchscript_model), device="cpu")
+        load_classifier(str(torchscript_model), device="cpu", allow_torchscript=torchscript_allowed())
     one_line(e)
+    assert main(["classes", "--model", str(torchscript_model)]) == 2
+    assert "switched off" in capsys.readouterr().err
     with pytest.raises(InputError, match="switched off|not offered"):
         HostedSettings.from_env().check_model(str(torchscript_model), None)
 

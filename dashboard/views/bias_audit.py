@@ -16,7 +16,7 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import runner, state, widgets
+from dashboard import cards, charts, controls, downloads, exemplar_view, flow, page, runner, state, words
 from dashboard.runner import Request
 from dgncore.errors import InputError
 
@@ -101,30 +101,23 @@ def matching_folder(folders: list[str], idx: int, clf) -> str:
     return folders[0]
 
 
-st.title("Bias audit")
-widgets.explain(
+st.title("Audit a model")
+page.intro(
     "A classifier learns from examples, and it can learn the wrong lesson: if most photos of a class show the same "
     "background, hands or watermark, the network may rely on that instead of the object. Here the pictures the classifier "
     "imagines for a class sit beside real samples of that class, with what the classifier predicts for each sample. "
     "If the imagined pictures keep showing something that is not the object, that is a lead worth checking on real images, "
     "not yet a proof."
 )
-choice, clf = widgets.need_model()
+choice, clf = page.need_model()
 lim = state.limits()
 
 # the open tab is in the URL (?tab=...), so a reload or a shared link opens the same one
 tabs = st.tabs(["Your class and samples", "Planted-bias demo"], key="tab", bind="query-params") if audit_available() else [st.container()]
 with tabs[0]:
     left, right = st.columns([1, 2])
-    idx = None
     with left:
-        default_class = "tench" if "tench" in clf.classes else clf.classes[0]
-        text = state.widget(st.text_input, "Class", f"{PAGE}.class", default_class, "class", help="Name or index of the class to audit.")
-        try:
-            idx = clf.class_index(text)
-            st.caption(f"→ class {idx}: {clf.descriptions[idx]}")
-        except InputError as e:
-            widgets.error(e)
+        idx = controls.class_picker(clf, f"{PAGE}.class", label="Class to audit")
     root: Path | None = None
     with right:
         sources = ([FOLDER] if not lim.hosted else []) + ([ZIP] if lim.allow_uploads else [])
@@ -146,7 +139,7 @@ with tabs[0]:
                     elif st.session_state.get(f"{PAGE}.zip_root"):
                         root = Path(st.session_state[f"{PAGE}.zip_root"])
             except InputError as e:
-                widgets.error(e)
+                page.error(e)
                 root = None
 
     samples_shown: list[str] = []
@@ -156,7 +149,7 @@ with tabs[0]:
         try:
             ds = scan_image_folder(root)
         except InputError as e:
-            widgets.error(e)
+            page.error(e)
             ds = None
         if ds is not None:
             c1, c2 = st.columns([2, 1])
@@ -169,52 +162,42 @@ with tabs[0]:
             try:
                 preds = predictions(tuple(map(str, files)), tuple(f.stat().st_mtime for f in files), choice.name, clf)
             except InputError as e:
-                widgets.error(e)
+                page.error(e)
                 preds = []
             if preds:
                 hits = sum(1 for p in preds if p[0][0] == idx)
-                st.markdown(f"**The classifier's own view of these samples:** it calls {hits} of {len(preds)} "
-                            f"*{clf.classes[idx]}* (top-1).")
+                st.markdown(f"**The classifier's own view of these samples:** its top guess is *{words.md(clf.classes[idx])}* "
+                            f"for {hits} of {len(preds)}.")
                 counts: dict[str, int] = {}
                 for p in preds:
                     counts[clf.classes[p[0][0]]] = counts.get(clf.classes[p[0][0]], 0) + 1
                 top = sorted(counts.items(), key=lambda kv: -kv[1])[:8]
+                colours = charts.palette()
                 fig = go.Figure(go.Bar(x=[v for _, v in top], y=[k[:24] for k, _ in top], orientation="h",
-                                       marker_color=["#d62728" if k == clf.classes[idx] else "#9aa7b8" for k, _ in top]))
+                                       marker_color=[colours[0] if k == clf.classes[idx] else colours[min(5, len(colours) - 1)] for k, _ in top]))
                 fig.update_layout(height=60 + 24 * len(top), margin=dict(l=10, r=10, t=28, b=10),
-                                  title=dict(text="top-1 predictions on the samples", font=dict(size=12)), yaxis=dict(autorange="reversed"),
+                                  title=dict(text="the classifier's top guess for each sample", font=dict(size=12)), yaxis=dict(autorange="reversed"),
                                   xaxis=dict(dtick=1))
                 st.plotly_chart(fig, key=f"{PAGE}.predbar", width="stretch")
                 samples_shown = [str(f) for f in files]
-    elif idx is not None:
+    else:
         st.caption("Name a folder or upload a ZIP to see real samples of the class beside the generated images.")
 
     st.markdown("#### What the classifier imagines for this class")
-    opts = widgets.method_controls(PAGE, samples=True)
-    requests = []
-    if idx is not None:
-        seeds = tuple(range(int(opts["seed"]), int(opts["seed"]) + int(opts["samples"])))
-        requests = [Request(choice.spec, (f"class:{idx}",), opts["method"], int(opts["steps"]), seeds,
-                            widgets.size_arg(int(opts["size"]), opts["method"]), choice.weights, choice.name, label=clf.classes[idx], target_labels=(clf.classes[idx],))]
-    go_ = st.button("Generate", type="primary", disabled=idx is None or widgets.running(PAGE))
-    results = widgets.run_panel(PAGE, requests, go_) if requests else None
-    if results is None and requests and not widgets.running(PAGE):
-        r = requests[0]
-        try:
-            saved = runner.find_saved(r.model_spec, r.target_texts, r.method, r.steps, r.seeds, r.size, weights=r.weights, model_name=r.model_name)
-        except InputError as e:
-            widgets.error(e)
-            saved = None
-        if saved is not None:
-            results = [saved]
+    opts = controls.advanced(PAGE, samples=True)
+    seeds = tuple(range(int(opts["seed"]), int(opts["seed"]) + int(opts["samples"])))
+    requests = [Request(choice.spec, (f"class:{idx}",), opts["method"], int(opts["steps"]), seeds,
+                        controls.size_arg(int(opts["size"]), opts["method"]), choice.weights, choice.name, label=clf.classes[idx],
+                        target_labels=(clf.classes[idx],))]
+    results = flow.generate_panel(PAGE, requests, ready=runner.method_ready(opts["method"]))
 
     if results or samples_shown:
         gen_col, data_col = st.columns(2)
         with gen_col:
             st.markdown("**Generated**")
             if results:
-                widgets.image_grid(results[0], f"{PAGE}.gen", columns=2)
-                widgets.zip_button(results[0], PAGE, name="dgn-audit.zip")
+                cards.image_grid(results[0], f"{PAGE}.gen", columns=2)
+                downloads.zip_button(results[0], PAGE, name="dgn-audit.zip")
             else:
                 st.caption("Press Generate to make them.")
         with data_col:
@@ -224,12 +207,12 @@ with tabs[0]:
                 cols = st.columns(3)
                 for j, (path, p) in enumerate(pairs[start : start + 3]):
                     with cols[j]:
-                        cap = "; ".join(f"{clf.classes[i][:16]} {v:.2f}" for i, v in p)
+                        cap = words.md("; ".join(f"{clf.classes[i][:16]} {words.percent(v)}" for i, v in p))
                         st.image(path, caption=cap, width="stretch")
             if samples_shown:  # the whole folder ranked for the class (dgncore.exemplars)
-                index = widgets.exemplar_index(clf, root)
+                index = exemplar_view.exemplar_index(clf, root)
                 if index is not None:
-                    widgets.exemplars_of(index, f"class:{idx}", clf.classes[idx])
+                    exemplar_view.exemplars_of(index, f"class:{idx}", clf.classes[idx])
 
 if len(tabs) > 1:
     with tabs[1]:

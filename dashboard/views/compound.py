@@ -1,4 +1,4 @@
-"""Compound: one image that several classes should all recognise (the paper's Fig. 9)."""
+"""Mix classes: one picture that several classes should all recognise (the paper's Fig. 9)."""
 
 from __future__ import annotations
 
@@ -7,69 +7,57 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import runner, state, widgets
+from dashboard import cards, charts, controls, downloads, flow, page, runner, state, words
 from dashboard.runner import Request
-from dgncore.errors import InputError
 
-st.title("Compound")
-widgets.explain(
-    "Ask for two or more classes at once, each with a weight, and see one image that tries to be all of them, "
-    "beside the image of each class alone. The chart compares how strongly the classifier sees each class in each picture, "
-    "measured on the saved files. A heavier weight pulls the mix toward that class."
-)
-choice, clf = widgets.need_model()
 PAGE = "compound"
 DEFAULTS = ["ostrich", "bullfrog", "volcano", "goldfinch"]
 
-count = state.widget(st.number_input, "How many classes", f"{PAGE}.k", 2, "k", min_value=2, max_value=4, step=1, width=200)
+st.title("Mix classes")
+page.intro(
+    "Ask for two or more classes at once and see one picture that tries to be all of them, beside the picture of each "
+    "class alone. The chart compares how sure the classifier is of each class in each picture, measured on the saved files."
+)
+choice, clf = page.need_model()
+
+count = state.widget(st.segmented_control, "How many classes", f"{PAGE}.k", 2, "k", options=[2, 3, 4])
+count = int(count or 2)
 units: list[int] = []
-parts: list[str] = []
-bad = False
-cols = st.columns(int(count))
-for i in range(int(count)):
+cols = st.columns(count)
+for i in range(count):
     with cols[i]:
-        default = DEFAULTS[i] if DEFAULTS[i] in clf.classes else clf.classes[min(i, len(clf.classes) - 1)]
-        text = state.widget(st.text_input, f"Class {i + 1}", f"{PAGE}.c{i + 1}", default, f"c{i + 1}")
-        weight = state.widget(st.number_input, f"Weight {i + 1}", f"{PAGE}.w{i + 1}", 1.0, f"w{i + 1}", min_value=0.1, max_value=10.0, step=0.1)
-        try:
-            idx = clf.class_index(text)
-            st.caption(f"→ {idx}: {clf.descriptions[idx][:60]}")
-            units.append(idx)
-            parts.append(f"{idx}*{weight:g}")
-        except InputError as e:
-            widgets.error(e)
-            bad = True
-if not bad and len(set(units)) != len(units):
-    widgets.error("the same class appears twice: choose different classes")
-    bad = True
-singles = st.checkbox("Also make each class alone, for comparison", value=True, key=f"{PAGE}.singles")
-opts = widgets.method_controls(PAGE)
+        default = DEFAULTS[i] if DEFAULTS[i] in clf.classes else str(min(i, clf.n_classes - 1))
+        units.append(controls.class_picker(clf, f"{PAGE}.c{i + 1}", f"c{i + 1}", default, label=f"Class {i + 1}"))
 
+
+def weights_and_singles() -> dict:
+    st.markdown("**How strongly each class pulls** (a heavier weight pulls the mix toward that class)")
+    wcols = st.columns(count)
+    weights = [state.widget(wcols[i].number_input, f"Weight of class {i + 1}", f"{PAGE}.w{i + 1}", 1.0, f"w{i + 1}",
+                            min_value=0.1, max_value=10.0, step=0.1) for i in range(count)]
+    singles = st.checkbox("Also make each class alone, for comparison", value=True, key=f"{PAGE}.singles")
+    return {"weights": weights, "singles": singles}
+
+
+opts = controls.advanced(PAGE, extra=weights_and_singles)
+names = [clf.classes[u] for u in units]
+distinct = len(set(units)) == len(units)
+if not distinct:
+    page.error("the same class appears twice: choose different classes")
 requests: list[Request] = []
-if not bad:
-    texts = ("classes:" + "+".join(parts),) + (tuple(f"class:{u}" for u in units) if singles else ())
-    label = " + ".join(clf.classes[u] for u in units)
+if distinct:
+    parts = [f"{u}*{w:g}" for u, w in zip(units, opts["weights"])]
+    texts = ("classes:" + "+".join(parts),) + (tuple(f"class:{u}" for u in units) if opts["singles"] else ())
+    label = " + ".join(names)
     requests = [Request(choice.spec, texts, opts["method"], int(opts["steps"]), (int(opts["seed"]),),
-                        widgets.size_arg(int(opts["size"]), opts["method"]), choice.weights, choice.name, label=label,
-                        target_labels=(label,) + tuple(clf.classes[u] for u in units))]
-
-go_ = st.button("Generate", type="primary", disabled=bad or widgets.running(PAGE))
-results = widgets.run_panel(PAGE, requests, go_) if requests else None
-if results is None and requests and not widgets.running(PAGE):
-    r = requests[0]
-    try:
-        saved = runner.find_saved(r.model_spec, r.target_texts, r.method, r.steps, r.seeds, r.size, weights=r.weights, model_name=r.model_name)
-    except InputError as e:
-        widgets.error(e)
-        saved = None
-    if saved is not None:
-        results = [saved]
-        st.caption("These exact settings were run before: the results below come from disk.")
+                        controls.size_arg(int(opts["size"]), opts["method"]), choice.weights, choice.name, label=label,
+                        target_labels=(label,) + tuple(names))]
+results = flow.generate_panel(PAGE, requests, ready=distinct and runner.method_ready(opts["method"]))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def class_probs(path: str, mtime: float, model: str, spec: str, _clf) -> dict[str, float]:
-    """p of each chosen class on the saved PNG (dgncore's scorer, on the file as saved)."""
+    """How sure the classifier is of each chosen class in the saved picture (dgncore's scorer, on the file)."""
     from dgncore.data import load_image
     from dgncore.objectives import parse_target
     from dgncore.results import score_image
@@ -80,19 +68,21 @@ def class_probs(path: str, mtime: float, model: str, spec: str, _clf) -> dict[st
 
 if results:
     recs = results[0]
-    names = [clf.classes[u] for u in units]
     spec_all = "classes:" + "+".join(str(u) for u in units)
     cols = st.columns(len(recs))
     for j, rec in enumerate(recs):
         with cols[j]:
-            st.subheader("all together" if j == 0 else f"{names[j - 1]} alone")
-            widgets.result_card(rec, f"{PAGE}.{j}", chart=False)
+            st.subheader("all together" if j == 0 else f"{words.md(names[j - 1])} alone", anchor=False)
+            cards.result_card(rec, f"{PAGE}.{j}", chart=False)
     fig = go.Figure()
     labels = ["all together"] + [f"{n} alone" for n in names][: len(recs) - 1]
     probs = [class_probs(rec["_file"], Path(rec["_file"]).stat().st_mtime, choice.name, spec_all, clf) for rec in recs]
+    colours = charts.palette()
     for i, n in enumerate(names):
-        fig.add_trace(go.Bar(name=f"p({n})", marker_color=widgets.PALETTE[i % len(widgets.PALETTE)], x=labels, y=[p.get(n, 0.0) for p in probs], text=[f"{p.get(n, 0.0):.2f}" for p in probs], textposition="auto"))
-    fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1], title="probability"), margin=dict(l=10, r=10, t=30, b=10),
-                      title=dict(text="each class's probability in each image (saved PNGs)", font=dict(size=13)))
+        fig.add_trace(go.Bar(name=n, x=labels, y=[p.get(n, 0.0) for p in probs], marker_color=colours[i % len(colours)],
+                             text=[words.percent(p.get(n, 0.0)) for p in probs], textposition="auto"))
+    fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1], title="how sure", tickformat=".0%"),
+                      margin=dict(l=10, r=10, t=30, b=10), title=dict(text="how sure the classifier is of each class, in each saved picture",
+                                                                      font=dict(size=13)))
     st.plotly_chart(fig, key=f"{PAGE}.probs", width="stretch")
-    widgets.zip_button(recs, PAGE, name="dgn-compound.zip")
+    downloads.zip_button(recs, PAGE, name="dgn-compound.zip")

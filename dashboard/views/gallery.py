@@ -1,4 +1,4 @@
-"""Gallery: browse every saved result (and galleries made by ``python -m dgncore gallery``)."""
+"""Gallery: browse every saved result, and the ready-made examples, without computing anything."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import runner, state, widgets
+from dashboard import cards, page, runner, showcase, state, words
 
-st.title("Gallery")
-widgets.explain(
-    "Every picture made here or with the command line is kept on disk with its scores. Browse them without computing "
-    "anything: search by class or target, filter by method and model, and open one to see its scores, how it rose "
-    "during the optimisation, and all its settings."
-)
 PAGE = "gallery"
 PAGE_SIZE = 24
+MADE = "made here"
+EXAMPLES = "ready-made examples"
+
+st.title("Gallery")
+page.intro(
+    "Every picture made here or with the command line is kept with its scores, and the app ships a set of ready-made "
+    "examples. Browse them without computing anything: search by class, filter by method, and open one to see what "
+    "the classifier sees in it, how it got there, and all its settings."
+)
 lim = state.limits()
 default_root = str(runner.results_root())
 if lim.hosted:
@@ -54,42 +57,46 @@ def scan(folder: str, fp: tuple[int, float]) -> list[dict]:
     return recs
 
 
-NO_RESULTS = "No results in {root} yet. Make some on the other pages, or with `python -m dgncore generate --out {root}`."
-if not root.is_dir():
-    if root == runner.results_root().expanduser():
-        st.info(NO_RESULTS.format(root=root))
-    else:
-        widgets.error(f"the folder {str(root)[:200]} does not exist")
+if not root.is_dir() and root != runner.results_root().expanduser():
+    page.error(f"the folder {str(root)[:200]} does not exist")
     st.stop()
-records = scan(str(root), fingerprint(root))
+made = scan(str(root), fingerprint(root)) if root.is_dir() else []
+examples = [dict(r, path=f"examples/{r['path']}") for r in showcase.example_records()]
+records = made + examples
 if not records:
-    st.info(NO_RESULTS.format(root=root))
+    st.info(f"No pictures in {root} yet. Make some on the other pages, or with `python -m dgncore generate --out {root}`.")
     st.stop()
 
+sources = [s for s, recs in ((MADE, made), (EXAMPLES, examples)) if recs]
 methods = sorted({r.get("method") or "?" for r in records})
 models = sorted({r.get("model") or "?" for r in records})
-kinds = sorted({r.get("target_kind") or "?" for r in records})
-c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
+c1, c2, c3, c4, *c5 = st.columns([2, 1, 1, 1, 1] if len(models) > 1 else [2, 1, 1, 1])
 with c1:
-    query = state.widget(st.text_input, "Search", f"{PAGE}.q", "", "q", placeholder="class name, layer, target ...")
+    query = state.widget(st.text_input, "Search", f"{PAGE}.q", "", "q", placeholder="class name, layer ...")
 with c2:
-    pick_methods = state.widget(st.multiselect, "Method", f"{PAGE}.methods", [], "methods", options=methods, placeholder="all")
+    pick_sources = state.widget(st.multiselect, "Show", f"{PAGE}.from", [], "from", options=sources, placeholder="everything")
 with c3:
-    pick_models = state.widget(st.multiselect, "Model", f"{PAGE}.models", [], "models", options=models, placeholder="all")
+    pick_methods = state.widget(st.multiselect, "Method", f"{PAGE}.methods", [], "methods", options=methods, placeholder="all",
+                                format_func=words.method_label)
+pick_models: list[str] = []
+if c5:
+    with c5[0]:
+        pick_models = state.widget(st.multiselect, "Model", f"{PAGE}.models", [], "models", options=models, placeholder="all")
 with c4:
-    order = state.widget(st.selectbox, "Sort by", f"{PAGE}.sort", "newest", "sort", options=["newest", "highest probability", "name"])
+    order = state.widget(st.selectbox, "Sort by", f"{PAGE}.sort", "newest", "sort", options=["newest", "most convincing", "name"])
 
 q = query.strip().lower()
 shown = [
     r for r in records
     if (not q or q in (r.get("target_label") or "").lower() or q in (r.get("target") or "").lower())
+    and (not pick_sources or (EXAMPLES if r.get("example") else MADE) in pick_sources)
     and (not pick_methods or (r.get("method") or "?") in pick_methods)
     and (not pick_models or (r.get("model") or "?") in pick_models)
 ]
 if order == "newest":
     shown.sort(key=lambda r: r.get("created") or "", reverse=True)
-elif order == "highest probability":
-    shown.sort(key=lambda r: -(r.get("p_target") if r.get("p_target") is not None else -1))
+elif order == "most convincing":
+    shown.sort(key=lambda r: -((r.get("p_target") or 0) + ((r.get("second_opinion") or {}).get("p_target") or 0)))
 else:
     shown.sort(key=lambda r: (r.get("target_label") or "").lower())
 
@@ -100,29 +107,24 @@ if opened:
         rec = match[0]
         with st.container(border=True):
             head, close = st.columns([6, 1])
-            head.subheader(rec.get("target_label") or rec["target"])
+            head.subheader(words.md(rec.get("target_label") or rec["target"]), anchor=False)
             if close.button("Close", key=f"{PAGE}.close"):
                 del st.query_params["open"]
                 st.rerun()
-            a, b = st.columns([2, 3])
-            with a:
-                widgets.result_card(rec, f"{PAGE}.detail", chart=False)
-            with b:
-                widgets.top5_chart(rec, f"{PAGE}.detail.top5")
-                widgets.record_curve(rec, f"{PAGE}.detail.curve")
-            widgets.metadata(rec)
+            cards.details(rec, f"{PAGE}.detail")
     else:
-        widgets.error(f"no result {opened[:120]!r} in this folder")
+        page.error(f"no result {opened[:120]!r} in this folder")
 
 pages = max(1, -(-len(shown) // PAGE_SIZE))
-st.caption(f"{len(shown)} of {len(records)} results in {root}")
+where = "" if lim.hosted else f" · made here: {root}"
+st.caption(f"{len(shown)} of {words.plural(len(records), 'picture')} ({len(examples)} ready-made examples){where}")
 kept = st.session_state.setdefault(state.KEPT, {})
 for store in (st.session_state, kept):  # fewer pages than before (a narrower search): clamp
     if store.get(f"{PAGE}.page", 1) > pages:
         store[f"{PAGE}.page"] = pages
-page = 1
+page_no = 1
 if pages > 1:
-    page = state.widget(st.number_input, f"Page (of {pages})", f"{PAGE}.page", 1, "page", min_value=1, max_value=pages, step=1, width=200)
+    page_no = state.widget(st.number_input, f"Page (of {pages})", f"{PAGE}.page", 1, "page", min_value=1, max_value=pages, step=1, width=200)
 
 
 def open_result(rec: dict) -> None:
@@ -130,4 +132,4 @@ def open_result(rec: dict) -> None:
     st.rerun()
 
 
-widgets.image_grid(shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE], PAGE, columns=6, on_open=open_result, caption=widgets.short_caption)
+cards.image_grid(shown[(page_no - 1) * PAGE_SIZE : page_no * PAGE_SIZE], PAGE, columns=6, on_open=open_result, caption_of=cards.short_caption)

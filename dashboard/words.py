@@ -1,0 +1,149 @@
+"""Plain words for people: method names, scores said as sentences, times, and escaping.
+
+Every sentence the pages show about a result is made here, so the wording is the same
+on every page (and testable without Streamlit). Method names come from
+:data:`dgncore.presets.METHOD_INFO`, so a method added there is named here too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from dgncore.presets import method_info
+
+#: characters that make markup in Streamlit's markdown (a user's class name may hold them);
+#: without [ ] no link or colour directive can form
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~$])")
+#: a list or a heading when a line starts with it
+_MD_LINE_START = re.compile(r"^(\s*\d*)([-+=.)])")
+
+
+def md(text: Any) -> str:
+    """``text`` safe inside Streamlit markdown (labels, captions, st.markdown): no link,
+    emphasis, colour directive, list, heading or HTML can come out of a user-supplied name."""
+    out = _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), out)
+
+
+def short(text: str, n: int = 28) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def method_label(method: str) -> str:
+    """What a person gets, the paper's name second: "Image prior (paper, 4.2)"."""
+    return method_info(method).label
+
+
+def method_blurb(method: str) -> str:
+    return method_info(method).blurb
+
+
+def method_short(method: str) -> str:
+    """The label's first words, for tight places: "Image prior", "Fourier", "Raw pixels"."""
+    return re.split(r"\s*[(:]", method_label(method), maxsplit=1)[0] or method
+
+
+def compact_verdict(rec: dict[str, Any]) -> str:
+    """Both networks in one short line: "99% sure · a second network: 48%"."""
+    if rec.get("p_target") is None:
+        return result_sentence(rec)
+    out = f"{percent(rec['p_target'])} sure"
+    op = rec.get("second_opinion") or {}
+    if op.get("p_target") is not None:
+        out += f" · a second network: {percent(op['p_target'])}"
+    return out
+
+
+def percent(p: float) -> str:
+    """99% / 62% / 0.4% / <0.1%; never "100%" unless it is exactly 1."""
+    if p >= 1:
+        return "100%"
+    if p >= 0.01:
+        return f"{int(p * 100)}%"
+    if p >= 0.001:
+        return f"{p * 100:.1f}%"
+    return "<0.1%"
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def guess(rank: int | None) -> str:
+    return "its top guess" if rank == 1 else f"its {ordinal(rank)} guess" if rank else ""
+
+
+def result_sentence(rec: dict[str, Any]) -> str:
+    """The classifier's view of a saved image, as a person says it: "99% tench, its top
+    guess"; for a filter: "fires at 2.31, more than 94% of random images"."""
+    label = rec.get("target_label") or rec.get("target", "")
+    if rec.get("p_target") is not None:
+        return f"{percent(rec['p_target'])} {label}, {guess(rec.get('rank'))}"
+    if rec.get("activation") is not None:
+        return f"fires at {rec['activation']:.2f}" + percentile_text(rec.get("percentile"))
+    return str(label)
+
+
+def percentile_text(pct: float | None) -> str:
+    if pct is None:
+        return ""
+    return ", more than any random image" if pct >= 100 else f", more than {pct:.0f}% of random images"
+
+
+def second_opinion_sentence(rec: dict[str, Any]) -> str | None:
+    """What the held-out network says of the same saved image: "a second network agrees:
+    62% tench"; None where the result has no second opinion."""
+    op = rec.get("second_opinion")
+    if not op or op.get("p_target") is None:
+        return None
+    label = rec.get("target_label") or rec.get("target", "")
+    said = f"{percent(op['p_target'])} {label}"
+    rank = op.get("rank")
+    if rank == 1:
+        return f"a second network agrees: {said}"
+    if rank is not None and rank <= 5:
+        return f"a second network half agrees: {said}, {guess(rank)}"
+    return f"a second network is not convinced: {said}" + (f", {guess(rank)}" if rank else "")
+
+
+def second_opinion_help(rec: dict[str, Any]) -> str:
+    op = rec.get("second_opinion") or {}
+    return (f"The same saved picture, shown to another network ({op.get('model', 'a held-out one')}) that had no part in making it. "
+            "A picture that fools only the network it was made for scores low here.")
+
+
+def seconds_text(seconds: float | None) -> str:
+    """about 8 s / about 1 min 20 s / a few seconds."""
+    if seconds is None:
+        return "a moment"
+    s = max(1, int(round(seconds)))
+    if s < 60:
+        return f"about {s} s"
+    m, s = divmod(s, 60)
+    if m >= 60:
+        h, m = divmod(m, 60)
+        return f"about {h} h {m} min"
+    return f"about {m} min" + (f" {s} s" if s and m < 10 else "")
+
+
+def details_line(rec: dict[str, Any]) -> str:
+    """How the image was made, in one short line: method · steps · seed · time."""
+    bits = [method_label(rec.get("method") or "?")]
+    if rec.get("steps") is not None:
+        bits.append(plural(int(rec["steps"]), "step"))
+    bits.append(f"variant {rec.get('seed', 0)}")
+    if rec.get("cancelled"):
+        bits.append("stopped early")
+    if rec.get("example"):
+        bits.append("a ready-made example")
+    elif rec.get("cached"):
+        bits.append("saved earlier")
+    elif rec.get("seconds") is not None:
+        bits.append(f"{rec['seconds']:.0f} s" if rec["seconds"] >= 10 else f"{rec['seconds']:.1f} s")
+    return " · ".join(bits)

@@ -1,0 +1,98 @@
+"""The dashboard's plain words and time estimates, without Streamlit."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dashboard import eta, words
+
+
+def test_results_are_said_as_a_person_would():
+    rec = {"target_label": "tench", "p_target": 0.996, "rank": 1}
+    assert words.result_sentence(rec) == "99% tench, its top guess"
+    assert words.result_sentence({"target_label": "tench", "p_target": 0.004, "rank": 23}) == "0.4% tench, its 23rd guess"
+    assert words.result_sentence({"target": "filter:blocks.3:5", "p_target": None, "activation": 2.314, "percentile": 94.0}) == (
+        "fires at 2.31, more than 94% of random images")
+    assert [words.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 102, 111)] == ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "102nd", "111th"]
+    assert [words.percent(p) for p in (1.0, 0.9999, 0.62, 0.0004)] == ["100%", "99%", "62%", "<0.1%"]
+
+
+def test_the_second_opinion_in_words():
+    rec = {"target_label": "tench", "second_opinion": {"model": "efficientnet_lite2", "p_target": 0.62, "rank": 1}}
+    assert words.second_opinion_sentence(rec) == "a second network agrees: 62% tench"
+    rec["second_opinion"] = {"model": "efficientnet_lite2", "p_target": 0.08, "rank": 3}
+    assert words.second_opinion_sentence(rec) == "a second network half agrees: 8% tench, its 3rd guess"
+    rec["second_opinion"] = {"model": "efficientnet_lite2", "p_target": 0.0002, "rank": 412}
+    assert words.second_opinion_sentence(rec) == "a second network is not convinced: <0.1% tench, its 412th guess"
+    assert words.second_opinion_sentence({"target_label": "tench"}) is None
+
+
+def test_times_are_in_seconds():
+    assert [words.seconds_text(s) for s in (0.2, 8.4, 59, 80, 725, 4000)] == [
+        "about 1 s", "about 8 s", "about 59 s", "about 1 min 20 s", "about 12 min", "about 1 h 6 min"]
+
+
+@pytest.mark.parametrize("name", ["<img src=x onerror=alert(1)>", "**loud**", "[x](http://e.com)", "- item", "1. one", "a_b`c`", "#h"])
+def test_user_names_cannot_make_markup(name):
+    out = words.md(name)
+    assert out != name and "\n" not in out
+
+
+def test_estimates_come_from_measured_step_rates(monkeypatch):
+    rates = eta.StepRates()
+    monkeypatch.setattr(eta, "RATES", rates)
+    hp = {"generator": {"out_size": 224}}
+    before = eta.request_seconds("m", "pixel", 100, None, 1, 1)
+    assert before == pytest.approx(100 * eta.DEFAULT_SECONDS_PER_STEP)
+    rates.observe({"model": "m", "method": "pixel", "steps": 50, "seconds": 5.0, "hyperparameters": hp}, prior=True)
+    assert eta.request_seconds("m", "pixel", 100, None, 1, 1) == pytest.approx(10.0)  # the examples' rate
+    rates.observe({"model": "m", "method": "pixel", "steps": 10, "seconds": 2.0, "hyperparameters": hp})
+    assert eta.request_seconds("m", "pixel", 100, None, 2, 3) == pytest.approx(0.2 * 100 * 2 * 3)  # this server's own
+    assert eta.request_seconds("m", "pixel", 100, 112, 1, 1) == pytest.approx(0.2 * 100 * 0.25)  # another size, scaled
+    rates.observe({"model": "m", "method": "pixel", "steps": 10, "seconds": 9.0, "hyperparameters": hp, "cached": True})
+    assert rates.seconds_per_step("m", "pixel", 224) == pytest.approx(0.2)  # a result from disk took no time
+    assert eta.typical_seconds("m", "pixel", 100.0) is None  # no record said how early it stopped
+    rates.observe({"model": "m", "method": "pixel", "steps": 25, "steps_max": 100, "seconds": 5.0, "hyperparameters": hp})
+    assert eta.typical_seconds("m", "pixel", 100.0) == pytest.approx(25.0)
+    assert eta.queue_seconds(3, own_job=7.0) == 21.0
+    rates.observe_job(4.0)
+    assert eta.queue_seconds(3, own_job=7.0) == 12.0
+
+
+def test_a_runs_time_left_follows_its_measured_steps():
+    from types import SimpleNamespace
+
+    from dashboard.runner import BackgroundRun, Request
+
+    run = BackgroundRun([Request("m", ("class:0",), "pixel", 100, (0, 1), 64)])
+    assert run.stage() == "starting"
+
+    def progress(step: int, index: int = 0):
+        return SimpleNamespace(progress=SimpleNamespace(step=step, total=100, done=[False]), seed=index, index=index, count=2)
+
+    run._progress(progress(10))
+    run._first = (time.time() - 8.0, 10)  # 8 s ago at step 10
+    run._progress(progress(50))  # now at step 50: 0.2 s per step
+    assert run.stage() == "running"
+    per_seed = run.requests[0].seconds() / 2
+    assert run.seconds_left() == pytest.approx(0.2 * 50 + per_seed, rel=0.05)
+    run.position = 2
+    assert run.stage() == "queued"
+
+
+def test_colours_come_from_the_theme_and_no_page_writes_raw_html():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    theme = tomllib.loads((root / ".streamlit" / "config.toml").read_text())["theme"]
+    assert theme["primaryColor"] and len(theme["chartCategoricalColors"]) >= 6
+    for path in sorted((root / "dashboard").rglob("*.py")):
+        text = path.read_text()
+        assert "unsafe_allow_html" not in text, path  # user names reach pages only through words.md
+        assert "cache_resource" not in text, path  # the classifier is cached once, by dgncore (pages and queue alike)
+        if path.name != "audit_panel.py":  # the audit's cue chart (issue 15's) still names its colours
+            assert not re.findall(r"#[0-9a-fA-F]{6}\b", text), path

@@ -1,0 +1,59 @@
+"""The front door and the docs: the README fits one screen with the three commands, every
+relative link resolves, and the shipped examples are what the docs say."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "dashboard" / "examples"
+DOCS = [ROOT / "README.md", ROOT / "bench" / "README.md", ROOT / "dashboard" / "README.md", EXAMPLES / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_the_readme_is_a_front_door_that_fits_one_screen():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 40
+    commands = [line.strip() for line in text.splitlines() if line.startswith("    ")]
+    assert commands == ["pip install -r requirements.txt", "python -m streamlit run dashboard/app.py",
+                        "python -m pip install -r requirements-dev.txt && python -m pytest"]
+    assert "python -m pytest" in (ROOT / ".ci" / "run").read_text()  # what CI runs is the README's test command
+    assert re.search(r"!\[[^\]]+\]\(docs/\w+\.png\)", text)  # one picture of real output
+
+
+def test_every_relative_link_and_the_dockerfiles_reference_resolve():
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if not re.match(r"[a-z]+://", target):
+                assert (doc.parent / target).exists(), f"{doc.relative_to(ROOT)} links to a missing {target}"
+    for ref in re.findall(r"\(?(docs/[\w./-]+\.md)\)?", (ROOT / "Dockerfile").read_text()):
+        assert (ROOT / ref).is_file(), ref
+
+
+def test_the_examples_are_small_complete_and_each_has_a_second_opinion():
+    files = [f for f in EXAMPLES.rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) <= 10 * 1024**2
+    records = [json.loads(f.read_text()) for f in EXAMPLES.glob("*/*.json") if f.name != "index.json"]
+    classes = (EXAMPLES / "classes.txt").read_text().strip().split(",")
+    methods = {r["method"] for r in records}
+    assert len(records) == len(classes) * len(methods) and len(methods) >= 2
+    for rec in records:
+        assert rec["png"].endswith(".webp") and "WEBP" in rec["scored_on"]
+        assert rec["model"] == "efficientnet_lite0" and rec["second_opinion"]["model"] == "efficientnet_lite2"
+    assert all((EXAMPLES / r["method"] / r["png"]).is_file() for r in records)
+
+
+def test_an_examples_scores_are_those_of_its_stored_file():
+    from dgncore.classifiers import load_classifier
+    from dgncore.data import load_image
+    from dgncore.objectives import parse_target
+    from dgncore.results import score_image, second_opinion
+
+    path = sorted(EXAMPLES.glob("*/105_koala.json"))[0]
+    rec = json.loads(path.read_text())
+    clf = load_classifier("efficientnet_lite0", device="cpu")
+    image = load_image(path.parent / rec["png"])
+    target = parse_target(rec["target"], clf)
+    assert abs(score_image(clf, image, target)["p_target"] - rec["p_target"]) < 1e-4
+    assert abs(second_opinion(clf, image, target)["p_target"] - rec["second_opinion"]["p_target"]) < 1e-4
