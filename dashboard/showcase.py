@@ -47,15 +47,14 @@ def example_records() -> list[dict[str, Any]]:
 def _key(model: str, target: str, seed: int, hyperparameters: dict[str, Any]) -> tuple:
     from dgncore.api import _canon
 
-    hp = dict(hyperparameters)
-    if hp.get("checkpoint"):  # the same decoder file, wherever this checkout is
-        hp["checkpoint"] = Path(str(hp["checkpoint"])).name
-    return (model, target, int(seed), _canon(hp))
+    return (model, target, int(seed), _canon(hyperparameters))
 
 
 def find_example(model: str, target: str, preset, seed: int) -> dict[str, Any] | None:
     """The example made with exactly these settings, if one ships."""
-    want = _key(model, target, seed, preset.to_dict())
+    from dgncore.results import preset_record
+
+    want = _key(model, target, seed, preset_record(preset))
     for rec in example_records():
         if _key(rec.get("model", ""), rec.get("target", ""), rec.get("seed", -1), rec.get("hyperparameters") or {}) == want:
             return rec

@@ -28,7 +28,7 @@ from .classifiers import Classifier
 from .errors import InputError
 from .hardware import native_bf16
 from .objectives import Objective, Target
-from .presets import Preset
+from .presets import DEFAULT_STATS, Preset
 from .sources import FourierSource, ImageSource, PixelSource, PretrainedSource, UntrainedSource
 
 MAX_BATCH = 64
@@ -118,6 +118,10 @@ def build_source(preset: Preset, n: int, device: torch.device) -> ImageSource:
         source = PixelSource(preset, n)
     elif preset.method == "fourier":
         source = FourierSource(preset, n)
+    elif preset.method == "natural":
+        from .photostats import load_photo_stats
+
+        source = FourierSource(preset, n, load_photo_stats(preset.photo_stats or DEFAULT_STATS))
     else:
         raise InputError(f"unknown method {preset.method!r}")
     source.transforms = preset.transforms

@@ -28,8 +28,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-DEFAULT_STATS = ASSETS / "photo_stats.safetensors"
+DEFAULT_STATS = Path(__file__).resolve().parent / "assets" / "photo_stats.safetensors"
 STATS_SIZE = 224
 
 

@@ -18,10 +18,11 @@ from typing import Any, Literal
 from .errors import InputError
 from .generators import GeneratorConfig
 
-Method = Literal["untrained", "pretrained", "pixel", "fourier"]
-METHODS: tuple[str, ...] = ("pretrained", "untrained", "pixel", "fourier")
+Method = Literal["untrained", "pretrained", "pixel", "fourier", "natural"]
+METHODS: tuple[str, ...] = ("pretrained", "untrained", "pixel", "fourier", "natural")
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_DECODER = ASSETS / "decoder.safetensors"
+DEFAULT_STATS = ASSETS / "photo_stats.safetensors"
 
 MAX_STEPS = 20_000
 MAX_OUT_SIZE = 512
@@ -55,6 +56,8 @@ class Preset:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     #: decoder checkpoint for the pretrained method
     checkpoint: str | None = None
+    #: photo statistics (colour, amplitude spectrum) for the natural method
+    photo_stats: str | None = None
     #: pretrained: alpha starts at mean_code * (1 + init_jitter * z), z ~ N(0, 1) drawn from
     #: the seed, so seeds give different images (0: every run starts at the mean code)
     init_jitter: float = 0.0
@@ -145,6 +148,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(name="pixel", method="pixel", steps=200, optimizer="adam", lr=0.05, early_stop=0.99),
         Preset(name="fourier", method="fourier", steps=256, optimizer="adam", lr=0.05, early_stop=0.99, transforms=True),
+        Preset(name="natural", method="natural", steps=128, optimizer="adam", lr=0.05, transforms=True, photo_stats=str(DEFAULT_STATS)),
     ]
 }
 
@@ -187,6 +191,10 @@ METHOD_INFO: dict[str, MethodInfo] = {
     "fourier": MethodInfo(
         "Fourier: Lucid-style",
         "Pixels change through their frequencies and colours, checked under small shifts and turns. Detailed textures; fast.",
+    ),
+    "natural": MethodInfo(
+        "Photo-like: colours and detail of real photos",
+        "Like Fourier, but with the colours and the balance of coarse and fine detail measured on real photographs.",
     ),
 }
 

@@ -435,11 +435,12 @@ def _this_command() -> str:
     return shlex.join(["python", *argv[1:]])
 
 
-def fit_codes(decoder: Generator, mean_code: torch.Tensor, images: torch.Tensor, steps: int = 100, lr: float = 0.1) -> torch.Tensor:
-    """Per-image MSE of the best codes found for ``images`` (B, 3, S, S) in [0, 1] through a
-    frozen ``decoder``: Adam on alpha from the mean code, through the same ReLU as the
-    pretrained method's feature layer. The encoder plays no part, so decoders trained any
-    way (or whose encoder is gone) compare on equal terms: this is what the method can draw."""
+def fit_codes(decoder: Generator, mean_code: torch.Tensor, images: torch.Tensor, steps: int = 100, lr: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-image MSE, the fitted images) of the best codes found for ``images`` (B, 3, S, S)
+    in [0, 1] through a frozen ``decoder``: Adam on alpha from the mean code, through the
+    same ReLU as the pretrained method's feature layer. The encoder plays no part, so
+    decoders trained any way (or whose encoder is gone) compare on equal terms: this is
+    what the method can draw."""
     decoder = decoder.eval()
     alpha = mean_code.detach().reshape(1, -1).repeat(len(images), 1).clone().requires_grad_(True)
     opt = torch.optim.Adam([alpha], lr=lr)
@@ -449,7 +450,8 @@ def fit_codes(decoder: Generator, mean_code: torch.Tensor, images: torch.Tensor,
         err.sum().backward()
         opt.step()
     with torch.no_grad():
-        return (decoder(torch.relu(alpha)) - images).pow(2).mean((1, 2, 3))
+        fitted = decoder(torch.relu(alpha))
+        return (fitted - images).pow(2).mean((1, 2, 3)), fitted
 
 
 def heldout_photos(folder: str | Path, size: int, limit: int | None = None) -> torch.Tensor:

@@ -239,12 +239,15 @@ def decoder_record(checkpoint: str | Path) -> dict[str, Any]:
 
 def preset_record(preset: Preset) -> dict[str, Any]:
     """The settings a result records, and that a cached result must match: the preset, with
-    its decoder named by file name and content hash and its generator config replaced by
-    the one the decoder really has (the preset's own is not used by the pretrained method)."""
+    its decoder (and photo statistics) named by file name and content hash, never by a
+    path of this machine, and its generator config replaced by the one the decoder really
+    has (the preset's own is not used by the pretrained method)."""
     d = preset.to_dict()
     if preset.method == "pretrained" and preset.checkpoint:
         dec = decoder_record(preset.checkpoint)
         d["checkpoint"], d["checkpoint_sha256"], d["generator"] = dec["file"], dec["sha256"], dec["generator"]
+    if preset.photo_stats:
+        d["photo_stats"], d["photo_stats_sha256"] = Path(preset.photo_stats).name, file_sha256(preset.photo_stats)
     return d
 
 

@@ -10,6 +10,8 @@ regulariser R(xi) from Equation 2:
 - ``pixel``: the pixels themselves (paper Fig. 1), a baseline that shows what the
   generator prior adds; R = 0.
 - ``fourier``: a Lucid-style baseline (Fourier-parameterised, decorrelated colour).
+- ``natural``: the same parameterisation with the amplitude spectrum and colour of real
+  photographs (:mod:`dgncore.photostats`).
 
 Any source can be seen by the classifier through Lucid's random jitter / scale / rotation
 (``Preset.transforms``; on for ``fourier``), see :func:`robust_view`.
@@ -27,6 +29,7 @@ from torch import nn
 from .generators import N_FEATURES, FeatureLayer, Generator
 
 if TYPE_CHECKING:
+    from .photostats import PhotoStats
     from .presets import Preset
 
 
@@ -160,10 +163,16 @@ _COLOR_CORRELATION = _COLOR_CORRELATION / _COLOR_CORRELATION.norm(dim=0).max()
 
 
 class FourierSource(ImageSource):
-    """Lucid-style baseline: a 1/f-scaled Fourier spectrum in decorrelated colour space
-    (its preset turns on the transforms)."""
+    """A Fourier-parameterised image in decorrelated colour space (Lucid): the optimiser
+    changes complex coefficients, each scaled by an amplitude per frequency, and a fixed
+    matrix mixes the decorrelated channels into RGB before a sigmoid.
 
-    def __init__(self, preset: "Preset", n: int) -> None:
+    Without ``stats`` (the ``fourier`` baseline) the amplitude is Lucid's 1/f and the
+    colour matrix Lucid's; with photo statistics (the ``natural`` method) both are those of
+    real photographs (:mod:`dgncore.photostats`), and the image starts from their mean
+    colour. The amplitude keeps Lucid's overall scale either way, so Adam's steps are alike."""
+
+    def __init__(self, preset: "Preset", n: int, stats: "PhotoStats | None" = None) -> None:
         super().__init__(n)
         size = preset.generator.out_size
         fy = torch.fft.fftfreq(size)[:, None]
@@ -172,15 +181,25 @@ class FourierSource(ImageSource):
         # Lucid/Lucent's fft_image: scale = 1 / max(f, 1/size) (decay power 1), image / 4.
         # (An extra 1/size here once made every Adam step 56x smaller than Lucent's: the
         # baseline then reached p >= 0.9 on 2 of 8 classes in 256 steps; bench/README.md.)
-        self.register_buffer("scale", 1.0 / torch.clamp(freqs, min=1.0 / size))
+        lucid = 1.0 / torch.clamp(freqs, min=1.0 / size)
+        if stats is None:
+            scale, colour, offset = lucid[None], _COLOR_CORRELATION, torch.zeros(3)
+        else:
+            amp = stats.spectrum_at(size)
+            scale = amp * (lucid.norm() / amp.norm(dim=(1, 2), keepdim=True))
+            colour = stats.colour / stats.colour.norm(dim=0).max()
+            offset = torch.logit(stats.mean.clamp(0.01, 0.99))
+        self.register_buffer("scale", scale.float())
+        self.register_buffer("colour", colour.float())
+        self.register_buffer("offset", offset.float().view(1, 3, 1, 1))
         self.spectrum = nn.Parameter(torch.randn(n, 3, size, size // 2 + 1, 2) * 0.01)
         self.size = size
 
     def forward(self) -> torch.Tensor:
         spec = torch.view_as_complex(self.spectrum) * self.scale
         img = torch.fft.irfft2(spec, s=(self.size, self.size), norm="ortho") / 4.0
-        img = torch.einsum("bchw,dc->bdhw", img, _COLOR_CORRELATION.to(img))
-        return torch.sigmoid(img)
+        img = torch.einsum("bchw,dc->bdhw", img, self.colour)
+        return torch.sigmoid(img + self.offset)
 
     def regularizer(self) -> torch.Tensor:
         return self.spectrum.new_zeros(self.spectrum.shape[0])

@@ -348,9 +348,9 @@ def test_fit_codes_draws_heldout_photos_better_than_the_mean_code(tmp_path: Path
     decoder, mean_code, _ = load_decoder(out)
     photos = heldout_photos(folder, 32)
     assert photos.shape == (2, 3, 32, 32)
-    start = fit_codes(decoder, mean_code, photos, steps=0)
-    fitted = fit_codes(decoder, mean_code, photos, steps=10)
-    assert fitted.shape == (2,) and bool((fitted <= start + 1e-6).all()) and float(fitted.mean()) < float(start.mean())
+    start, _ = fit_codes(decoder, mean_code, photos, steps=0)
+    fitted, images = fit_codes(decoder, mean_code, photos, steps=10)
+    assert images.shape == photos.shape and fitted.shape == (2,) and bool((fitted <= start + 1e-6).all()) and float(fitted.mean()) < float(start.mean())
 
 
 def test_a_result_names_its_decoder_by_file_and_hash_and_its_real_generator(tiny_classifier, tiny_decoder: Path, tmp_path: Path) -> None:
