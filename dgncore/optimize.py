@@ -124,7 +124,7 @@ def build_source(preset: Preset, n: int, device: torch.device) -> ImageSource:
         source = FourierSource(preset, n, load_photo_stats(preset.photo_stats or DEFAULT_STATS))
     else:
         raise InputError(f"unknown method {preset.method!r}")
-    source.transforms = preset.transforms
+    source.transforms, source.transform_set = preset.transforms, preset.transform_set
     return source.to(device)
 
 

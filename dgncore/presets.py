@@ -75,6 +75,9 @@ class Preset:
     #: the classifier sees each step's images padded, jittered, scaled and rotated at random
     #: (Lucid's transformation robustness; the saved image is never transformed)
     transforms: bool = False
+    #: which transformations: "robust" (reflected border, +-5 degrees, +-10% scale) or
+    #: "lucent" (Lucent's standard set; measured better for ``natural``, bench/README.md)
+    transform_set: Literal["robust", "lucent"] = "robust"
     #: run the training pass under bf16 autocast where the device has native bf16 units
     #: (scores and saved images stay fp32). Measured per method (bench/README.md): same
     #: classes reached in 0.68x the time for ``pretrained``; ``untrained`` reached none
@@ -111,6 +114,8 @@ class Preset:
             raise InputError(f"restarts must be a whole number between 1 and {MAX_RESTARTS}, got {str(self.restarts)[:30]!r}")
         if isinstance(self.prune_after, bool) or not isinstance(self.prune_after, numbers.Integral) or not 0 <= self.prune_after <= MAX_STEPS:
             raise InputError(f"prune_after must be a whole number of steps between 0 and {MAX_STEPS}, got {str(self.prune_after)[:30]!r}")
+        if self.transform_set not in ("robust", "lucent"):
+            raise InputError(f"transform_set must be robust or lucent, got {str(self.transform_set)[:30]!r}")
         for name in ("transforms", "bf16"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {str(getattr(self, name))[:30]!r}")
@@ -148,7 +153,8 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(name="pixel", method="pixel", steps=200, optimizer="adam", lr=0.05, early_stop=0.99),
         Preset(name="fourier", method="fourier", steps=256, optimizer="adam", lr=0.05, early_stop=0.99, transforms=True),
-        Preset(name="natural", method="natural", steps=128, optimizer="adam", lr=0.05, transforms=True, photo_stats=str(DEFAULT_STATS)),
+        Preset(name="natural", method="natural", steps=128, optimizer="adam", lr=0.05, transforms=True, transform_set="lucent",
+               photo_stats=str(DEFAULT_STATS)),
     ]
 }
 

@@ -14,7 +14,8 @@ regulariser R(xi) from Equation 2:
   photographs (:mod:`dgncore.photostats`).
 
 Any source can be seen by the classifier through Lucid's random jitter / scale / rotation
-(``Preset.transforms``; on for ``fourier``), see :func:`robust_view`.
+(``Preset.transforms``; on for ``fourier`` and ``natural``), see :func:`robust_view`, or
+through Lucent's own set (``Preset.transform_set = "lucent"``), see :func:`lucent_view`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,37 @@ def robust_view(images: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
+#: Lucent's standard transforms (lucent.optvis.transform.standard_transforms): a constant
+#: 0.5 border of 12 px, a jitter of up to 8 px, a scale of 0.9-1.1 in steps of 0.02, a
+#: rotation of -10..10 degrees (0 five times more often), another jitter of up to 4 px
+LUCENT_PAD = 12
+LUCENT_ANGLES = tuple(range(-10, 11)) + (0,) * 5
+LUCENT_SCALES = tuple(1 + (i - 5) / 50 for i in range(11))
+
+
+def lucent_view(images: torch.Tensor) -> torch.Tensor:
+    """Lucent's transformation robustness, each row drawn on its own from the global
+    (seeded) generator: padded with grey, then shifted, scaled and rotated in one resampling
+    (Lucent does it in four; the composition is the same map), black where nothing was.
+    Measured for the natural method (bench/README.md): better plausibility than
+    :func:`robust_view` at the same steps."""
+    b, s = images.shape[0], images.shape[-1]
+    x = F.pad(images, (LUCENT_PAD,) * 4, value=0.5)
+    size = s + 2 * LUCENT_PAD
+    dev = images.device
+    angle = torch.tensor(LUCENT_ANGLES, device=dev, dtype=torch.float32)[torch.randint(len(LUCENT_ANGLES), (b,), device=dev)] * (math.pi / 180)
+    scale = torch.tensor(LUCENT_SCALES, device=dev, dtype=torch.float32)[torch.randint(len(LUCENT_SCALES), (b,), device=dev)]
+    shift = (torch.randint(8, (b, 2), device=dev) + torch.randint(4, (b, 2), device=dev)).float() * (2.0 / size)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, -shift[:, 0]], 1), torch.stack([sin, cos, -shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), [b, 3, size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+#: the transformation sets a preset can ask for (``Preset.transform_set``)
+VIEWS = {"robust": robust_view, "lucent": lucent_view}
+
+
 def _row_slice(t: torch.Tensor, rows: int, keep: torch.Tensor) -> torch.Tensor:
     """Keep the rows ``keep`` of a tensor whose first dimension holds ``rows`` equal
     row-major blocks (one alpha row, or one grouped G's channels, per row)."""
@@ -65,8 +97,10 @@ class ImageSource(nn.Module):
     Rows are independent problems; every trainable tensor holds one block per row along
     its first dimension, which is what lets :meth:`keep_rows` drop finished rows."""
 
-    #: random jitter / scale / rotation before the classifier (``Preset.transforms``)
+    #: random jitter / scale / rotation before the classifier (``Preset.transforms``), and
+    #: which set of them (``Preset.transform_set``: a key of :data:`VIEWS`)
     transforms: bool = False
+    transform_set: str = "robust"
 
     def __init__(self, n_rows: int) -> None:
         super().__init__()
@@ -75,7 +109,7 @@ class ImageSource(nn.Module):
     def classifier_view(self, images: torch.Tensor) -> torch.Tensor:
         """What the classifier sees during optimisation: a transformed copy when
         ``transforms`` is on; the image a user gets is ``forward()`` itself."""
-        return robust_view(images) if self.transforms and self.training else images
+        return VIEWS[self.transform_set](images) if self.transforms and self.training else images
 
     def regularizer(self) -> torch.Tensor:
         raise NotImplementedError

@@ -76,3 +76,26 @@ def test_a_natural_result_names_its_photo_statistics_by_file_and_hash(tiny_class
     assert hp["photo_stats"] == "photo_stats.safetensors"
     assert hp["photo_stats_sha256"] == hashlib.sha256(DEFAULT_STATS.read_bytes()).hexdigest()
     assert str(DEFAULT_STATS.parent) not in json.dumps(rec)
+
+
+def test_lucent_view_pads_moves_and_passes_gradients() -> None:
+    from dgncore.sources import LUCENT_PAD, lucent_view
+
+    x = torch.full((4, 3, 32, 32), 0.8, requires_grad=True)
+    torch.manual_seed(1)
+    y = lucent_view(x)
+    assert y.shape == (4, 3, 32 + 2 * LUCENT_PAD, 32 + 2 * LUCENT_PAD)
+    torch.manual_seed(1)
+    assert torch.equal(y, lucent_view(x))  # drawn from the seeded generator
+    assert not torch.equal(y[0], y[1]) or not torch.equal(y[1], y[2])  # rows drawn apart
+    assert float(y.detach()[:, :, 0, 0].max()) <= 0.51 and float(y.detach()[:, :, 28, 28].min()) > 0.7  # grey or black at the corner, the image inside
+    y.sum().backward()
+    assert float(x.grad.abs().sum()) > 0
+
+
+def test_the_transform_set_is_a_checked_preset_setting() -> None:
+    assert make_preset("natural").transform_set == "lucent" and make_preset("fourier").transform_set == "robust"
+    src = build_source(make_preset("natural", size=32), 1, torch.device("cpu")).train()
+    assert src.classifier_view(src()).shape[-1] == 32 + 24
+    with pytest.raises(InputError, match="transform_set"):
+        make_preset("natural", transform_set="wobble")
