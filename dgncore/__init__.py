@@ -3,7 +3,7 @@
 
     from dgncore import load_classifier, parse_target, make_preset, generate
     clf = load_classifier("efficientnet_lite0")
-    records = generate(clf, [parse_target("class:tench", clf)], make_preset("pretrained"), "out/")
+    records = generate(clf, [parse_target("class:tench", clf)], make_preset(), "out/")
 """
 
 from .api import class_targets, gallery, generate, make_preset

@@ -29,7 +29,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _method_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="pretrained", help="pretrained (default), untrained, pixel, fourier, or a paper preset: untrained-paper, pretrained-paper")
+    from .presets import DEFAULT_METHOD, METHODS
+
+    others = ", ".join(m for m in METHODS if m != DEFAULT_METHOD)
+    p.add_argument("--method", default=DEFAULT_METHOD, help=f"{DEFAULT_METHOD} (default), {others}, or a paper preset: untrained-paper, pretrained-paper")
     p.add_argument("--steps", type=int, help="optimisation steps (default: the preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, help="learning rate")

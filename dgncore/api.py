@@ -17,11 +17,11 @@ from .errors import InputError
 from .generators import GeneratorConfig
 from .objectives import Target, parse_target
 from .optimize import MAX_BATCH, CancelFn, ProgressFn, optimize
-from .presets import Preset, get_preset
+from .presets import DEFAULT_METHOD, Preset, get_preset
 from .results import preset_record, read_result, run_records, save_result, write_index
 
 
-def make_preset(method: str = "pretrained", steps: int | None = None, size: int | None = None, width: float | None = None, **overrides: Any) -> Preset:
+def make_preset(method: str = DEFAULT_METHOD, steps: int | None = None, size: int | None = None, width: float | None = None, **overrides: Any) -> Preset:
     """A named preset with some values changed (None leaves a value as it is)."""
     preset = get_preset(method)
     if size is not None or width is not None:

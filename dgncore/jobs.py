@@ -34,6 +34,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from .errors import InputError
 from .hosting import HostedSettings
+from .presets import DEFAULT_METHOD
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class JobSpec(_Spec):
 
     targets: tuple[str, ...]
     model: str = "efficientnet_lite0"
-    method: str = "pretrained"
+    method: str = DEFAULT_METHOD
     steps: int | None = None
     seed: int = 0
     size: int | None = None
