@@ -208,7 +208,8 @@ class AuditSpec(_Spec):
 
     def validate(self, settings: HostedSettings) -> None:
         """Check every field against the server's limits (nothing is loaded)."""
-        from .audit import BUILTIN_MODELS, parse_methods, parse_seeds
+        from .audit import parse_methods, parse_seeds
+        from .planted import is_builtin
         from .optimize import MAX_SEED
         from .presets import get_preset
 
@@ -233,8 +234,8 @@ class AuditSpec(_Spec):
         if not isinstance(self.classes, tuple) or len(self.classes) > 200 or not all(isinstance(c, str) and 0 < len(c) <= 200 for c in self.classes):
             raise InputError("classes must be at most 200 names or indices")
         if self.builtin is not None:
-            if self.builtin not in BUILTIN_MODELS:
-                raise InputError(f"unknown built-in model {str(self.builtin)[:40]!r}: use {' or '.join(BUILTIN_MODELS)}")
+            if not isinstance(self.builtin, str) or not is_builtin(self.builtin):
+                raise InputError(f"unknown built-in model {str(self.builtin)[:40]!r}: use planted, planted-control or planted-KIND[@RATE|-control]")
             if self.model is not None or self.weights is not None:
                 raise InputError("an audit names a built-in model or a model, not both")
             if not isinstance(self.device, str) or (settings.hosted and self.device != "auto"):
