@@ -412,9 +412,14 @@ def run_audit(
     if is_cancelled():  # stopped during the last batch: its images are unfinished, so no report
         raise InputError("the audit was cancelled")
     tested = None
+    skipped_intervention = None
     if intervention is not None and match is not None:
+        from .intervention import DEFAULT_METHODS as TESTABLE
         from .intervention import run_intervention
 
+        if not any(m in generated for m in intervention.methods or TESTABLE):
+            skipped_intervention = f"no images of {', '.join(intervention.methods or TESTABLE)} to test (the pixel baseline's are adversarial noise)"
+    if intervention is not None and match is not None and skipped_intervention is None:
         tested = run_intervention(classifier, generated, {n: t.units[0] for n, t in zip(names, targets)}, match, out, out, intervention,
                                   progress=report_progress, cancel=is_cancelled)
     report_progress("writing the report", total, total)
@@ -442,6 +447,8 @@ def run_audit(
         report["cue"] = cue_summary(report, cue_name, biased_class)
     if tested is not None:
         report["intervention"] = tested
+    if skipped_intervention:
+        report["intervention_skipped"] = skipped_intervention
     if extra:
         report.update(extra)
     report["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -935,6 +942,8 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
     iv = report.get("intervention")
     if iv:
         h.extend(_intervention_html(report, out))
+    elif report.get("intervention_skipped"):
+        h.append(f"<p class='note'>Confirmation by intervention was skipped: {e(report['intervention_skipped'])}</p>")
     # per-class table
     dc = report.get("dataset_classes") or {}
     if dc:
@@ -1067,6 +1076,8 @@ def _print_summary(report: dict[str, Any]) -> None:
     if report.get("prior"):
         pr = report["prior"]
         print(f"dataset prior: {pr['checkpoint']} ({pr['steps']} steps{', cached' if pr['cached'] else ''})")
+    if report.get("intervention_skipped"):
+        print(f"intervention skipped: {report['intervention_skipped']}")
     _print_intervention(report)
     cue = report.get("cue")
     if not cue:
