@@ -10,21 +10,25 @@ generated image of class ``c``:
    colour, lowers the logit of ``c`` most) or by gradient x input summed over the window;
 2. *paste* that patch, at the same place, onto held-out dataset images of other classes
    that the model does not already call ``c``;
-3. count *flips*: pasted images now predicted as ``c``.
+3. count *flips*: pasted images now predicted as ``c``. This is G, the generated
+   patches' flip rate.
 
-Two controls, pasted at the same places, separate "this patch" from "any patch":
-same-size patches cut at random places from real images of ``c`` (does any piece of the
-class do this?) and from real images of other classes (does pasting anything do this?).
-Every rate comes with a 95% Wilson interval over its (patch, image) pairs; the rate per
-seed shows whether the effect holds at each seed.
+A patch that moves other images is not yet a dataset shortcut: a small model can
+over-react to a saturated blob no training image contains (a super-stimulus, as an
+adversarial patch is). So the same locator is run on the class's own real images and
+their most class-carrying patches are pasted the same way (L): a shortcut is something
+the class's *data* carries. Two controls, pasted at the same places, separate "this
+patch" from "any patch": same-size patches cut at random places from real images of
+``c`` and from real images of other classes. Every rate comes with a 95% Wilson interval
+over its (patch, image) pairs; G's rate per seed shows whether it holds at each seed.
 
-The verdict per class and method (:func:`judge`) uses thresholds fixed in this file
-before any measurement was made (docs/audit.md, "Confirmation by intervention"). A
-class's verdict is the strongest of its methods'. "Confirmed shortcut" means that a
-small patch drawn by the generator, found without knowing the cue, moves real images of
-other classes to this class far more often than pieces of the class's own images do;
-whether the patch is a spurious cue (a watermark) or a compact part of the object (a
-face) is for the person reading the patch picture to say.
+The verdict per class and method (:func:`judge`, :data:`CRITERION`) uses thresholds
+fixed in this file before the measurements they judge; a class's verdict is the
+strongest of its methods'. "Confirmed shortcut" means: a small patch, found in generated
+images without knowing the cue, moves real images of other classes to this class, and so
+do the class's own real images' most class-carrying patches, both far more often than
+random pieces do. Whether that patch is a spurious cue (a watermark) or a compact part
+of the object (a face) is for the person reading the patch picture to say.
 
 Nothing here uses a planted case's cue detector.
 """
@@ -71,7 +75,8 @@ CRITERION = (
     f"both have lower 95% Wilson bounds >= {CONFIRM_LOWER:g} and above the upper bounds of both controls (random-place patches of real "
     f"images of the class, and of other classes' images), both are >= {RATIO:g} x the larger control's rate, and more than half of the "
     f"seeds reach {CONFIRM_LOWER:g} with G alone; suspected: G and L >= {SUSPECT_RATE:g} with lower bounds above both controls' upper "
-    "bounds; none: anything else. A class takes the strongest verdict of its methods."
+    "bounds (or, for a class with no real images, G alone as for confirmed); none: anything else. A class takes the strongest verdict of "
+    "its methods."
 )
 
 #: methods whose images are tested by default: the generator priors (the pixel baseline's
@@ -157,14 +162,15 @@ def judge(generated: dict[str, Any], per_seed: dict[Any, dict[str, Any]], locate
     }
     weak = {"generated": bool(generated.get("n")) and generated["rate"] >= SUSPECT_RATE and generated["ci"][0] > c_hi,
             "located_real": bool(located and located.get("n")) and located["rate"] >= SUSPECT_RATE and located["ci"][0] > c_hi}
+    no_real = not (located and located.get("n"))
     if all(checks.values()):
         verdict = "confirmed shortcut"
-    elif all(weak.values()):
-        verdict = "suspected"
+    elif all(weak.values()) or (no_real and checks["generated"] and checks["seeds"]):
+        verdict = "suspected"  # (without real images of the class, the generated patches alone can raise a suspicion, never confirm one)
     else:
         verdict = "none"
     return {"verdict": verdict, "checks": checks, "control_rate": round(c_rate, 4), "control_upper": round(c_hi, 4),
-            "seeds_at_confirm_level": seeds_ok, "super_stimulus": bool(checks["generated"] and not weak["located_real"])}
+            "seeds_at_confirm_level": seeds_ok, "super_stimulus": bool(checks["generated"] and not weak["located_real"] and not no_real)}
 
 
 def strongest(verdicts: Sequence[str]) -> str:

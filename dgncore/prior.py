@@ -31,6 +31,9 @@ CACHE_ENV = "DGN_CACHE"
 #: audited dataset")
 DEFAULT_STEPS = 600
 CHECKPOINT_EVERY = 25
+#: crops take 90-100% of an image's short side: the decoder learns the dataset's images at
+#: their own scale (the default 25-100% would blow small images up and teach it blur)
+PHOTO_MIN_SCALE = 0.9
 #: decoders for inputs up to this size use 4 stages (58 px native), larger ones 5 (113 px)
 FOUR_STAGES_UP_TO = 80
 
@@ -64,12 +67,13 @@ def prior_config(input_size: int, steps: int = DEFAULT_STEPS) -> Any:
     if not 16 <= input_size <= 512:
         raise InputError(f"the model's input size {input_size} is outside 16-512 px")
     stages = 4 if input_size <= FOUR_STAGES_UP_TO else 5
-    return PretrainConfig(width=0.5, stages=stages, out_size=input_size, steps=steps, data="folder", checkpoint_every=CHECKPOINT_EVERY)
+    return PretrainConfig(width=0.5, stages=stages, out_size=input_size, steps=steps, data="folder", checkpoint_every=CHECKPOINT_EVERY,
+                          photo_min_scale=PHOTO_MIN_SCALE)
 
 
 def prior_path(folder: str | Path, input_size: int, steps: int = DEFAULT_STEPS) -> Path:
     cfg = prior_config(input_size, steps)
-    return cache_dir() / f"{dataset_key(folder)}-{input_size}px-s{cfg.stages}w{cfg.width:g}-{steps}.safetensors"
+    return cache_dir() / f"{dataset_key(folder)}-{input_size}px-s{cfg.stages}w{cfg.width:g}c{cfg.photo_min_scale:g}-{steps}.safetensors"
 
 
 @dataclass(frozen=True)

@@ -179,17 +179,19 @@ def procedural_images(n: int, size: int = 224, seed: int = 0, kind: str = "proce
 
 
 class PhotoCrops:
-    """Random crops of a fixed set of photos: random scale (a quarter of the short side
-    up to all of it), position and horizontal flip, resized to ``size`` with antialiasing."""
+    """Random crops of a fixed set of photos: random scale (``min_scale`` of the short side,
+    a quarter by default, up to all of it), position and horizontal flip, resized to
+    ``size`` with antialiasing."""
 
-    def __init__(self, photos: list[torch.Tensor], size: int) -> None:
+    def __init__(self, photos: list[torch.Tensor], size: int, min_scale: float = 0.25) -> None:
         if not photos:
             raise ValueError("no photos")
         self.photos = photos
         self.size = size
+        self.min_scale = min_scale
 
     @classmethod
-    def from_folder(cls, folder: str | Path, size: int, max_side: int = 512, limit: int = 5000) -> "PhotoCrops":
+    def from_folder(cls, folder: str | Path, size: int, max_side: int = 512, limit: int = 5000, min_scale: float = 0.25) -> "PhotoCrops":
         """Every readable image under ``folder`` (recursively, through the guarded loader),
         downscaled so its short side is at most ``max_side``; unreadable files are skipped."""
         from .data import IMAGE_SUFFIXES, open_image
@@ -213,7 +215,7 @@ class PhotoCrops:
             photos.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1))
         if not photos:
             raise InputError(f"no readable images (at least 32x32 pixels) in {root.name[:80]}")
-        return cls(photos, size)
+        return cls(photos, size, min_scale)
 
     def __len__(self) -> int:
         return len(self.photos)
@@ -223,7 +225,7 @@ class PhotoCrops:
         for i in torch.randint(0, len(self.photos), (n,), generator=gen).tolist():
             p = self.photos[i]
             h, w = p.shape[1:]
-            side = int(min(h, w) * (0.25 + 0.75 * float(torch.rand(1, generator=gen))))
+            side = int(min(h, w) * (self.min_scale + (1 - self.min_scale) * float(torch.rand(1, generator=gen))))
             side = max(side, min(h, w, 16))
             y = int(torch.randint(0, h - side + 1, (1,), generator=gen))
             x = int(torch.randint(0, w - side + 1, (1,), generator=gen))

@@ -65,6 +65,9 @@ def test_judge_verdicts():
     # only one seed of three reaches the level: not confirmed
     v = I.judge(gen, {0: _r(60, 64), 1: _r(5, 64), 2: _r(4, 64)}, _r(60, 128), ctrl)
     assert v["verdict"] == "suspected" and not v["checks"]["seeds"]
+    # no real images of the class: the generated patches can raise a suspicion, never confirm it
+    v = I.judge(gen, seeds, I.rate(0, 0), ctrl)
+    assert v["verdict"] == "suspected" and not v["super_stimulus"]
     assert I.strongest(["none", "suspected"]) == "suspected" and I.strongest([]) == "none"
 
 
