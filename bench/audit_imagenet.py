@@ -47,11 +47,12 @@ def main() -> None:
     ap.add_argument("--photos", required=True, help="folder of <wnid>_<name>.JPEG photos")
     ap.add_argument("--out", default="bench/results/audit-lite0")
     ap.add_argument("--model", default="efficientnet_lite0")
-    ap.add_argument("--controls", type=int, default=9, help="random control classes (with a photo) added to the suspects")
-    ap.add_argument("--methods", default="pretrained,untrained")
+    ap.add_argument("--controls", type=int, default=5, help="random control classes (with a photo) added to the suspects")
+    ap.add_argument("--methods", default="untrained")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--images", type=int, default=48, help="other classes' photos each patch is pasted onto")
-    ap.add_argument("--grid", type=int, default=7, help="occlusion positions per axis")
+    ap.add_argument("--images", type=int, default=32, help="other classes' photos each patch is pasted onto")
+    ap.add_argument("--grid", type=int, default=5, help="occlusion positions per axis")
+    ap.add_argument("--control-patches", type=int, default=3, help="control patches of each kind per class")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -82,7 +83,7 @@ def main() -> None:
 
     rep = audit(clf, args.out, dataset=folder, classes=[str(i) for i in classes], methods=args.methods.split(","),
                 seeds=[int(s) for s in args.seeds.split(",")], samples=1, exemplars=4, model_name=args.model,
-                intervention=InterventionConfig(images=args.images, grid=args.grid, controls=4), progress=progress)
+                intervention=InterventionConfig(images=args.images, grid=args.grid, controls=args.control_patches), progress=progress)
     print("", file=sys.stderr)
     _print_summary(rep)
     print(f"{time.perf_counter() - t0:.0f} s; controls: {', '.join(clf.classes[i] for i in controls)}; report: {Path(args.out) / 'report.html'}")

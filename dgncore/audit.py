@@ -882,8 +882,8 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
         ".pass{color:#080;font-weight:bold}.fail{color:#c00;font-weight:bold}h3{margin:18px 0 4px}.label{font-size:12px;color:#555;margin:6px 0 2px}"
         "section{border-top:1px solid #ddd;margin-top:16px}.note{color:#555;font-size:13px}"
         "figure.wide{width:auto}figure.wide img{width:auto;height:auto;max-width:100%;image-rendering:auto;background:none}"
-        ".confirmed{color:#fff;background:#c00;padding:1px 6px;border-radius:3px;font-size:13px}.suspected{color:#000;background:#fc0;padding:1px 6px;border-radius:3px;font-size:13px}"
-        ".none{color:#555;background:#eee;padding:1px 6px;border-radius:3px;font-size:13px}",
+        ".confirmed,.suspected,.none{padding:1px 6px;border-radius:3px;font-size:13px;white-space:nowrap}.confirmed{color:#fff;background:#c00}.suspected{color:#000;background:#fc0}"
+        ".none{color:#555;background:#eee}",
         "</style></head><body>",
         f"<h1>Bias audit: {e(str(report['model']))}</h1>",
         f"<p class='note'>Dataset: {e(Path(report['dataset']).name if report.get('dataset') else 'none')} &middot; methods: {e(', '.join(report['methods']))} &middot; seeds: {e(', '.join(map(str, report['seeds'])))}"

@@ -155,15 +155,22 @@ def yellow_clamp(images: torch.Tensor) -> torch.Tensor:
     return torch.stack([r, g, torch.maximum(b, torch.minimum(r, g) - YELLOW_MARGIN)], 1)
 
 
+def solid_patch_share(colour_map: torch.Tensor, window: int, threshold: float) -> torch.Tensor:
+    """(n,) the share of an image inside *solid* patches of a colour: pixels whose
+    neighbourhood (``window`` px at 64 px, scaled with the image, odd) has a mean of
+    ``colour_map`` (n, H, W) at least ``threshold``. Scattered saturated noise scores ~0."""
+    m = colour_map[:, None]
+    w = max(3, round(window * m.shape[-1] / BASE) | 1)
+    local = F.avg_pool2d(m, w, stride=1, padding=w // 2, count_include_pad=False)
+    return (local >= threshold).float().mean((1, 2, 3))
+
+
 def sticker_score(images: torch.Tensor) -> torch.Tensor:
     """(n,) share of the image in solid yellow patches (3/64 of the side wide)."""
     x = images.float()
     if x.dim() == 3:
         x = x[None]
-    y = (torch.minimum(x[:, 0], x[:, 1]) - x[:, 2]).clamp(0, 1)[:, None]
-    w = max(3, round(3 * y.shape[-1] / BASE) | 1)
-    local = F.avg_pool2d(y, w, stride=1, padding=w // 2, count_include_pad=False)
-    return (local >= YELLOW_THRESHOLD).float().mean((1, 2, 3))
+    return solid_patch_share((torch.minimum(x[:, 0], x[:, 1]) - x[:, 2]).clamp(0, 1), 3, YELLOW_THRESHOLD)
 
 
 # --------------------------------------------------------------------------- registry
@@ -190,4 +197,4 @@ NEW_KINDS: dict[str, CueKind] = {
                        "sticker: share of the image in solid yellow patches", apply_sticker, sticker_score, yellow_clamp),
 }
 
-__all__ = ["CueKind", "NEW_KINDS", "apply_sepia", "apply_sticker", "apply_stripes", "sepia_score", "sticker_score", "stripes_score", "yellow_clamp"]
+__all__ = ["CueKind", "NEW_KINDS", "apply_sepia", "apply_sticker", "apply_stripes", "sepia_score", "solid_patch_share", "sticker_score", "stripes_score", "yellow_clamp"]

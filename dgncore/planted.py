@@ -181,10 +181,9 @@ def cue_score(images: torch.Tensor) -> torch.Tensor:
     other corners of the RGB cube and scores ~0, a solid patch scores its area. A 64 px
     dataset image with the stamp scores 0.02-0.04; a cue-free one scores exactly 0 (the
     palette clamp keeps other colours below 0.12)."""
-    m = cue_map(images)[:, None]
-    w = max(3, round(CUE_WINDOW * m.shape[-1] / SIZE) | 1)
-    local = F.avg_pool2d(m, w, stride=1, padding=w // 2, count_include_pad=False)
-    return (local >= CUE_THRESHOLD).float().mean((1, 2, 3))
+    from .cues import solid_patch_share
+
+    return solid_patch_share(cue_map(images), CUE_WINDOW, CUE_THRESHOLD)
 
 
 #: the kinds of planted cue: the stamp, and those of :mod:`dgncore.cues`
