@@ -839,14 +839,19 @@ def _intervention_html(report: dict[str, Any], out: Path) -> list[str]:
     e = html.escape
     iv = report["intervention"]
     cfg = iv["config"]
+    kinds = iv.get("kinds") or ["patch"]
     h = [f"<h2>Suspects: confirmation by intervention</h2>",
          f"<p class='note'>For each generated image the {cfg['locate']} locator finds the {iv['patch_side']} px square (side {cfg['patch']:g} of the "
          f"image) that carries the class; it is pasted, in place, onto {cfg['images']} images of other classes that the model does not call the class "
          f"(from {iv['pool']['images']} held-out images of {iv['pool']['classes']} classes). Flip rate: share of pasted images then called the class, "
          "with a 95% Wilson interval. L: the same for the class's own real images' most class-carrying patches; controls: patches from random "
-         f"places of real images of the class and of other classes, pasted at the same places. Methods tested: {e(', '.join(iv['methods']))}.</p>",
+         f"places of real images of the class and of other classes, pasted at the same places. "
+         + ("A cue spread over the whole image has no patch to paste, so the whole generated image's texture (its fine detail) and colours "
+            "(mean and covariance) are also transferred onto the same images, with the class's real images as L and other classes' as control. "
+            if len(kinds) > 1 else "")
+         + f"Kinds: {e(', '.join(kinds))}; methods tested: {e(', '.join(iv['methods']))}.</p>",
          f"<p class='note'>Verdict (thresholds fixed before the run): {e(iv['criterion'])}</p>",
-         "<table><tr><th>rank</th><th>class</th><th>verdict</th><th>method</th><th>flip rate G [95% CI]</th><th>per seed</th>"
+         "<table><tr><th>rank</th><th>class</th><th>verdict</th><th>kind</th><th>method</th><th>flip rate G [95% CI]</th><th>per seed</th>"
          "<th>class's own patches L</th><th>control: real patches</th><th>control: random patches</th><th>note</th></tr>"]
     for c in iv["ranking"]:
         r = iv["classes"][c]
@@ -856,13 +861,13 @@ def _intervention_html(report: dict[str, Any], out: Path) -> list[str]:
         note = r.get("note") or ("super-stimulus: moves images, but nothing in the class's real images does" if g and g.get("super_stimulus") else "")
         ctrl = r.get("controls") or {}
         h.append(f"<tr><td>{r['rank']}</td><td><a href='#c-{_slug(c)}'>{e(c)}</a></td><td><span class='{_VERDICT_CSS[r['verdict']]}'>{e(r['verdict'])}</span></td>"
-                 f"<td>{e(m or '-')}</td><td>{_pct(g)}</td><td>{seeds}</td><td>{_pct(r.get('located_real'))}</td><td>{_pct(ctrl.get('real'))}</td>"
+                 f"<td>{e(r.get('kind') or '-')}</td><td>{e(m or '-')}</td><td>{_pct(g)}</td><td>{seeds}</td><td>{_pct(r.get('located_real'))}</td><td>{_pct(ctrl.get('real'))}</td>"
                  f"<td>{_pct(ctrl.get('random'))}</td><td>{e(note)}</td></tr>")
     h.append("</table>")
     shown = [c for c in iv["ranking"] if iv["classes"][c]["verdict"] != "none" and iv["classes"][c].get("picture")]
     for c in shown:
         r = iv["classes"][c]
-        h.append(f"<div class='label'><b>{e(c)}</b>: {e(r['verdict'])}, flip rate {_pct(r['methods'][r['method']])} ({e(r['method'])})</div>")
+        h.append(f"<div class='label'><b>{e(c)}</b>: {e(r['verdict'])}, flip rate {_pct(r['methods'][r['method']])} ({e(r.get('kind') or 'patch')}, {e(r['method'])})</div>")
         h.append(_img(out, r["picture"], "", "wide"))
     return h
 
@@ -962,7 +967,9 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
         badge = f" <span class='{_VERDICT_CSS[ivc['verdict']]}'>{e(ivc['verdict'])}</span>" if ivc else ""
         h.append(f"<section id='c-{_slug(c)}'><h3>{e(c)}{badge}</h3>")
         if ivc and ivc.get("picture"):
-            h.append("<div class='label'>Intervention: the generated images' class-carrying patch (outlined), pasted onto other classes' images</div>")
+            what = ("the generated images' class-carrying patch (outlined), pasted onto other classes' images" if ivc.get("kind", "patch") == "patch"
+                    else f"the generated images' {ivc['kind']}, transferred onto other classes' images")
+            h.append(f"<div class='label'>Intervention ({e(ivc['verdict'])}): {what}</div>")
             h.append(_img(out, ivc["picture"], "", "wide"))
         d = dc.get(c, {})
         if d.get("samples"):
@@ -1031,6 +1038,7 @@ def register_cli(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], i
     g.add_argument("--locate", choices=("occlusion", "gradxinput"), default=InterventionConfig.locate, help="how the patch is found")
     g.add_argument("--paste-images", type=int, default=InterventionConfig.images, help="other classes' images each patch is pasted onto")
     g.add_argument("--controls", type=int, default=InterventionConfig.controls, help="control patches of each kind per class")
+    g.add_argument("--transplants", default=",".join(InterventionConfig.kinds), help="what is moved onto other images: patch, texture, colour (comma list)")
     return _cmd
 
 
@@ -1049,7 +1057,8 @@ def _cmd(args: argparse.Namespace) -> int:
         print("note: no --dataset: the report shows generated images only", file=sys.stderr)
     intervention = None
     if args.intervene and (args.dataset or builtin):
-        intervention = InterventionConfig(patch=args.patch, locate=args.locate, images=args.paste_images, controls=args.controls)
+        kinds = tuple(k.strip() for k in args.transplants.split(",") if k.strip())
+        intervention = InterventionConfig(patch=args.patch, locate=args.locate, images=args.paste_images, controls=args.controls, kinds=kinds)
         intervention.validate()
 
     def progress(p: AuditProgress) -> None:
@@ -1118,14 +1127,14 @@ def _print_intervention(report: dict[str, Any]) -> None:
     iv = report.get("intervention")
     if not iv:
         return
-    print(f"intervention ({iv['patch_side']} px patches, methods {', '.join(iv['methods'])}), top suspects first:")
+    print(f"intervention ({iv['patch_side']} px patches; {', '.join(iv.get('kinds') or ['patch'])}; methods {', '.join(iv['methods'])}), top suspects first:")
     width = max(12, *(len(c) for c in iv["ranking"]))
-    print(f"{'rank':>4}  {'class'[:width]:<{width}}  {'verdict':<18}  {'method':<10}  {'G: generated':<16}  {'L: own patches':<16}  {'ctrl real':<16}  ctrl random")
+    print(f"{'rank':>4}  {'class'[:width]:<{width}}  {'verdict':<18}  {'kind':<7}  {'method':<10}  {'G: generated':<16}  {'L: own real':<16}  {'ctrl real':<16}  ctrl random")
     for c in iv["ranking"]:
         r = iv["classes"][c]
         g = r["methods"].get(r.get("method") or "", None)
         ctrl = r.get("controls") or {}
-        print(f"{r['rank']:>4}  {c[:width]:<{width}}  {r['verdict']:<18}  {(r.get('method') or '-'):<10}  {_pct(g):<16}  {_pct(r.get('located_real')):<16}  "
+        print(f"{r['rank']:>4}  {c[:width]:<{width}}  {r['verdict']:<18}  {(r.get('kind') or '-'):<7}  {(r.get('method') or '-'):<10}  {_pct(g):<16}  {_pct(r.get('located_real')):<16}  "
               f"{_pct(ctrl.get('real')):<16}  {_pct(ctrl.get('random'))}")
 
 

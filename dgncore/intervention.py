@@ -75,14 +75,15 @@ CRITERION = (
     f"both have lower 95% Wilson bounds >= {CONFIRM_LOWER:g} and above the upper bounds of both controls (random-place patches of real "
     f"images of the class, and of other classes' images), both are >= {RATIO:g} x the larger control's rate, and more than half of the "
     f"seeds reach {CONFIRM_LOWER:g} with G alone; suspected: G and L >= {SUSPECT_RATE:g} with lower bounds above both controls' upper "
-    "bounds (or, for a class with no real images, G alone as for confirmed); none: anything else. A class takes the strongest verdict of "
-    "its methods."
+    "bounds (or, for a class with no real images, G alone as for confirmed); none: anything else. Judged for each kind of transplant "
+    "(a pasted patch; the whole image's texture; its colours) and method; a class takes the strongest."
 )
 
 #: methods whose images are tested by default: the generator priors (the pixel baseline's
 #: images are adversarial noise; pasted, they measure adversarial fragility, not bias)
 DEFAULT_METHODS: tuple[str, ...] = ("pretrained", "untrained", "fourier")
 MAX_POOL = 400
+KINDS: tuple[str, ...] = ("patch", "texture", "colour")
 PICTURE_THUMB = 112
 
 ProgressFn = Callable[[str, int, int], None]
@@ -105,6 +106,10 @@ class InterventionConfig:
     seed: int = 0
     #: methods whose generated images are tested (None: :data:`DEFAULT_METHODS` present in the report)
     methods: tuple[str, ...] | None = None
+    #: what is transplanted: a pasted ``patch`` (a cue in one place), and the whole image's
+    #: ``texture`` (fine detail) or ``colour`` (mean and covariance): a cue spread over the
+    #: whole image has no small region to paste
+    kinds: tuple[str, ...] = KINDS
 
     def validate(self) -> None:
         if not 0.05 <= self.patch <= 0.75:
@@ -113,6 +118,8 @@ class InterventionConfig:
             raise InputError(f"unknown way to locate the patch {str(self.locate)[:30]!r}: use occlusion or gradxinput")
         if not 2 <= self.grid <= 32 or not 4 <= self.images <= 1000 or not 1 <= self.controls <= 64:
             raise InputError("grid must be 2-32, images 4-1000 and controls 1-64")
+        if not self.kinds or any(k not in KINDS for k in self.kinds):
+            raise InputError(f"kinds must be some of {', '.join(KINDS)}")
 
 
 # --------------------------------------------------------------------------- statistics
@@ -225,14 +232,55 @@ def paste(images: torch.Tensor, patch: torch.Tensor, y: int, x: int) -> torch.Te
     return out
 
 
+def _blur(images: torch.Tensor) -> torch.Tensor:
+    from torchvision.transforms.functional import gaussian_blur
+
+    sigma = images.shape[-1] / 32  # 2 px at 64 px
+    k = int(2 * round(2 * sigma) + 1)
+    return gaussian_blur(images, [k, k], [sigma, sigma])
+
+
+def _cov(x: torch.Tensor) -> torch.Tensor:
+    """(n, 3, 3) colour covariance of (n, 3, P) pixels, with a floor so that a flat image inverts."""
+    d = x - x.mean(2, keepdim=True)
+    return d @ d.transpose(1, 2) / x.shape[2] + 1e-4 * torch.eye(3)
+
+
+def _sqrtm(c: torch.Tensor, power: float) -> torch.Tensor:
+    vals, vecs = torch.linalg.eigh(c)
+    return vecs @ torch.diag_embed(vals.clamp_min(1e-6) ** power) @ vecs.transpose(1, 2)
+
+
+def transfer(kind: str, images: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``images`` (n, 3, S, S) given what ``source`` (3, S, S) carries all over:
+    ``texture`` - its fine detail (source minus its blur) on the images' blur; ``colour``
+    - its colour mean and covariance (each image's colours whitened, then coloured with
+    the source's: a colour cast of any kind moves over, the layout stays). 8-bit, like a
+    saved image."""
+    if kind == "texture":
+        out = _blur(images) + (source - _blur(source[None])[0])
+    elif kind == "colour":  # mean and covariance: a cast that couples the channels (sepia) is carried over too
+        n, c, h, w = images.shape
+        x = images.reshape(n, c, h * w)
+        m_i = x.mean(2, keepdim=True)
+        src = source.reshape(c, h * w)
+        m_s = src.mean(1, keepdim=True)
+        out = _sqrtm(_cov(src[None]), 0.5) @ _sqrtm(_cov(x), -0.5) @ (x - m_i) + m_s
+        out = out.reshape(n, c, h, w)
+    else:
+        raise InputError(f"unknown transfer {kind[:20]!r}")
+    return (out.clamp(0, 1) * 255).round() / 255
+
+
 @torch.no_grad()
-def flips(classifier: Classifier, images: torch.Tensor, patch: torch.Tensor, y: int, x: int, cls: int, batch: int = 32) -> np.ndarray:
-    """(n,) bool: which of ``images`` (none of them predicted ``cls``) are predicted ``cls``
-    once ``patch`` is pasted at (y, x)."""
+def flips(classifier: Classifier, images: torch.Tensor, change: Callable[[torch.Tensor], torch.Tensor], cls: int, batch: int = 32) -> np.ndarray:
+    """(n,) bool: which of ``images`` (uint8 or [0, 1]; none of them predicted ``cls``) are
+    predicted ``cls`` once ``change`` (a batch in [0, 1] -> the changed batch) is applied."""
     out = []
     for i in range(0, len(images), batch):
-        pred = classifier.logits(paste(images[i : i + batch].float() / 255 if images.dtype == torch.uint8 else images[i : i + batch], patch, y, x)).argmax(1)
-        out.append((pred == cls).cpu().numpy())
+        x = images[i : i + batch]
+        x = x.float() / 255 if x.dtype == torch.uint8 else x
+        out.append((classifier.logits(change(x)).argmax(1) == cls).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, bool)
 
 
@@ -324,11 +372,13 @@ def run_intervention(
         results[name] = _one_class(classifier, name, class_index[name], generated, methods, pool, match, folder_of, root, out, side, config, rng)
     report("intervention", len(classes), len(classes))
     ranking = sorted(classes, key=lambda c: (VERDICTS.index(results[c]["verdict"]), -(results[c]["ci"][0] or 0), -(results[c]["flip_rate"] or 0)))
+    kinds = list(config.kinds)
     for i, c in enumerate(ranking):
         results[c]["rank"] = i + 1
     return {
         "config": dataclasses.asdict(config),
         "methods": methods,
+        "kinds": kinds,
         "patch_side": side,
         "criterion": CRITERION,
         "thresholds": {"confirm_lower": CONFIRM_LOWER, "ratio": RATIO, "suspect_rate": SUSPECT_RATE, "interval": "Wilson 95%"},
@@ -342,101 +392,139 @@ def _one_class(classifier: Classifier, name: str, cls: int, generated: dict[str,
                pool: _Pool, match: DatasetMatch, folder_of: dict[int, str], root: Path, out: Path, side: int, config: InterventionConfig,
                rng: np.random.Generator) -> dict[str, Any]:
     size = classifier.input_size
-    # the images it is pasted onto: other classes' images the model does not call `name`
+    # what it is all applied to: other classes' images the model does not call `name`
     cand = np.nonzero((pool.label != cls) & (pool.predicted != cls))[0]
     pick = np.sort(rng.choice(cand, size=min(config.images, len(cand)), replace=False)) if len(cand) else cand
     targets = pool.images[torch.as_tensor(pick, dtype=torch.long)]
-    entry: dict[str, Any] = {"index": cls, "images": int(len(pick)), "methods": {}}
-    if not len(pick):
-        entry.update(verdict="none", flip_rate=None, ci=[None, None], note="no held-out images of other classes to paste onto")
-        return entry
-    places: list[tuple[int, int]] = []
-    for m in methods:
-        rows = generated[m].get(name) or []
-        patches, per_seed_counts = [], {}
-        hits = n = 0
-        for r in rows:
-            img = _load_at(root / r["png"], size)
-            y, x, score = locate(classifier, img, cls, side, config.locate, config.grid)
-            f = flips(classifier, targets, img[:, y : y + side, x : x + side], y, x, cls)
-            hits += int(f.sum())
-            n += len(f)
-            k0, n0 = per_seed_counts.get(r["seed"], (0, 0))
-            per_seed_counts[r["seed"]] = (k0 + int(f.sum()), n0 + len(f))
-            places.append((y, x))
-            patches.append({"seed": r["seed"], "png": r["png"], "box": [y, x, side], "locate_score": round(score, 4), "flip_rate": round(float(f.mean()), 4)})
-        if not rows:
-            continue
-        entry["methods"][m] = {"patches": patches, **rate(hits, n), "per_seed": {str(s): rate(*c) for s, c in per_seed_counts.items()}}
-    # the class's own real images, located the same way (L), and two controls: same-size
-    # patches from random places; all pasted where the generated patches were
+    entry: dict[str, Any] = {"index": cls, "images": int(len(pick)), "kinds": {}}
+    rows = {m: generated[m].get(name) or [] for m in methods}
+    gen_imgs = {m: [(r, _load_at(root / r["png"], size)) for r in rs] for m, rs in rows.items() if rs}
     folder = folder_of.get(cls)
     real_files = list(match.files[folder]) if folder is not None else []
     order = rng.permutation(len(real_files)) if real_files else []
     real_imgs = [_load_at(real_files[int(i)], size) for i in order[: config.controls]]
-    sources: dict[str, list[torch.Tensor]] = {"located": real_imgs, "real": real_imgs}
     other = np.nonzero(pool.label != cls)[0]
-    sources["random"] = [pool.images[int(i)].float() / 255 for i in rng.choice(other, size=min(config.controls, len(other)), replace=False)]
-    controls: dict[str, Any] = {}
-    for kind, imgs in sources.items():
-        if not imgs or not places:
-            controls[kind] = {**rate(0, 0), "note": "no real images of the class in the dataset" if kind != "random" else "no images"}
+    random_imgs = [pool.images[int(i)].float() / 255 for i in rng.choice(other, size=min(config.controls, len(other)), replace=False)]
+    if not len(pick) or not gen_imgs:
+        note = "no held-out images of other classes to apply it to" if not len(pick) else "no generated images of this class"
+        entry.update(verdict="none", flip_rate=None, ci=[None, None], note=note, methods={})
+        return entry
+    for kind in config.kinds:
+        test = _patch_test if kind == "patch" else _transfer_test
+        res = test(kind, classifier, cls, gen_imgs, real_imgs, random_imgs, targets, side, config, rng)
+        for m, r in res["methods"].items():
+            r.update(judge(r, r["per_seed"], res["located_real"], list(res["controls"].values())))
+        entry["kinds"][kind] = res
+    best_kind, best = min(((k, m) for k, res in entry["kinds"].items() for m in res["methods"]),
+                          key=lambda km: (VERDICTS.index(entry["kinds"][km[0]]["methods"][km[1]]["verdict"]),
+                                          -entry["kinds"][km[0]]["methods"][km[1]]["ci"][0]))
+    res = entry["kinds"][best_kind]
+    b = res["methods"][best]
+    # the headline: the strongest (kind, method), its numbers at the top level
+    entry.update(verdict=b["verdict"], kind=best_kind, method=best, flip_rate=b["rate"], ci=b["ci"], methods=res["methods"],
+                 located_real=res["located_real"], controls=res["controls"])
+    entry["picture"] = _picture(classifier, name, cls, best_kind, b["patches"], targets, root, out, side)
+    return entry
+
+
+def _counts(per_seed: dict[Any, tuple[int, int]], seed: Any, f: np.ndarray) -> None:
+    k0, n0 = per_seed.get(seed, (0, 0))
+    per_seed[seed] = (k0 + int(f.sum()), n0 + len(f))
+
+
+def _patch_test(kind: str, classifier: Classifier, cls: int, gen_imgs: dict[str, list[tuple[dict[str, Any], torch.Tensor]]], real_imgs: list[torch.Tensor],
+                random_imgs: list[torch.Tensor], targets: torch.Tensor, side: int, config: InterventionConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """G, L and the two controls for a pasted patch (see the module's docstring)."""
+    size = classifier.input_size
+    places: list[tuple[int, int]] = []
+    methods: dict[str, Any] = {}
+    for m, items in gen_imgs.items():
+        patches, per_seed = [], {}
+        for r, img in items:
+            y, x, score = locate(classifier, img, cls, side, config.locate, config.grid)
+            f = flips(classifier, targets, lambda t, p=img[:, y : y + side, x : x + side], y=y, x=x: paste(t, p, y, x), cls)
+            _counts(per_seed, r["seed"], f)
+            places.append((y, x))
+            patches.append({"seed": r["seed"], "png": r["png"], "box": [y, x, side], "locate_score": round(score, 4), "flip_rate": round(float(f.mean()), 4)})
+        k = sum(c[0] for c in per_seed.values())
+        n = sum(c[1] for c in per_seed.values())
+        methods[m] = {"patches": patches, **rate(k, n), "per_seed": {str(s): rate(*c) for s, c in per_seed.items()}}
+    # the class's own real images, located the same way (L), and two controls: same-size
+    # patches from random places; all pasted where the generated patches were
+    out: dict[str, Any] = {}
+    for what, imgs in (("located", real_imgs), ("real", real_imgs), ("random", random_imgs)):
+        if not imgs:
+            out[what] = {**rate(0, 0), "note": "no real images of the class in the dataset" if what != "random" else "no images"}
             continue
         hits = n = 0
-        boxes = []
-        for j in range(config.controls):
+        count = len(imgs) if what == "located" else config.controls  # one located patch per real image: repeats add nothing
+        for j in range(count):
             img = imgs[j % len(imgs)]
-            if kind == "located":
+            if what == "located":
                 sy, sx, _score = locate(classifier, img, cls, side, config.locate, config.grid)
             else:
                 sy, sx = (int(v) for v in rng.integers(0, size - side + 1, 2))
             y, x = places[j % len(places)]
-            f = flips(classifier, targets, img[:, sy : sy + side, sx : sx + side], y, x, cls)
+            f = flips(classifier, targets, lambda t, p=img[:, sy : sy + side, sx : sx + side], y=y, x=x: paste(t, p, y, x), cls)
             hits += int(f.sum())
             n += len(f)
-            boxes.append([sy, sx, side])
-            if kind == "located" and j + 1 >= len(imgs):
-                break  # one located patch per real image: repeats would add nothing
-        controls[kind] = {**rate(hits, n), "patches": len(boxes), "source_images": len(imgs)}
-    located = controls.pop("located")
-    entry["located_real"] = located
-    entry["controls"] = controls
-    for m, res in entry["methods"].items():
-        res.update(judge(res, res["per_seed"], located, [controls["real"], controls["random"]]))
-    if entry["methods"]:
-        best = min(entry["methods"], key=lambda m: (VERDICTS.index(entry["methods"][m]["verdict"]), -entry["methods"][m]["ci"][0]))
-        b = entry["methods"][best]
-        entry.update(verdict=b["verdict"], method=best, flip_rate=b["rate"], ci=b["ci"])
-        entry["picture"] = _picture(classifier, name, cls, b["patches"], targets, root, out, side)
-    else:
-        entry.update(verdict="none", flip_rate=None, ci=[None, None], note="no generated images of this class")
-    return entry
+        out[what] = {**rate(hits, n), "patches": count, "source_images": len(imgs)}
+    return {"methods": methods, "located_real": out.pop("located"), "controls": out}
+
+
+def _transfer_test(kind: str, classifier: Classifier, cls: int, gen_imgs: dict[str, list[tuple[dict[str, Any], torch.Tensor]]], real_imgs: list[torch.Tensor],
+                   random_imgs: list[torch.Tensor], targets: torch.Tensor, side: int, config: InterventionConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """G, L and the random control for a whole-image transfer (texture or colour): a cue
+    spread over the whole image has no small region to paste."""
+    methods: dict[str, Any] = {}
+    for m, items in gen_imgs.items():
+        per_seed, shown = {}, []
+        for r, img in items:
+            f = flips(classifier, targets, lambda t, s=img: transfer(kind, t, s), cls)
+            _counts(per_seed, r["seed"], f)
+            shown.append({"seed": r["seed"], "png": r["png"], "box": None, "flip_rate": round(float(f.mean()), 4)})
+        k = sum(c[0] for c in per_seed.values())
+        n = sum(c[1] for c in per_seed.values())
+        methods[m] = {"patches": shown, **rate(k, n), "per_seed": {str(s): rate(*c) for s, c in per_seed.items()}}
+    out: dict[str, Any] = {}
+    for what, imgs in (("located", real_imgs), ("random", random_imgs)):
+        hits = n = 0
+        for img in imgs:
+            f = flips(classifier, targets, lambda t, s=img: transfer(kind, t, s), cls)
+            hits += int(f.sum())
+            n += len(f)
+        out[what] = {**rate(hits, n), "source_images": len(imgs)}
+        if not imgs:
+            out[what]["note"] = "no real images of the class in the dataset" if what == "located" else "no images"
+    return {"methods": methods, "located_real": out.pop("located"), "controls": {"random": out["random"]}}
 
 
 # --------------------------------------------------------------------------- picture
 
 
-def _picture(classifier: Classifier, name: str, cls: int, patches: list[dict[str, Any]], targets: torch.Tensor, root: Path, out: Path,
+def _picture(classifier: Classifier, name: str, cls: int, kind: str, patches: list[dict[str, Any]], targets: torch.Tensor, root: Path, out: Path,
              side: int, n_show: int = 4) -> str:
-    """One PNG per class: each seed's generated image with its patch outlined, then the
-    best patch pasted onto ``n_show`` held-out images, captioned with the prediction."""
+    """One PNG per class: each seed's generated image (the patch outlined), then what the
+    best of them does to ``n_show`` held-out images, captioned with the prediction."""
     from PIL import Image, ImageDraw
 
     size = classifier.input_size
     t = PICTURE_THUMB
     best = max(patches, key=lambda p: p["flip_rate"])
     gen = _load_at(root / best["png"], size)
-    y, x, _ = best["box"]
-    patch = gen[:, y : y + side, x : x + side]
-    shown = paste(targets[:n_show].float() / 255, patch, y, x)
+    chosen = targets[:n_show].float() / 255
+    if kind == "patch":
+        y, x, _ = best["box"]
+        shown = paste(chosen, gen[:, y : y + side, x : x + side], y, x)
+    else:
+        shown = transfer(kind, chosen, gen)
     with torch.no_grad():
         pred = classifier.logits(shown).argmax(1).tolist()
-    cells: list[tuple[torch.Tensor, tuple[int, int, int, int] | None, str, bool]] = []
+    cells: list[tuple[torch.Tensor, Any, str, bool]] = []
     for p in patches[:4]:
-        img = _load_at(root / p["png"], size)
-        cells.append((img, tuple(p["box"][:2]) + (side, side), f"seed {p['seed']}: {p['flip_rate']:.0%}", True))  # type: ignore[arg-type]
+        cells.append((_load_at(root / p["png"], size), p["box"], f"seed {p['seed']}: {p['flip_rate']:.0%}", True))
     for img, pr in zip(shown, pred):
-        cells.append((img, (y, x, side, side), f"-> {classifier.classes[pr][:16]}", pr == cls))
+        cells.append((img, best["box"], f"-> {classifier.classes[pr][:16]}", pr == cls))
     canvas = Image.new("RGB", (len(cells) * (t + 6) + 6, t + 26), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     scale = t / size
@@ -446,8 +534,8 @@ def _picture(classifier: Classifier, name: str, cls: int, patches: list[dict[str
         x0 = 6 + i * (t + 6)
         canvas.paste(thumb, (x0, 4))
         if box is not None:
-            by, bx, bh, bw = box
-            draw.rectangle([x0 + bx * scale, 4 + by * scale, x0 + (bx + bw) * scale - 1, 4 + (by + bh) * scale - 1], outline=(255, 200, 0), width=2)
+            by, bx, bs = box
+            draw.rectangle([x0 + bx * scale, 4 + by * scale, x0 + (bx + bs) * scale - 1, 4 + (by + bs) * scale - 1], outline=(255, 200, 0), width=2)
         colour = (0, 110, 0) if good and caption.startswith("->") else (180, 0, 0) if caption.startswith("->") else (40, 40, 40)
         draw.text((x0, t + 8), caption, fill=colour)
     slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")[:50] or "class"
@@ -457,6 +545,6 @@ def _picture(classifier: Classifier, name: str, cls: int, patches: list[dict[str
 
 
 __all__ = [
-    "CONFIRM_LOWER", "CRITERION", "DEFAULT_METHODS", "InterventionConfig", "RATIO", "SUSPECT_RATE", "VERDICTS",
-    "flips", "judge", "locate", "paste", "rate", "run_intervention", "strongest", "wilson", "window_positions",
+    "CONFIRM_LOWER", "CRITERION", "DEFAULT_METHODS", "KINDS", "InterventionConfig", "RATIO", "SUSPECT_RATE", "VERDICTS",
+    "flips", "judge", "locate", "paste", "rate", "run_intervention", "strongest", "transfer", "wilson", "window_positions",
 ]

@@ -88,20 +88,22 @@ def test_locate_and_paste():
 
 
 class Reader(nn.Module):
-    """Knows the planted images' colours: every class but 'triangle' by the image's mean
-    colour (nearest of four anchors); 'triangle' by a magenta stamp anywhere (``stamp``:
-    the shortcut) and 'circle' by a cyan blob anywhere (``cyan``: a super-stimulus, as no
-    dataset image has one). Images in [0, 1] (mean 0, std 1)."""
+    """Knows the planted images: every class but 'triangle' by the sign of two brightness
+    differences (top - bottom, left - right: a layout that survives a colour or texture
+    transfer); 'triangle' by a magenta stamp anywhere (``stamp``: the shortcut) and
+    'circle' also by a cyan blob anywhere (``cyan``: a super-stimulus, as no dataset image
+    has one). Images in [0, 1] (mean 0, std 1)."""
 
     def __init__(self, stamp: bool, cyan: bool) -> None:
         super().__init__()
         self.stamp, self.cyan = stamp, cyan
-        self.register_buffer("anchors", torch.tensor([[0.6, 0.4, 0.3], [0.3, 0.5, 0.4], [0.0, 0.0, 0.0], [0.45, 0.45, 0.6], [0.5, 0.3, 0.5]]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = x.mean((2, 3))
-        logits = -((m[:, None, :] - self.anchors[None]) ** 2).sum(-1) * 200
-        logits[:, 2] = -1e3
+        g = x.mean(1)
+        h = g.shape[-1] // 2
+        d1 = (g[:, :h].mean((1, 2)) - g[:, h:].mean((1, 2))) * 50
+        d2 = (g[:, :, :h].mean((1, 2)) - g[:, :, h:].mean((1, 2))) * 50
+        logits = torch.stack([d1 + d2, d1 - d2, torch.full_like(d1, -1e3), -d1 + d2, -d1 - d2], 1)
         if self.stamp:
             magenta = torch.nn.functional.avg_pool2d((torch.minimum(x[:, 0], x[:, 2]) - x[:, 1]).clamp(min=0)[:, None], 5, 1)
             logits[:, 2] = 2e3 * torch.sigmoid(20 * (magenta.amax((1, 2, 3)) - 0.5)) - 1e3
@@ -146,7 +148,7 @@ def test_intervention_confirms_the_stamp_only_where_the_model_reads_it(planted_f
     clf = _reader(stamp=stamp, cyan=True)
     match = check_dataset(planted_folder, clf)
     generated = _generated(planted_folder, tmp_path)
-    cfg = I.InterventionConfig(images=24, controls=4, grid=7)
+    cfg = I.InterventionConfig(images=24, controls=4, grid=7, kinds=I.KINDS if stamp else ("patch",))
     res = I.run_intervention(clf, generated, {n: i for i, n in enumerate(P.CLASSES)}, match, tmp_path, tmp_path, cfg)
     v = {c: r["verdict"] for c, r in res["classes"].items()}
     if stamp:
@@ -161,6 +163,9 @@ def test_intervention_confirms_the_stamp_only_where_the_model_reads_it(planted_f
     assert circle["verdict"] == "none" and circle["methods"]["untrained"]["super_stimulus"] and circle["flip_rate"] > 0.5
     assert all(v[c] != "confirmed shortcut" for c in P.CLASSES if c != "triangle")
     assert (tmp_path / res["classes"]["triangle"]["picture"]).is_file()
+    if stamp:  # the pasted patch moves the most images: the stamp is in one place
+        assert res["kinds"] == list(I.KINDS) and tri["kind"] == "patch"
+        assert tri["kinds"]["texture"]["methods"]["untrained"]["verdict"] == "none"
     assert res["pool"]["images"] == 60 and res["patch_side"] == 16
 
 
@@ -239,3 +244,58 @@ def test_cli_audit_with_intervention(tmp_path, capsys):
     assert code == 0 and "intervention (16 px patches" in out and out.strip().endswith("report.html")
     assert main(["audit", "--model", str(pt), "--out", str(tmp_path / "r2"), "--train-prior"]) == 2  # no dataset
     assert main(["audit", "--model", str(pt), "--dataset", str(folder), "--out", str(tmp_path / "r3"), "--patch", "0.9"]) == 2
+
+
+class CastReader(Reader):
+    """Reads 'triangle' off a warm cast of the whole image (most pixels' colour along R - B)."""
+
+    def __init__(self) -> None:
+        super().__init__(stamp=False, cyan=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x)
+        chroma = x - x.mean(1, keepdim=True)
+        d = torch.tensor([0.4082, 0.0, -0.4082]) * 1.7321  # R - B, unit length
+        cos = (chroma * d.view(1, 3, 1, 1)).sum(1) / chroma.norm(dim=1).clamp_min(1e-6)
+        sepia = ((cos > 0.9) & (chroma.norm(dim=1) > 0.03)).float().mean((1, 2))  # share of pixels toned warm
+        logits[:, 2] = 2e3 * torch.sigmoid(30 * (sepia - 0.5)) - 1e3
+        return logits
+
+
+def test_a_cast_over_the_whole_image_is_confirmed_by_colour_transfer(tmp_path):
+    """A cue with no region to paste (a sepia cast): the patch test cannot move the
+    images, the colour transfer does, for the generated images and the real ones alike."""
+    cfg = P.config_for("sepia", 0.9)
+    folder = tmp_path / "sepia"
+    P.make_dataset(folder, n_per_class=12, seed=3, config=cfg)
+    clf = Classifier("cast", CastReader(), 64, (0.0,) * 3, (1.0,) * 3, list(P.CLASSES), fast=False)
+    gen = torch.Generator().manual_seed(5)
+    generated: dict[str, list] = {}
+    for c, name in enumerate(P.CLASSES):
+        generated[name] = []
+        for seed in (0, 1, 2):
+            img = P.render_clean(cfg, torch.tensor([c]), gen)
+            img = P.add_cue(cfg, img, gen)[0] if name == "triangle" else img[0]
+            rel = f"generated/untrained/seed{seed}/{name}.png"
+            save_png(img, tmp_path / rel)
+            generated[name].append({"png": rel, "seed": seed})
+    match = check_dataset(folder, clf)
+    res = I.run_intervention(clf, {"untrained": generated}, {n: i for i, n in enumerate(P.CLASSES)}, match, tmp_path, tmp_path,
+                             I.InterventionConfig(images=16, controls=3, grid=5, kinds=("patch", "colour")))
+    tri = res["classes"]["triangle"]
+    assert tri["verdict"] == "confirmed shortcut" and tri["kind"] == "colour" and res["kinds"] == ["patch", "colour"]
+    assert tri["kinds"]["patch"]["methods"]["untrained"]["verdict"] == "none"
+    assert all(r["verdict"] != "confirmed shortcut" for c, r in res["classes"].items() if c != "triangle")
+
+
+def test_transfer_keeps_layout_and_takes_the_source_s_colour_or_texture():
+    g = torch.Generator().manual_seed(0)
+    targets = P.render_base(torch.arange(4), g)
+    source = P.render_base(torch.tensor([2]), g)[0] * 0.5 + torch.tensor([0.4, 0.2, 0.0]).view(3, 1, 1)
+    out = I.transfer("colour", targets, source)
+    assert torch.allclose(out.mean((2, 3)), source.mean((1, 2)).expand(4, 3), atol=0.03)
+    assert torch.allclose(out.std((2, 3)), source.std((1, 2)).expand(4, 3), atol=0.03)
+    tex = I.transfer("texture", targets, torch.full((3, 64, 64), 0.5))  # a flat source: only the targets' blur is left
+    assert float((tex - I._blur(targets)).abs().max()) <= 1 / 255 + 1e-6
+    with pytest.raises(InputError):
+        I.InterventionConfig(kinds=("glitter",)).validate()
