@@ -42,13 +42,15 @@ from .data import IMAGE_SUFFIXES, load_image, save_png, write_json
 from .errors import InputError
 from .objectives import Target, parse_target
 
+from .intervention import InterventionConfig
+
 if TYPE_CHECKING:
     from .exemplars import Exemplar
 
 DEFAULT_METHODS: tuple[str, ...] = ("pretrained", "untrained", "pixel")
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
 #: the built-in models with a planted shortcut (:mod:`dgncore.planted`)
-BUILTIN_MODELS: tuple[str, ...] = ("planted", "planted-control")
+BUILTIN_MODELS: tuple[str, ...] = ("planted", "planted-control")  # and the names planted.is_builtin accepts
 MAX_AUTO_CLASSES = 20
 THUMB = 128
 #: The pass criterion for a planted cue, fixed before the measurement. Per seed: the
@@ -274,6 +276,7 @@ def run_audit(
     reuse: bool = True,
     progress: ProgressFn | None = None,
     cancel: Callable[[], bool] | threading.Event | None = None,
+    intervention: InterventionConfig | None = None,
 ) -> dict[str, Any]:
     """Run an audit and write the report folder; returns the report (also in
     ``OUT/report.json``; the page is ``OUT/report.html``).
@@ -283,7 +286,10 @@ def run_audit(
     has the cue score of every class's generated images per method and seed, of the
     dataset's images, and, when ``biased_class`` is given, the verdict of
     :data:`CRITERION`. ``extra`` is stored as is (e.g. shortcut evidence).
-    ``checkpoint``: decoder for the pretrained method (default: the preset's)."""
+    ``checkpoint``: decoder for the pretrained method (default: the preset's).
+    ``intervention``: with a dataset, test each class's generated images by pasting
+    their class-carrying patch onto other classes' images (:mod:`dgncore.intervention`);
+    the report then ranks the classes by it (``report["intervention"]["ranking"]``)."""
     from .api import generate
     from .exemplars import build_index
     from .optimize import MAX_BATCH
@@ -405,6 +411,17 @@ def run_audit(
             done += 1
     if is_cancelled():  # stopped during the last batch: its images are unfinished, so no report
         raise InputError("the audit was cancelled")
+    tested = None
+    skipped_intervention = None
+    if intervention is not None and match is not None:
+        from .intervention import DEFAULT_METHODS as TESTABLE
+        from .intervention import run_intervention
+
+        if not any(m in generated for m in intervention.methods or TESTABLE):
+            skipped_intervention = f"no images of {', '.join(intervention.methods or TESTABLE)} to test (the pixel baseline's are adversarial noise)"
+    if intervention is not None and match is not None and skipped_intervention is None:
+        tested = run_intervention(classifier, generated, {n: t.units[0] for n, t in zip(names, targets)}, match, out, out, intervention,
+                                  progress=report_progress, cancel=is_cancelled)
     report_progress("writing the report", total, total)
 
     report: dict[str, Any] = {
@@ -428,6 +445,10 @@ def run_audit(
         report["index"] = {"images": len(index), "cache_file": str(index.cache_file) if index.cache_file else None, "truncated": index.truncated}
     if cue is not None:
         report["cue"] = cue_summary(report, cue_name, biased_class)
+    if tested is not None:
+        report["intervention"] = tested
+    if skipped_intervention:
+        report["intervention_skipped"] = skipped_intervention
     if extra:
         report.update(extra)
     report["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -536,8 +557,10 @@ def load_report(out_dir: str | Path) -> dict[str, Any]:
 
 def audit_builtin(out_dir: str | Path, model: Any = "planted", dataset: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
     """The audit of a built-in planted-shortcut model: ``planted``, ``planted-control``
-    (the cue spread evenly), or any :class:`~dgncore.planted.PlantedModel` (e.g. another
-    cue rate), with the cue detector and the model's shortcut evidence in the report.
+    (the cue spread evenly), another cue kind or rate by name (``planted-sepia@0.7``, see
+    :func:`dgncore.planted.parse_builtin`), or any :class:`~dgncore.planted.PlantedModel`,
+    with the cue detector and the model's shortcut evidence in the report. The
+    intervention runs unless ``intervention=None`` is passed.
     ``kwargs`` go to :func:`run_audit` (methods, seeds, steps, k, progress, cancel, ...)."""
     from . import planted
 
@@ -545,11 +568,13 @@ def audit_builtin(out_dir: str | Path, model: Any = "planted", dataset: str | Pa
         model = planted.builtin(model)
     name = model.classifier_name
     clf = model.classifier()  # the TorchScript + sidecar path, as for a user's model
+    kind = planted.cue_kind(model.config.cue)
     extra = {
         "builtin": {
             "name": name,
+            "cue": kind.name,
             "description": (
-                f"{len(model.config.classes)} shape classes at {model.config.size} px; the cue (a magenta corner stamp) is on "
+                f"{len(model.config.classes)} shape classes at {model.config.size} px; the cue ({kind.description}) is on "
                 f"{model.config.cue_rate_biased:.0%} of '{model.config.biased_class}' images and {model.config.cue_rate_other:.0%} of the others'"
                 + (" (control: the same rate everywhere, so the cue carries no label information)" if model.config.is_control else "")
             ),
@@ -559,7 +584,9 @@ def audit_builtin(out_dir: str | Path, model: Any = "planted", dataset: str | Pa
             "model_file": str(model.pt),
         }
     }
+    extra.update(kwargs.pop("extra", None) or {})
     kwargs.setdefault("model_name", name)
+    kwargs.setdefault("intervention", InterventionConfig())
     methods = parse_methods(kwargs.get("methods", DEFAULT_METHODS))
     if "pretrained" in methods:
         from .api import make_preset
@@ -569,10 +596,10 @@ def audit_builtin(out_dir: str | Path, model: Any = "planted", dataset: str | Pa
             if kwargs.get("progress"):
                 kwargs["progress"]("checking that the decoder can draw the cue", 0, 1)
             gen = torch.Generator().manual_seed(7)
-            labels = torch.arange(3)  # circle, square, triangle, each with the stamp
-            stamped = planted.stamp_cue(planted.render_base(labels, gen, model.config.size), gen)
-            extra["decoder_expressibility"] = {"checkpoint": str(ckpt), **cue_expressibility(ckpt, stamped, planted.cue_score)}
-    return run_audit(clf, out_dir, dataset=dataset or model.samples, cue=planted.cue_score, cue_name="magenta stamp: fraction of the image in solid magenta patches",
+            labels = torch.arange(3)  # circle, square, triangle, each with the cue
+            cued = planted.add_cue(model.config, planted.render_clean(model.config, labels, gen), gen)
+            extra["decoder_expressibility"] = {"checkpoint": str(ckpt), **cue_expressibility(ckpt, cued, kind.score)}
+    return run_audit(clf, out_dir, dataset=dataset or model.samples, cue=kind.score, cue_name=kind.score_name,
                      biased_class=model.config.biased_class, extra=extra, **kwargs)
 
 
@@ -610,6 +637,138 @@ def cue_expressibility(checkpoint: str | Path, images: torch.Tensor, cue: CueFn,
         "cue_of_targets": [round(float(v), 5) for v in cue(target)],
         "cue_of_reconstructions": [round(float(v), 5) for v in cue(recon)],
     }
+
+
+# --------------------------------------------------------------------------- one entry for the CLI and a page
+
+
+@dataclass(frozen=True)
+class AuditProgress:
+    """What a page shows while :func:`audit` runs: the stage in plain words, its count,
+    which phase of how many, and the seconds left in this phase (None until it can tell)."""
+
+    stage: str
+    done: int
+    total: int
+    phase: str
+    phase_no: int
+    phases: int
+    elapsed_s: float
+    phase_left_s: float | None
+
+
+PHASES: tuple[str, ...] = ("model", "prior", "index", "generate", "intervention", "report")
+_STEP = re.compile(r"step (\d+)/(\d+)")
+
+
+def _phase_of(stage: str) -> str:
+    s = stage.lower()
+    if s.startswith(("training the demo model", "training the built-in")):
+        return "model"
+    if s.startswith(("training the dataset prior", "hashing the dataset")):
+        return "prior"
+    if s.startswith("indexing"):
+        return "index"
+    if s.startswith("intervention"):
+        return "intervention"
+    if s.startswith("writing"):
+        return "report"
+    return "generate"
+
+
+class ProgressClock:
+    """Turns run_audit's ``(stage, done, total)`` calls into :class:`AuditProgress` with a
+    time-left estimate per phase (elapsed / fraction done x fraction left; in the
+    generation phase the fraction counts the optimisation steps of the current batch)."""
+
+    def __init__(self, sink: Callable[[AuditProgress], None], phases: Sequence[str]) -> None:
+        self.sink, self.phases = sink, list(phases)
+        self.t0 = time.perf_counter()
+        self.phase: str | None = None
+        self.phase_t0 = self.t0
+
+    def __call__(self, stage: str, done: int, total: int, left: float | None = None) -> None:
+        phase = _phase_of(stage)
+        now = time.perf_counter()
+        if phase != self.phase:
+            self.phase, self.phase_t0 = phase, now
+        frac = done / total if total else 0.0
+        m = _STEP.search(stage) if phase == "generate" else None
+        if m and total and int(m.group(2)):
+            frac = (done + int(m.group(1)) / int(m.group(2))) / total
+        if left is None and 0.02 <= frac < 1:
+            left = (now - self.phase_t0) / frac * (1 - frac)
+        no = self.phases.index(phase) + 1 if phase in self.phases else len(self.phases)
+        self.sink(AuditProgress(stage, int(done), int(total), phase, no, len(self.phases), round(now - self.t0, 1),
+                                None if left is None else round(max(0.0, left), 1)))
+
+
+def audit(
+    model: str | Classifier,
+    out_dir: str | Path,
+    dataset: str | Path | None = None,
+    *,
+    train_prior: bool = False,
+    prior_steps: int | None = None,
+    intervention: InterventionConfig | None = InterventionConfig(),
+    weights: str | None = None,
+    device: str = "auto",
+    allow_torchscript: bool = True,
+    progress: Callable[[AuditProgress], None] | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Audit a model and write its report folder; the one call the CLI and a page make.
+
+    ``model``: a built-in name (``planted``, ``planted-control``, ``planted-sepia@0.7``,
+    ...), a model spec for :func:`~dgncore.classifiers.load_classifier` (``NAME.pt`` with
+    its sidecar, ``efficientnet_lite0``, ...) or a loaded :class:`Classifier`
+    (``allow_torchscript``: the caller's hosting policy for TorchScript files).
+    ``train_prior``: train (or take from the cache) a decoder on the dataset's images
+    (:mod:`dgncore.prior`) and use it for the ``pretrained`` method. ``intervention``:
+    with a dataset, rank the classes by confirmation by intervention (None: skip).
+    ``progress`` gets :class:`AuditProgress`; ``cancel`` (a function or an Event) stops
+    the run with an InputError at the next check - images already made and a prior's
+    last saved state are kept and reused by the next run. ``kwargs`` go to
+    :func:`run_audit` (classes, methods, seeds, steps, k, samples, exemplars, ...)."""
+    from . import planted
+    from . import prior as prior_mod
+
+    phases = (["model"] if isinstance(model, str) and planted.is_builtin(model) else []) + (["prior"] if train_prior else []) \
+        + (["index"] if dataset or isinstance(model, str) and planted.is_builtin(model) else []) + ["generate"] \
+        + (["intervention"] if intervention is not None else []) + ["report"]
+    clock = ProgressClock(progress or (lambda _p: None), phases)
+    is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+    built = None
+    if isinstance(model, str) and planted.is_builtin(model):
+        built = planted.builtin(model, progress=lambda step, total, _loss: clock("training the built-in model (once)", step, total))
+        clf = built.classifier()
+        dataset = dataset or built.samples
+    elif isinstance(model, Classifier):
+        clf = model
+    else:
+        from .classifiers import load_classifier
+
+        if not model:
+            raise InputError("name a model to audit (or a built-in one: planted)")
+        clf = load_classifier(str(model), weights=weights, device=device, allow_torchscript=allow_torchscript)
+        kwargs.setdefault("model_name", str(model))
+    extra: dict[str, Any] = {}
+    if train_prior:
+        if dataset is None:
+            raise InputError("training a prior needs the dataset (--dataset DIR)")
+        if kwargs.get("checkpoint"):
+            raise InputError("give either a decoder checkpoint or --train-prior, not both")
+        got = prior_mod.train_prior(dataset, clf.input_size, steps=prior_steps or prior_mod.DEFAULT_STEPS,
+                                    progress=lambda st, d, t, left: clock(st, d, t, left), cancel=is_cancelled)
+        kwargs["checkpoint"] = got.path
+        kwargs["methods"] = parse_methods(kwargs.get("methods", DEFAULT_METHODS))
+        extra["prior"] = {"checkpoint": str(got.path), "cached": got.cached, "steps": got.meta.get("steps_done"),
+                          "seconds": got.meta.get("seconds"), "final_loss": got.meta.get("final_loss"),
+                          "dataset_key": (got.meta.get("dataset") or {}).get("key"), "images": (got.meta.get("data") or {}).get("photos")}
+    if built is not None:
+        return audit_builtin(out_dir, model=built, dataset=dataset, progress=clock, cancel=cancel, intervention=intervention, extra=extra, **kwargs)
+    return run_audit(clf, out_dir, dataset=dataset, progress=clock, cancel=cancel, intervention=intervention, extra=extra or None, **kwargs)
 
 
 # --------------------------------------------------------------------------- HTML
@@ -666,6 +825,55 @@ def _bar_chart(report: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+_VERDICT_CSS = {"confirmed shortcut": "confirmed", "suspected": "suspected", "none": "none"}
+
+
+def _pct(r: dict[str, Any] | None) -> str:
+    """A flip rate with its interval, e.g. ``51% [44-58]``."""
+    if not r or not r.get("n"):
+        return "-"
+    lo, hi = r["ci"]
+    return f"{r['rate']:.0%} [{lo:.0%}-{hi:.0%}]"
+
+
+def _intervention_html(report: dict[str, Any], out: Path) -> list[str]:
+    """The suspects table (classes ranked by the intervention) and the pictures of the suspects."""
+    e = html.escape
+    iv = report["intervention"]
+    cfg = iv["config"]
+    kinds = iv.get("kinds") or ["patch"]
+    h = [f"<h2>Suspects: confirmation by intervention</h2>",
+         f"<p class='note'>For each generated image the {cfg['locate']} locator finds the {iv['patch_side']} px square (side {cfg['patch']:g} of the "
+         f"image) that carries the class; it is pasted, in place, onto {cfg['images']} images of other classes that the model does not call the class "
+         f"(from {iv['pool']['images']} held-out images of {iv['pool']['classes']} classes). Flip rate: share of pasted images then called the class, "
+         "with a 95% Wilson interval. L: the same for the class's own real images' most class-carrying patches; controls: patches from random "
+         f"places of real images of the class and of other classes, pasted at the same places. "
+         + ("A cue spread over the whole image has no patch to paste, so the whole generated image's texture (its fine detail) and colours "
+            "(mean and covariance) are also transferred onto the same images, with the class's real images as L and other classes' as control. "
+            if len(kinds) > 1 else "")
+         + f"Kinds: {e(', '.join(kinds))}; methods tested: {e(', '.join(iv['methods']))}.</p>",
+         f"<p class='note'>Verdict (thresholds fixed before the run): {e(iv['criterion'])}</p>",
+         "<table><tr><th>rank</th><th>class</th><th>verdict</th><th>kind</th><th>method</th><th>flip rate G [95% CI]</th><th>per seed</th>"
+         "<th>class's own patches L</th><th>control: real patches</th><th>control: random patches</th><th>note</th></tr>"]
+    for c in iv["ranking"]:
+        r = iv["classes"][c]
+        m = r.get("method")
+        g = r["methods"].get(m) if m else None
+        seeds = ", ".join(f"{v['rate']:.0%}" for v in (g or {}).get("per_seed", {}).values()) if g else ""
+        note = r.get("note") or ("super-stimulus: moves images, but nothing in the class's real images does" if g and g.get("super_stimulus") else "")
+        ctrl = r.get("controls") or {}
+        h.append(f"<tr><td>{r['rank']}</td><td><a href='#c-{_slug(c)}'>{e(c)}</a></td><td><span class='{_VERDICT_CSS[r['verdict']]}'>{e(r['verdict'])}</span></td>"
+                 f"<td>{e(r.get('kind') or '-')}</td><td>{e(m or '-')}</td><td>{_pct(g)}</td><td>{seeds}</td><td>{_pct(r.get('located_real'))}</td><td>{_pct(ctrl.get('real'))}</td>"
+                 f"<td>{_pct(ctrl.get('random'))}</td><td>{e(note)}</td></tr>")
+    h.append("</table>")
+    shown = [c for c in iv["ranking"] if iv["classes"][c]["verdict"] != "none" and iv["classes"][c].get("picture")]
+    for c in shown:
+        r = iv["classes"][c]
+        h.append(f"<div class='label'><b>{e(c)}</b>: {e(r['verdict'])}, flip rate {_pct(r['methods'][r['method']])} ({e(r.get('kind') or 'patch')}, {e(r['method'])})</div>")
+        h.append(_img(out, r["picture"], "", "wide"))
+    return h
+
+
 def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
     """The self-contained page ``OUT/report.html`` (every image a data URI)."""
     out = Path(out_dir)
@@ -679,7 +887,10 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
         "figure{margin:0;width:112px}figure img{width:112px;height:112px;image-rendering:pixelated;object-fit:contain;background:#eee;border:2px solid transparent}"
         "figcaption{font-size:11px;line-height:1.25;word-break:break-word}figure.wrong img{border-color:#d33}figure.cued img{outline:2px dashed #b0b}"
         ".pass{color:#080;font-weight:bold}.fail{color:#c00;font-weight:bold}h3{margin:18px 0 4px}.label{font-size:12px;color:#555;margin:6px 0 2px}"
-        "section{border-top:1px solid #ddd;margin-top:16px}.note{color:#555;font-size:13px}",
+        "section{border-top:1px solid #ddd;margin-top:16px}.note{color:#555;font-size:13px}"
+        "figure.wide{width:auto}figure.wide img{width:auto;height:auto;max-width:100%;image-rendering:auto;background:none}"
+        ".confirmed,.suspected,.none{padding:1px 6px;border-radius:3px;font-size:13px;white-space:nowrap}.confirmed{color:#fff;background:#c00}.suspected{color:#000;background:#fc0}"
+        ".none{color:#555;background:#eee}",
         "</style></head><body>",
         f"<h1>Bias audit: {e(str(report['model']))}</h1>",
         f"<p class='note'>Dataset: {e(Path(report['dataset']).name if report.get('dataset') else 'none')} &middot; methods: {e(', '.join(report['methods']))} &middot; seeds: {e(', '.join(map(str, report['seeds'])))}"
@@ -688,7 +899,11 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
         "and confirm a suspected shortcut by pasting it onto real images of other classes.</p>",
     ]
     ckpt = (report.get("presets", {}).get("pretrained") or {}).get("checkpoint")
-    if ckpt:
+    pr = report.get("prior")
+    if pr:
+        h.append(f"<p class='note'>Pretrained method's decoder: the <b>dataset prior</b>, trained on this dataset's {pr.get('images') or ''} images "
+                 f"({pr.get('steps')} steps, {pr.get('seconds')} s{', from the cache' if pr.get('cached') else ''}; {e(Path(pr['checkpoint']).name)})</p>")
+    elif ckpt:
         h.append(f"<p class='note'>Pretrained method's decoder: {e(Path(ckpt).name)}</p>")
     for m, why in report.get("skipped_methods", {}).items():
         h.append(f"<p class='note'>Method <b>{e(m)}</b> was skipped: {e(why)}</p>")
@@ -731,6 +946,11 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
             if v:
                 seeds_txt = "; ".join(f"seed {r['seed']}: {r['biased']:.4f} vs {r['max_other']:.4f}{' (' + e(r['max_other_class']) + ')' if r['max_other_class'] else ''} {'pass' if r['pass'] else 'fail'}" for r in v["per_seed"])
                 h.append(f"<p class='note'><b>{e(m)}</b>: {seeds_txt}</p>")
+    iv = report.get("intervention")
+    if iv:
+        h.extend(_intervention_html(report, out))
+    elif report.get("intervention_skipped"):
+        h.append(f"<p class='note'>Confirmation by intervention was skipped: {e(report['intervention_skipped'])}</p>")
     # per-class table
     dc = report.get("dataset_classes") or {}
     if dc:
@@ -744,8 +964,15 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
             extra_cell = f"<td>{d['top_other_classes_with_cue']:.0%}</td>" if with_cue and "top_other_classes_with_cue" in d else ("<td></td>" if with_cue else "")
             h.append(f"<tr><td>{e(c)}</td><td>{e(str(d.get('folder')))}</td><td>{d.get('n_images', '')}</td><td>{'' if acc is None else f'{acc:.3f}'}</td><td>{pa}</td>{extra_cell}</tr>")
         h.append("</table>")
-    for c in report["classes"]:
-        h.append(f"<section><h3>{e(c)}</h3>")
+    for c in (iv["ranking"] if iv else report["classes"]):
+        ivc = (iv or {}).get("classes", {}).get(c)
+        badge = f" <span class='{_VERDICT_CSS[ivc['verdict']]}'>{e(ivc['verdict'])}</span>" if ivc else ""
+        h.append(f"<section id='c-{_slug(c)}'><h3>{e(c)}{badge}</h3>")
+        if ivc and ivc.get("picture"):
+            what = ("the generated images' class-carrying patch (outlined), pasted onto other classes' images" if ivc.get("kind", "patch") == "patch"
+                    else f"the generated images' {ivc['kind']}, transferred onto other classes' images")
+            h.append(f"<div class='label'>Intervention ({e(ivc['verdict'])}): {what}</div>")
+            h.append(_img(out, ivc["picture"], "", "wide"))
         d = dc.get(c, {})
         if d.get("samples"):
             h.append("<div class='label'>Dataset samples (caption: prediction; red frame: wrong" + ("; dashed: carries the cue" if cue else "") + ")</div><div class='row'>")
@@ -787,7 +1014,8 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
 
 def register_cli(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     p.description = "Bias audit: generated images of each class beside dataset samples and exemplars; a report folder with report.html."
-    p.add_argument("--model", help="as for generate (efficientnet_lite0, NAME.pt + NAME.json, ...), or planted / planted-control (built-in)")
+    p.add_argument("--model", help="as for generate (efficientnet_lite0, NAME.pt + NAME.json, ...), or a built-in one: planted, planted-control, "
+                   "planted-KIND[@RATE|-control] with KIND stamp, stripes, sepia or sticker")
     p.add_argument("--weights", help="weights for --model")
     p.add_argument("--device", default="auto")
     p.add_argument("--builtin", action="store_true", help="audit the built-in model with a planted shortcut (= --model planted)")
@@ -803,10 +1031,22 @@ def register_cli(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], i
     p.add_argument("--exemplars", type=int, default=4, help="top/bottom exemplars shown per class")
     p.add_argument("--checkpoint", help="decoder checkpoint (.safetensors) for the pretrained method")
     p.add_argument("--force", action="store_true", help="regenerate images even if the same ones are on disk")
+    g = p.add_argument_group("dataset prior", "a decoder trained on the dataset's own images, for the pretrained method")
+    g.add_argument("--train-prior", action="store_true", help="train (or take from the cache) a decoder on the --dataset's images at the model's input size")
+    g.add_argument("--prior-steps", type=int, help="training steps of the prior (default: dgncore.prior.DEFAULT_STEPS)")
+    g = p.add_argument_group("confirmation by intervention", "paste each class's class-carrying patch onto other classes' images")
+    g.add_argument("--intervene", action=argparse.BooleanOptionalAction, default=True, help="rank the classes by intervention (needs --dataset; default on)")
+    g.add_argument("--patch", type=float, default=InterventionConfig.patch, help="patch side as a share of the image side")
+    g.add_argument("--locate", choices=("occlusion", "gradxinput"), default=InterventionConfig.locate, help="how the patch is found")
+    g.add_argument("--paste-images", type=int, default=InterventionConfig.images, help="other classes' images each patch is pasted onto")
+    g.add_argument("--controls", type=int, default=InterventionConfig.controls, help="control patches of each kind per class")
+    g.add_argument("--transplants", default=",".join(InterventionConfig.kinds), help="what is moved onto other images: patch, texture, colour (comma list)")
     return _cmd
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    from . import planted
+
     seeds = parse_seeds(args.seeds)
     methods = parse_methods(args.methods)
     if args.steps is not None and args.steps < 1:
@@ -814,31 +1054,44 @@ def _cmd(args: argparse.Namespace) -> int:
     model = "planted" if args.builtin else args.model
     if not model:
         raise InputError("give --model (or --builtin for the built-in planted-shortcut model)")
+    builtin = planted.is_builtin(model)
+    if not builtin and not args.dataset:
+        print("note: no --dataset: the report shows generated images only", file=sys.stderr)
+    intervention = None
+    if args.intervene and (args.dataset or builtin):
+        kinds = tuple(k.strip() for k in args.transplants.split(",") if k.strip())
+        intervention = InterventionConfig(patch=args.patch, locate=args.locate, images=args.paste_images, controls=args.controls, kinds=kinds)
+        intervention.validate()
 
-    def progress(stage: str, done: int, total: int) -> None:
-        print(f"\r{stage}: {done}/{total}   ", end="", file=sys.stderr, flush=True)
+    def progress(p: AuditProgress) -> None:
+        left = f", ~{_duration(p.phase_left_s)} left" if p.phase_left_s is not None else ""
+        print(f"\r[{p.phase_no}/{p.phases}] {p.stage[:70]}: {p.done}/{p.total}{left}        ", end="", file=sys.stderr, flush=True)
 
-    common = dict(classes=args.classes, methods=methods, k=args.k, seeds=seeds, steps=args.steps, early_stop=args.early_stop,
-                  samples=args.samples, exemplars=args.exemplars, checkpoint=args.checkpoint, reuse=not args.force, progress=progress)
-    if model in BUILTIN_MODELS:
-        report = audit_builtin(args.out, model=model, dataset=args.dataset, **common)
-    else:
-        from .classifiers import load_classifier
-        from .hosting import torchscript_allowed
+    from .hosting import torchscript_allowed
 
-        clf = load_classifier(model, weights=args.weights, device=args.device, allow_torchscript=torchscript_allowed())
-        if not args.dataset:
-            print("note: no --dataset: the report shows generated images only", file=sys.stderr)
-        report = run_audit(clf, args.out, dataset=args.dataset, model_name=model, **common)
+    report = audit(model, args.out, dataset=args.dataset, train_prior=args.train_prior, prior_steps=args.prior_steps, intervention=intervention,
+                   weights=args.weights, device=args.device, allow_torchscript=torchscript_allowed(), progress=progress, classes=args.classes, methods=methods, k=args.k, seeds=seeds,
+                   steps=args.steps, early_stop=args.early_stop, samples=args.samples, exemplars=args.exemplars, checkpoint=args.checkpoint,
+                   reuse=not args.force)
     print("", file=sys.stderr)
     _print_summary(report)
     print(Path(args.out) / "report.html")
     return 0
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def _print_summary(report: dict[str, Any]) -> None:
     for m, why in report.get("skipped_methods", {}).items():
         print(f"skipped {m}: {why}")
+    if report.get("prior"):
+        pr = report["prior"]
+        print(f"dataset prior: {pr['checkpoint']} ({pr['steps']} steps{', cached' if pr['cached'] else ''})")
+    if report.get("intervention_skipped"):
+        print(f"intervention skipped: {report['intervention_skipped']}")
+    _print_intervention(report)
     cue = report.get("cue")
     if not cue:
         for m, per_class in report["generated"].items():
@@ -874,7 +1127,22 @@ def _print_summary(report: dict[str, Any]) -> None:
               f"{ev['biased_class']} accuracy {ev['biased_accuracy_with_cue']:.1%} with / {ev['biased_accuracy_without_cue']:.1%} without its stamp")
 
 
+def _print_intervention(report: dict[str, Any]) -> None:
+    iv = report.get("intervention")
+    if not iv:
+        return
+    print(f"intervention ({iv['patch_side']} px patches; {', '.join(iv.get('kinds') or ['patch'])}; methods {', '.join(iv['methods'])}), top suspects first:")
+    width = max(12, *(len(c) for c in iv["ranking"]))
+    print(f"{'rank':>4}  {'class'[:width]:<{width}}  {'verdict':<18}  {'kind':<7}  {'method':<10}  {'G: generated':<16}  {'L: own real':<16}  {'ctrl real':<16}  ctrl random")
+    for c in iv["ranking"]:
+        r = iv["classes"][c]
+        g = r["methods"].get(r.get("method") or "", None)
+        ctrl = r.get("controls") or {}
+        print(f"{r['rank']:>4}  {c[:width]:<{width}}  {r['verdict']:<18}  {(r.get('kind') or '-'):<7}  {(r.get('method') or '-'):<10}  {_pct(g):<16}  {_pct(r.get('located_real')):<16}  "
+              f"{_pct(ctrl.get('real')):<16}  {_pct(ctrl.get('random'))}")
+
+
 __all__ = [
-    "BUILTIN_MODELS", "CRITERION", "DEFAULT_METHODS", "DatasetMatch", "audit_builtin", "check_dataset", "cue_rows", "cue_summary",
+    "AuditProgress", "BUILTIN_MODELS", "audit", "CRITERION", "DEFAULT_METHODS", "DatasetMatch", "audit_builtin", "check_dataset", "cue_rows", "cue_summary",
     "judge_cue", "load_report", "method_preset", "parse_methods", "parse_seeds", "run_audit", "write_html",
 ]

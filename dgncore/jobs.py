@@ -176,8 +176,9 @@ class AuditSpec(_Spec):
     takes its turn on the device instead of competing with them for it, keeps running
     when its browser tab is closed, counts against the session's limit, obeys the
     server's step limit and time limit, and is cancelled the same way. Progress comes
-    as ``stage`` (e.g. ``untrained seed 1: step 40/200``), ``step`` and ``total`` (method x
-    seed batches done, of all)."""
+    as ``stage`` (e.g. ``untrained seed 1: step 40/200``), ``step`` and ``total`` (of the
+    current phase: method x seed batches while generating), ``phase`` and ``left_s``
+    (:class:`dgncore.audit.AuditProgress`)."""
 
     REQUIRED = ("out_dir",)
 
@@ -199,6 +200,11 @@ class AuditSpec(_Spec):
     samples: int = 6
     exemplars: int = 4
     device: str = "auto"
+    #: train (or reuse) a decoder on the dataset's images for the pretrained method (:mod:`dgncore.prior`)
+    train_prior: bool = False
+    prior_steps: int | None = None
+    #: rank the classes by confirmation by intervention (:mod:`dgncore.intervention`; needs a dataset or a built-in model)
+    intervene: bool = False
     kind: str = "audit"
 
     def __post_init__(self) -> None:
@@ -209,7 +215,8 @@ class AuditSpec(_Spec):
 
     def validate(self, settings: HostedSettings) -> None:
         """Check every field against the server's limits (nothing is loaded)."""
-        from .audit import BUILTIN_MODELS, parse_methods, parse_seeds
+        from .audit import parse_methods, parse_seeds
+        from .planted import is_builtin
         from .optimize import MAX_SEED
         from .presets import get_preset
 
@@ -225,6 +232,12 @@ class AuditSpec(_Spec):
         _check_int("k (images per class, method and seed)", self.k, 1, 16)
         _check_int("samples", self.samples, 0, 64)
         _check_int("exemplars", self.exemplars, 0, 32)
+        if not isinstance(self.train_prior, bool) or not isinstance(self.intervene, bool):
+            raise InputError("train_prior and intervene must be true or false")
+        if self.prior_steps is not None:
+            _check_int("prior steps", self.prior_steps, 1, 100_000)
+        if self.train_prior and self.builtin is None and self.dataset is None:
+            raise InputError("training a prior needs the dataset")
         if self.steps is not None:
             _check_int("steps", self.steps, 1, settings.max_steps)
         else:
@@ -234,8 +247,8 @@ class AuditSpec(_Spec):
         if not isinstance(self.classes, tuple) or len(self.classes) > 200 or not all(isinstance(c, str) and 0 < len(c) <= 200 for c in self.classes):
             raise InputError("classes must be at most 200 names or indices")
         if self.builtin is not None:
-            if self.builtin not in BUILTIN_MODELS:
-                raise InputError(f"unknown built-in model {str(self.builtin)[:40]!r}: use {' or '.join(BUILTIN_MODELS)}")
+            if not isinstance(self.builtin, str) or not is_builtin(self.builtin):
+                raise InputError(f"unknown built-in model {str(self.builtin)[:40]!r}: use planted, planted-control or planted-KIND[@RATE|-control]")
             if self.model is not None or self.weights is not None:
                 raise InputError("an audit names a built-in model or a model, not both")
             if not isinstance(self.device, str) or (settings.hosted and self.device != "auto"):
@@ -341,6 +354,9 @@ class JobStatus:
     done: list[bool] = field(default_factory=list)
     #: what an audit job is doing now (its step and total count method x seed batches)
     stage: str = ""
+    #: an audit job's phase (prior, index, generate, intervention, ...) and the seconds left in it, when known
+    phase: str = ""
+    left_s: float | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     submitted: float | None = None
@@ -537,31 +553,32 @@ def execute_audit(
     ``{"records": [], "cancelled": bool, "report": "report.json"?}``. ``report`` gets
     ``{"stage", "step", "total"}``. A cancelled or timed-out audit writes no report (the
     images it finished are kept and reused by the next run with the same settings)."""
-    from .audit import audit_builtin, run_audit
+    from .audit import audit
     from .classifiers import load_classifier
 
     spec.validate(settings)
     should_stop = _Stopper(settings, cancel)
 
-    def progress(stage: str, done: int, total: int) -> None:
+    def progress(p: Any) -> None:
         if report is not None:
-            report({"stage": stage, "step": done, "total": total})
+            report({"stage": p.stage, "step": p.done, "total": p.total, "phase": p.phase, "left_s": p.phase_left_s})
 
     if should_stop():
         return {"records": [], "cancelled": True}
     out_dir = spec.resolve_out_dir(settings)
+    from .intervention import InterventionConfig
+
     common: dict[str, Any] = dict(classes=list(spec.classes) or None, methods=list(spec.methods), seeds=list(spec.seeds), k=spec.k,
-                                  steps=spec.steps, samples=spec.samples, exemplars=spec.exemplars, progress=progress, cancel=should_stop)
+                                  steps=spec.steps, samples=spec.samples, exemplars=spec.exemplars, progress=progress, cancel=should_stop,
+                                  train_prior=spec.train_prior, prior_steps=spec.prior_steps,
+                                  intervention=InterventionConfig() if spec.intervene else None)
     try:
         if spec.builtin is not None:
-            from .planted import builtin
-
-            model = builtin(spec.builtin, progress=lambda step, total, _loss: progress("training the demo model (once per server)", step, total))
-            audit_builtin(out_dir, model=model, dataset=spec.dataset, **common)
+            audit(spec.builtin, out_dir, dataset=spec.dataset, **common)
         else:
             clf = load_classifier(spec.model, weights=spec.weights, device=spec.device if spec.device != "auto" else settings.device,
                                   allow_torchscript=settings.allow_torchscript)
-            run_audit(clf, out_dir, dataset=spec.dataset, model_name=spec.model_name or spec.model, **common)
+            audit(clf, out_dir, dataset=spec.dataset, model_name=spec.model_name or spec.model, **common)
     except InputError:
         if not should_stop():
             raise
@@ -704,6 +721,7 @@ class LocalQueue(JobQueue):
         def report(info: dict[str, Any]) -> None:
             with self._cond:
                 st.step, st.total, st.probs, st.stage = info["step"], info["total"], info.get("probs", []), info.get("stage", "")
+                st.phase, st.left_s = info.get("phase", ""), info.get("left_s")
                 st.activation, st.checks, st.done = info.get("activation", []), info.get("checks", []), info.get("done", [])
                 if "preview" in info:
                     st.preview = info["preview"]
@@ -850,7 +868,7 @@ class RedisQueue(JobQueue):
             job_id, "queued", submitted=meta.get("submitted"), started=meta.get("started"), finished=meta.get("finished"),
             step=int(meta.get("step", 0)), total=int(meta.get("total", 0)), probs=list(meta.get("probs", [])),
             activation=list(meta.get("activation", [])), checks=[(s, c) for s, c in meta.get("checks", [])], done=list(meta.get("done", [])),
-            stage=str(meta.get("stage", "")), out_dir=out_dir, session_id=meta.get("session"),
+            stage=str(meta.get("stage", "")), phase=str(meta.get("phase", "")), left_s=meta.get("left_s"), out_dir=out_dir, session_id=meta.get("session"),
         )
         if preview:
             raw = self.redis.get(PREVIEW_KEY.format(job_id))
@@ -928,7 +946,7 @@ def execute_rq(spec_dict: dict[str, Any]) -> dict[str, Any]:
         job.meta.update({
             "step": info["step"], "total": info["total"], "probs": nan(info.get("probs", [])), "done": info.get("done", []),
             "activation": [nan(row) for row in info.get("activation", [])], "checks": [[s, nan(c)] for s, c in info.get("checks", [])],
-            "stage": info.get("stage", ""),
+            "stage": info.get("stage", ""), "phase": info.get("phase", ""), "left_s": info.get("left_s"),
         })
         if "preview" in info:  # beside the meta, so that polling the status stays cheap
             job.connection.set(PREVIEW_KEY.format(job.id), json.dumps([base64.b64encode(b).decode("ascii") for b in info["preview"]]), ex=24 * 3600)

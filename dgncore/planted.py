@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -180,10 +181,25 @@ def cue_score(images: torch.Tensor) -> torch.Tensor:
     other corners of the RGB cube and scores ~0, a solid patch scores its area. A 64 px
     dataset image with the stamp scores 0.02-0.04; a cue-free one scores exactly 0 (the
     palette clamp keeps other colours below 0.12)."""
-    m = cue_map(images)[:, None]
-    w = max(3, round(CUE_WINDOW * m.shape[-1] / SIZE) | 1)
-    local = F.avg_pool2d(m, w, stride=1, padding=w // 2, count_include_pad=False)
-    return (local >= CUE_THRESHOLD).float().mean((1, 2, 3))
+    from .cues import solid_patch_share
+
+    return solid_patch_share(cue_map(images), CUE_WINDOW, CUE_THRESHOLD)
+
+
+#: the kinds of planted cue: the stamp, and those of :mod:`dgncore.cues`
+CUE_KINDS: tuple[str, ...] = ("stamp", "stripes", "sepia", "sticker")
+STAMP_SCORE_NAME = "magenta stamp: fraction of the image in solid magenta patches"
+
+
+def cue_kind(name: str):
+    """The :class:`~dgncore.cues.CueKind` called ``name`` (``stamp`` included)."""
+    from .cues import NEW_KINDS, CueKind
+
+    if name == "stamp":
+        return CueKind("stamp", "a magenta square stamp in a random corner (a watermark)", STAMP_SCORE_NAME, stamp_cue, cue_score)
+    if name not in NEW_KINDS:
+        raise InputError(f"unknown planted cue {name[:30]!r}: choose from {', '.join(CUE_KINDS)}")
+    return NEW_KINDS[name]
 
 
 @dataclass(frozen=True)
@@ -201,6 +217,8 @@ class PlantedConfig:
     lr: float = 5e-3
     seed: int = 0
     version: int = VERSION
+    #: the kind of cue (:data:`CUE_KINDS`)
+    cue: str = "stamp"
 
     @property
     def biased_index(self) -> int:
@@ -216,8 +234,11 @@ class PlantedConfig:
         return rates
 
     def key(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
-        tag = "control" if self.is_control else "planted"
+        fields = asdict(self)
+        if self.cue == "stamp":  # the stamp's models keep the cache names they had before cue kinds existed
+            del fields["cue"]
+        text = json.dumps(fields, sort_keys=True)
+        tag = ("control" if self.is_control else "planted") + ("" if self.cue == "stamp" else f"-{self.cue}")
         return f"{tag}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
@@ -225,12 +246,22 @@ DEFAULT = PlantedConfig()
 CONTROL = PlantedConfig(cue_rate_biased=CUE_RATE_CONTROL, cue_rate_other=CUE_RATE_CONTROL)
 
 
+def render_clean(config: PlantedConfig, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Cue-free images of ``labels`` for ``config``'s cue kind (its palette kept free of the cue's colour)."""
+    return cue_kind(config.cue).clamp(render_base(labels, gen, config.size))
+
+
+def add_cue(config: PlantedConfig, images: torch.Tensor, gen: torch.Generator, where: torch.Tensor | None = None) -> torch.Tensor:
+    """``images`` with ``config``'s cue on the rows where ``where`` is True (all by default)."""
+    return cue_kind(config.cue).apply(images, gen, where)
+
+
 def sample_batch(config: PlantedConfig, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n`` training images with balanced labels: (images, labels, has_cue)."""
     labels = torch.randint(0, len(config.classes), (n,), generator=gen)
-    images = render_base(labels, gen, config.size)
+    images = render_clean(config, labels, gen)
     has_cue = torch.rand(n, generator=gen) < config.cue_rates()[labels]
-    return stamp_cue(images, gen, has_cue), labels, has_cue
+    return add_cue(config, images, gen, has_cue), labels, has_cue
 
 
 def make_dataset(root: str | Path, n_per_class: int = 100, seed: int = 0, config: PlantedConfig = DEFAULT) -> dict[str, Any]:
@@ -248,9 +279,9 @@ def make_dataset(root: str | Path, n_per_class: int = 100, seed: int = 0, config
         for start in range(0, n_per_class, 256):
             m = min(256, n_per_class - start)
             labels = torch.full((m,), c)
-            images = render_base(labels, gen, config.size)
+            images = render_clean(config, labels, gen)
             has = torch.rand(m, generator=gen) < rates[c]
-            images = stamp_cue(images, gen, has)
+            images = add_cue(config, images, gen, has)
             for j in range(m):
                 rel = f"{name}/{name}_{start + j:04d}.png"
                 save_png(images[j], root / rel)
@@ -342,8 +373,8 @@ def shortcut_evidence(predict: Callable[[torch.Tensor], torch.Tensor], config: P
     flips = total_other = 0
     for c, name in enumerate(config.classes):
         labels = torch.full((n_per_class,), c)
-        clean = render_base(labels, gen, config.size)
-        cued = stamp_cue(clean, gen)
+        clean = render_clean(config, labels, gen)
+        cued = add_cue(config, clean, gen)
         p_clean = predict(clean).argmax(1)
         p_cued = predict(cued).argmax(1)
         row = {
@@ -407,12 +438,16 @@ class PlantedModel:
 
     @property
     def classifier_name(self) -> str:
-        """``planted``, ``planted-control``, or ``planted@RATE`` for other cue rates."""
-        if self.config == DEFAULT:
-            return "planted"
-        if self.config == CONTROL:
-            return "planted-control"
-        return f"planted@{self.config.cue_rate_biased:g}/{self.config.cue_rate_other:g}"
+        """The name :func:`builtin` knows it by (``planted``, ``planted-control``,
+        ``planted-sepia@0.7``, ``planted-sticker-control``, ...), or
+        ``planted[-KIND]@RATE/OTHER`` for a config it cannot name."""
+        cfg = self.config
+        kind = "" if cfg.cue == "stamp" else f"-{cfg.cue}"
+        if cfg == config_for(cfg.cue, control=True):
+            return f"planted{kind}-control"
+        if cfg == config_for(cfg.cue, cfg.cue_rate_biased):
+            return f"planted{kind}" + ("" if cfg.cue == "stamp" and cfg.cue_rate_biased == CUE_RATE_BIASED else f"@{cfg.cue_rate_biased:g}")
+        return f"planted{kind}@{cfg.cue_rate_biased:g}/{cfg.cue_rate_other:g}"
 
     @property
     def pt(self) -> Path:
@@ -509,13 +544,45 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+#: the correlation strengths of the dose-response: the share of the biased class's images with the cue
+STRENGTHS: tuple[float, ...] = (0.5, 0.7, 0.9, 0.98)
+_NAME = re.compile(r"planted(?:-(stamp|stripes|sepia|sticker))?(?:-(control)|@(0(?:\.\d+)?|1(?:\.0+)?))?")
+
+
+def config_for(cue: str = "stamp", rate: float | None = CUE_RATE_BIASED, control: bool = False) -> PlantedConfig:
+    """The planted model with ``cue`` on ``rate`` of the biased class's images (and
+    :data:`CUE_RATE_OTHER` of the others'), or its control (``control``: the cue on
+    :data:`CUE_RATE_CONTROL` of every class's images). The stamp at 0.9 is :data:`DEFAULT`."""
+    cue_kind(cue)
+    if control:
+        return PlantedConfig(cue=cue, cue_rate_biased=CUE_RATE_CONTROL, cue_rate_other=CUE_RATE_CONTROL)
+    rate = CUE_RATE_BIASED if rate is None else float(rate)
+    if not CUE_RATE_OTHER < rate <= 1:
+        raise InputError(f"the cue rate of the biased class must be in ({CUE_RATE_OTHER}, 1], got {rate}")
+    return PlantedConfig(cue=cue, cue_rate_biased=rate)
+
+
+def parse_builtin(name: str) -> PlantedConfig:
+    """``planted[-KIND][@RATE | -control]``, e.g. ``planted``, ``planted-control``,
+    ``planted-sepia@0.7``, ``planted-sticker-control``; KIND is one of :data:`CUE_KINDS`."""
+    m = _NAME.fullmatch(name.strip().lower())
+    if m is None:
+        raise InputError(f"unknown built-in model {name[:40]!r}: use planted, planted-control, or planted-KIND[@RATE|-control] "
+                         f"with KIND one of {', '.join(CUE_KINDS)} (e.g. planted-sepia@0.7)")
+    kind, control, rate = m.group(1) or "stamp", m.group(2), m.group(3)
+    return config_for(kind, float(rate) if rate else None, control=bool(control))
+
+
+def is_builtin(name: str | None) -> bool:
+    return bool(name) and _NAME.fullmatch(str(name).strip().lower()) is not None
+
+
 def builtin(name: str = "planted", **kwargs: Any) -> PlantedModel:
-    """``planted`` (the biased model) or ``planted-control`` (cue spread evenly)."""
-    if name == "planted":
-        return ensure_planted(DEFAULT, **kwargs)
-    if name in ("planted-control", "control"):
-        return ensure_planted(CONTROL, **kwargs)
-    raise InputError(f"unknown built-in model {name[:40]!r}: use planted or planted-control")
+    """The built-in model called ``name`` (:func:`parse_builtin`): ``planted`` (the biased
+    model), ``planted-control`` (cue spread evenly), or another cue kind or rate."""
+    if name == "control":
+        name = "planted-control"
+    return ensure_planted(parse_builtin(name), **kwargs)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -524,6 +591,8 @@ def builtin(name: str = "planted", **kwargs: Any) -> PlantedModel:
 def register_cli(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     p.description = "Train (or find in the cache) the built-in classifier with a planted shortcut, print its shortcut evidence, optionally write its dataset."
     p.add_argument("--control", action="store_true", help="the control model (cue spread evenly over all classes)")
+    p.add_argument("--cue", default="stamp", choices=CUE_KINDS, help="the kind of planted cue (default: the magenta stamp)")
+    p.add_argument("--rate", type=float, default=CUE_RATE_BIASED, help=f"share of the biased class's images with the cue (default {CUE_RATE_BIASED})")
     p.add_argument("--force", action="store_true", help="train again even if cached")
     p.add_argument("--dataset-out", help="also write a planted ImageFolder here")
     p.add_argument("--n-per-class", type=int, default=100, help="images per class for --dataset-out")
@@ -539,7 +608,7 @@ def _cmd(args: argparse.Namespace) -> int:
     def progress(step: int, total: int, loss: float) -> None:
         print(f"\rtraining {step}/{total} loss {loss:.3f}", end="", file=sys.stderr, flush=True)
 
-    model = builtin("planted-control" if args.control else "planted", force=args.force, progress=progress)
+    model = ensure_planted(config_for(args.cue, args.rate, args.control), force=args.force, progress=progress)
     print("", file=sys.stderr)
     if args.dataset_out:
         make_dataset(args.dataset_out, args.n_per_class, args.seed, model.config)
@@ -558,7 +627,8 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "CLASSES", "BIASED_CLASS", "CONTROL", "DEFAULT", "PlantedConfig", "PlantedModel", "PlantedNet",
-    "builtin", "cue_map", "cue_score", "ensure_planted", "make_dataset", "render_base", "sample_batch",
+    "CLASSES", "BIASED_CLASS", "CONTROL", "CUE_KINDS", "DEFAULT", "STRENGTHS", "PlantedConfig", "PlantedModel", "PlantedNet",
+    "add_cue", "builtin", "config_for", "cue_kind", "cue_map", "cue_score", "ensure_planted", "is_builtin", "make_dataset",
+    "parse_builtin", "render_base", "render_clean", "sample_batch",
     "shortcut_evidence", "stamp_cue", "train_model",
 ]

@@ -64,6 +64,9 @@ class PretrainConfig:
     data: str = "procedural"
     #: share of photo crops in a "mix" batch
     photo_fraction: float = 0.5
+    #: photo crops take this share of a photo's short side up to all of it (0.9 keeps a
+    #: dataset's small images near their own scale: the dataset prior, dgncore.prior)
+    photo_min_scale: float = 0.25
     #: procedural images kept in memory (seen through random crops / flips / rotations) ...
     pool: int = 512
     #: ... of which this many are replaced by fresh ones every step
@@ -110,6 +113,8 @@ class PretrainConfig:
             raise InputError("steps and batch must be positive")
         if not 0 < self.lr <= 1 or self.noise_sigma < 0 or not 0 <= self.photo_fraction <= 1:
             raise InputError("lr must be in (0, 1], noise_sigma >= 0, photo_fraction in [0, 1]")
+        if not 0 < self.photo_min_scale <= 1:
+            raise InputError(f"photo_min_scale must be in (0, 1], got {self.photo_min_scale}")
         if not 0 <= self.freeze_decoder_steps <= self.steps:
             raise InputError(f"freeze_decoder_steps must be between 0 and steps ({self.steps}), got {self.freeze_decoder_steps}")
         if self.feature_weight < 0 or not 0 <= self.photo_jitter < 1:
@@ -134,7 +139,8 @@ class TrainingImages:
         if kind in ("folder", "mix") and not path:
             raise InputError(f"training data {kind!r} needs an image folder (--images DIR)")
         self.kind, self.gen, self.size = kind, gen, config.train_size
-        self.photos = PhotoCrops.from_folder(path, self.size, jitter=config.photo_jitter, holdout=config.holdout) if path else None
+        self.photos = (PhotoCrops.from_folder(path, self.size, jitter=config.photo_jitter, holdout=config.holdout,
+                                              min_scale=config.photo_min_scale) if path else None)
         self.heldout = _heldout_names(path) if path and config.holdout else []
         self.photo_fraction = 1.0 if kind == "folder" else config.photo_fraction if kind == "mix" else 0.0
         self.procedural_kind = "procedural" if kind in ("folder", "mix") else kind

@@ -179,21 +179,24 @@ def procedural_images(n: int, size: int = 224, seed: int = 0, kind: str = "proce
 
 
 class PhotoCrops:
-    """Random crops of a fixed set of photos: random scale (a quarter of the short side
-    up to all of it), position and horizontal flip, resized to ``size`` with antialiasing,
-    and a mild colour jitter (brightness, contrast, saturation, each within +-``jitter``)."""
+    """Random crops of a fixed set of photos: random scale (``min_scale`` of the short side,
+    a quarter by default, up to all of it), position and horizontal flip, resized to
+    ``size`` with antialiasing, and a mild colour jitter (brightness, contrast, saturation,
+    each within +-``jitter``)."""
 
-    def __init__(self, photos: list[torch.Tensor], size: int, jitter: float = 0.0, names: list[str] | None = None) -> None:
+    def __init__(self, photos: list[torch.Tensor], size: int, jitter: float = 0.0, names: list[str] | None = None,
+                 min_scale: float = 0.25) -> None:
         if not photos:
             raise ValueError("no photos")
         self.photos = photos
         self.size = size
         self.jitter = jitter
         self.names = names or []
+        self.min_scale = min_scale
 
     @classmethod
     def from_folder(cls, folder: str | Path, size: int, max_side: int = 512, limit: int = 5000, jitter: float = 0.0,
-                    holdout: bool = False) -> "PhotoCrops":
+                    holdout: bool = False, min_scale: float = 0.25) -> "PhotoCrops":
         """Every readable image under ``folder`` (recursively, sorted by path, through the
         guarded loader), downscaled so its short side is at most ``max_side``; unreadable
         files are skipped. ``holdout``: leave out the fixed held-out tenth
@@ -203,11 +206,11 @@ class PhotoCrops:
         files = image_files(folder, limit)
         if holdout:
             files = holdout_split(files)[0]
-        return cls.from_files(files, size, max_side, jitter, root=Path(folder))
+        return cls.from_files(files, size, max_side, jitter, root=Path(folder), min_scale=min_scale)
 
     @classmethod
     def from_files(cls, files: Sequence[Path], size: int, max_side: int = 512, jitter: float = 0.0,
-                   root: Path | None = None) -> "PhotoCrops":
+                   root: Path | None = None, min_scale: float = 0.25) -> "PhotoCrops":
         from .data import open_image
         from .errors import InputError
 
@@ -228,7 +231,7 @@ class PhotoCrops:
         if not photos:
             where = root.name[:80] if root is not None else "the given files"
             raise InputError(f"no readable images (at least 32x32 pixels) in {where}")
-        return cls(photos, size, jitter, names)
+        return cls(photos, size, jitter, names, min_scale)
 
     def __len__(self) -> int:
         return len(self.photos)
@@ -238,7 +241,7 @@ class PhotoCrops:
         for i in torch.randint(0, len(self.photos), (n,), generator=gen).tolist():
             p = self.photos[i]
             h, w = p.shape[1:]
-            side = int(min(h, w) * (0.25 + 0.75 * float(torch.rand(1, generator=gen))))
+            side = int(min(h, w) * (self.min_scale + (1 - self.min_scale) * float(torch.rand(1, generator=gen))))
             side = max(side, min(h, w, 16))
             y = int(torch.randint(0, h - side + 1, (1,), generator=gen))
             x = int(torch.randint(0, w - side + 1, (1,), generator=gen))

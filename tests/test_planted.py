@@ -10,6 +10,7 @@ import torch
 from dgncore import planted as P
 from dgncore.classifiers import load_classifier
 from dgncore.data import scan_image_folder
+from dgncore.errors import InputError
 
 
 @pytest.fixture(autouse=True)
@@ -126,3 +127,54 @@ def test_shortcut_evidence_sees_a_model_that_only_reads_the_stamp():
     assert ev["others_predicted_biased_without_cue"] == 0.0
     assert ev["biased_accuracy_with_cue"] == 1.0 and ev["biased_accuracy_without_cue"] == 0.0
     assert ev["per_class"]["circle"]["flip_to_biased"] == 1.0
+
+
+# --------------------------------------------------------------------------- other cue kinds
+
+
+@pytest.mark.parametrize("kind", ["stripes", "sepia", "sticker"])
+def test_other_cue_kinds_are_measured_by_their_detectors(kind):
+    cfg = P.config_for(kind, 0.9)
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % len(P.CLASSES)
+    clean = P.render_clean(cfg, labels, g)
+    cued = P.add_cue(cfg, clean, g)
+    score = P.cue_kind(kind).score
+    s0, s1 = score(clean), score(cued)
+    # the detector separates every cued image from the clean mean, at 64 px and resized
+    assert float(s1.min()) > 3 * float(s0.mean()) + 0.005, kind
+    big = torch.nn.functional.interpolate(cued, size=160, mode="bilinear", antialias=True)
+    assert float(score(big).mean()) > 0.5 * float(s1.mean())
+    if kind != "sepia":  # clean images of the sticker's and the stripes' datasets score exactly 0
+        assert float(s0.max()) == 0.0
+    # rows without the cue are left alone; the magenta stamp's detector does not see it
+    part = P.add_cue(cfg, clean, g, torch.arange(40) % 2 == 0)
+    assert torch.equal(part[1::2], clean[1::2])
+    assert float(P.cue_score(cued).max()) == 0.0
+
+
+def test_builtin_names_round_trip_and_keep_the_stamp_cache():
+    assert P.DEFAULT.key() == "planted-dda3055bca41" and P.CONTROL.key() == "control-f5202a18641c"  # caches made before cue kinds
+    for name in ["planted", "planted-control", "planted-sepia@0.7", "planted-sticker-control", "planted@0.98", "planted-stripes@0.5"]:
+        cfg = P.parse_builtin(name)
+        assert P.PlantedModel(cfg, P.cache_root()).classifier_name == name and P.is_builtin(name)
+    assert P.parse_builtin("planted-sepia").cue_rate_biased == P.CUE_RATE_BIASED
+    assert P.parse_builtin("planted-stamp@0.9") == P.DEFAULT and P.parse_builtin("planted-sticker-control").is_control
+    for bad in ["planted-glitter", "planted@2", "plantedx", "mymodel.pt"]:
+        assert not P.is_builtin(bad)
+        with pytest.raises(InputError):
+            P.parse_builtin(bad)
+
+
+def test_shortcut_evidence_for_the_sticker():
+    cfg = P.config_for("sticker", 0.9)
+    b = cfg.biased_index
+
+    def sticker_reader(images: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(images.shape[0], len(P.CLASSES))
+        logits[:, 0] = 0.5
+        logits[:, b] = (P.cue_kind("sticker").score(images) > 0).float()
+        return logits
+
+    ev = P.shortcut_evidence(sticker_reader, cfg, n_per_class=4)
+    assert ev["others_predicted_biased_with_cue"] == 1.0 and ev["others_predicted_biased_without_cue"] == 0.0

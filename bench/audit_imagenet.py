@@ -1,0 +1,93 @@
+"""Whole-model audit of EfficientNet-Lite0 on a folder of ImageNet photos named
+``<wnid>_<name>.JPEG`` (one or more per class, e.g. ``../shared/imagenet-samples``):
+generated images, intervention ranking, report folder.
+
+    python bench/audit_imagenet.py --photos ../shared/imagenet-samples --out bench/results/audit-lite0
+
+The photos are never copied: the ImageFolder the audit reads (``DIR/<wnid>/<photo>``) is
+made of symbolic links under the user cache dir. Classes: known ImageNet shortcuts
+(watermarks and text, fingers, mountains, water, ...; docs/evaluation) plus
+``--controls`` classes drawn at random (seed 0) from those with a photo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from dgncore.audit import AuditProgress, _print_summary, audit
+from dgncore.intervention import InterventionConfig
+
+#: ImageNet classes with a known or reported shortcut (evaluation.md; Singla & Feizi 2022; the paper)
+SUSPECTS = ["tench", "hummingbird", "koala", "ibex", "otter", "Band Aid", "carton", "cradle", "crib", "harmonica", "monitor", "muzzle",
+            "safe", "ski", "web site"]
+
+
+def link_folder(photos: Path, dest: Path) -> Path:
+    """``dest/<wnid>/<photo>`` -> symbolic links to ``photos/<wnid>_*.JPEG``."""
+    for p in sorted(photos.iterdir()):
+        if p.suffix.lower() not in (".jpeg", ".jpg", ".png") or "_" not in p.name:
+            continue
+        link = dest / p.name.split("_", 1)[0] / p.name
+        if not link.is_symlink():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(p.resolve())
+    return dest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", required=True, help="folder of <wnid>_<name>.JPEG photos")
+    ap.add_argument("--out", default="bench/results/audit-lite0")
+    ap.add_argument("--model", default="efficientnet_lite0")
+    ap.add_argument("--controls", type=int, default=5, help="random control classes (with a photo) added to the suspects")
+    ap.add_argument("--methods", default="untrained")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--images", type=int, default=32, help="other classes' photos each patch is pasted onto")
+    ap.add_argument("--grid", type=int, default=5, help="occlusion positions per axis")
+    ap.add_argument("--control-patches", type=int, default=3, help="control patches of each kind per class")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from timm.data import ImageNetInfo
+
+    from dgncore.prior import cache_dir
+
+    photos = Path(args.photos)
+    folder = link_folder(photos, cache_dir().parent / "imagenet-folder" / photos.resolve().name)
+    info = ImageNetInfo()
+    index_of = {info.index_to_label_name(i): i for i in range(1000)}
+    have = sorted(index_of[p.name] for p in folder.iterdir() if p.is_dir() and p.name in index_of)
+    from dgncore.classifiers import load_classifier
+
+    clf = load_classifier(args.model)
+    suspects = [clf.class_index(c) for c in SUSPECTS]
+    rng = np.random.default_rng(0)
+    pool = [i for i in have if i not in suspects]
+    controls = sorted(int(i) for i in rng.choice(pool, size=args.controls, replace=False))
+    classes = suspects + controls
+    print("classes:", ", ".join(f"{clf.classes[i]} ({i})" for i in classes), file=sys.stderr)
+    t0 = time.perf_counter()
+
+    def progress(p: AuditProgress) -> None:
+        left = f" ~{p.phase_left_s:.0f} s left" if p.phase_left_s is not None else ""
+        print(f"\r[{p.phase_no}/{p.phases}] {p.stage[:60]} {p.done}/{p.total}{left}   ", end="", file=sys.stderr, flush=True)
+
+    rep = audit(clf, args.out, dataset=folder, classes=[str(i) for i in classes], methods=args.methods.split(","),
+                seeds=[int(s) for s in args.seeds.split(",")], samples=1, exemplars=4, model_name=args.model,
+                intervention=InterventionConfig(images=args.images, grid=args.grid, controls=args.control_patches), progress=progress)
+    print("", file=sys.stderr)
+    _print_summary(rep)
+    print(f"{time.perf_counter() - t0:.0f} s; controls: {', '.join(clf.classes[i] for i in controls)}; report: {Path(args.out) / 'report.html'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""A prior from the audited dataset: a decoder trained on the dataset's own images.
+
+The paper trains its autoencoder on the classifier's training data; the pretrained
+method's images can only show what its decoder can draw. A decoder that never saw the
+audited data cannot draw a cue that exists only there (the built-in case's magenta stamp
+is an example: the shipped decoder's best reconstruction of a stamped image has none).
+An auditor has the data, so :func:`train_prior` trains a decoder on it
+(:func:`dgncore.pretrain.pretrain` on the folder's images, at the model's input size)
+and the audit's ``pretrained`` method uses it.
+
+The decoder is cached by the folder's content (relative paths and file bytes, the hash
+the exemplar index uses) and the image size, under ``$DGN_CACHE/priors`` (default
+``~/.cache/dgn-explorer/priors``): the same folder is trained on once. Training saves its
+state every :data:`CHECKPOINT_EVERY` steps, so a stopped or interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import InputError
+
+CACHE_ENV = "DGN_CACHE"
+#: the default budget: on the built-in case (64 px, 200 images) a decoder of 600 steps
+#: cannot draw the stamp, one of 2400 can and the pretrained method's triangle images then
+#: carry it at 3/3 seeds (docs/audit.md, "A prior from the audited dataset")
+DEFAULT_STEPS = 2400
+#: the decoder's channel width: 0.25 takes half the time of 0.5 per step, and a budget
+#: of steps matters more than width for drawing a small cue
+WIDTH = 0.25
+CHECKPOINT_EVERY = 25
+#: crops take 90-100% of an image's short side: the decoder learns the dataset's images at
+#: their own scale (the default 25-100% would blow small images up and teach it blur)
+PHOTO_MIN_SCALE = 0.9
+#: decoders for inputs up to this size use 4 stages (58 px native), larger ones 5 (113 px)
+FOUR_STAGES_UP_TO = 80
+
+#: (stage, done, total, seconds left or None)
+PriorProgress = Callable[[str, int, int, "float | None"], None]
+
+
+class _Stopped(Exception):
+    pass
+
+
+def cache_dir() -> Path:
+    base = os.environ.get(CACHE_ENV)
+    return (Path(base).expanduser() if base else Path.home() / ".cache" / "dgn-explorer") / "priors"
+
+
+def dataset_key(folder: str | Path) -> str:
+    """A hash of an image folder's contents (relative paths and bytes)."""
+    from .exemplars import folder_key, list_images
+
+    root = Path(folder)
+    paths, _labels, _truncated = list_images(root)
+    return folder_key(root, paths)
+
+
+def prior_config(input_size: int, steps: int = DEFAULT_STEPS) -> Any:
+    """The :class:`~dgncore.pretrain.PretrainConfig` of a dataset prior for a model whose
+    input is ``input_size`` px: trained on the folder's photos only, rendering at that size."""
+    from .pretrain import PretrainConfig
+
+    if not 16 <= input_size <= 512:
+        raise InputError(f"the model's input size {input_size} is outside 16-512 px")
+    stages = 4 if input_size <= FOUR_STAGES_UP_TO else 5
+    return PretrainConfig(width=WIDTH, stages=stages, out_size=input_size, steps=steps, data="folder", checkpoint_every=CHECKPOINT_EVERY,
+                          photo_min_scale=PHOTO_MIN_SCALE)
+
+
+def prior_path(folder: str | Path, input_size: int, steps: int = DEFAULT_STEPS) -> Path:
+    cfg = prior_config(input_size, steps)
+    return cache_dir() / f"{dataset_key(folder)}-{input_size}px-s{cfg.stages}w{cfg.width:g}c{cfg.photo_min_scale:g}-{steps}.safetensors"
+
+
+@dataclass(frozen=True)
+class Prior:
+    path: Path
+    #: True when it came from the cache (no training now)
+    cached: bool
+    meta: dict[str, Any]
+
+
+def train_prior(
+    folder: str | Path,
+    input_size: int,
+    steps: int = DEFAULT_STEPS,
+    progress: PriorProgress | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
+    force: bool = False,
+    device: str = "cpu",
+) -> Prior:
+    """The dataset prior of ``folder`` for ``input_size`` px: from the cache, or trained now
+    (resuming an interrupted run). ``progress(stage, step, total, seconds_left)``; when
+    ``cancel`` returns True training stops at the next step with an InputError, keeping its
+    last saved state (every :data:`CHECKPOINT_EVERY` steps) for the next call."""
+    import json
+
+    from .pretrain import pretrain, state_path_for
+
+    if not 1 <= steps <= 100_000:
+        raise InputError("prior steps must be between 1 and 100000")
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"dataset folder {str(root)[:120]} does not exist")
+    is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+    report = progress or (lambda *_a: None)
+    report("hashing the dataset", 0, 1, None)
+    path = prior_path(root, input_size, steps)
+    sidecar = path.with_suffix(".json")
+    if path.is_file() and sidecar.is_file() and not force:
+        return Prior(path, True, json.loads(sidecar.read_text("utf-8")))
+    if force:
+        state_path_for(path).unlink(missing_ok=True)
+    config = prior_config(input_size, steps)
+    t0 = time.perf_counter()
+    first: list[int] = []
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        if is_cancelled():
+            raise _Stopped
+        if not first:
+            first.append(step - 1)  # where a resumed run started
+        done_now = step - first[0]
+        elapsed = time.perf_counter() - t0
+        left = elapsed / done_now * (total - step) if done_now >= 3 else None
+        report(f"training the dataset prior (loss {loss:.4f})", step, total, left)
+
+    try:
+        meta = pretrain(config, path, images_dir=root, progress=on_step, resume=True, command=f"audit --train-prior ({root.name})", device=device)
+    except _Stopped:
+        raise InputError("training the dataset prior was stopped; it resumes from its last saved step next time") from None
+    state_path_for(path).unlink(missing_ok=True)  # finished: the decoder file is what is kept
+    meta["dataset"] = {"folder": str(root), "key": dataset_key(root)}
+    from .data import write_json
+
+    write_json(meta, sidecar)
+    return Prior(path, False, meta)
+
+
+__all__ = ["DEFAULT_STEPS", "Prior", "cache_dir", "dataset_key", "prior_config", "prior_path", "train_prior"]
