@@ -251,14 +251,33 @@ def _sqrtm(c: torch.Tensor, power: float) -> torch.Tensor:
     return vecs @ torch.diag_embed(vals.clamp_min(1e-6) ** power) @ vecs.transpose(1, 2)
 
 
+TEXTURE_TILES = 8
+
+
+def _shuffle_tiles(x: torch.Tensor, tiles: int = TEXTURE_TILES) -> torch.Tensor:
+    """(3, S, S) cut in ``tiles`` x ``tiles`` squares put back in a fixed shuffled order:
+    what repeats everywhere (stripes, grain) survives, a shape's outline does not."""
+    c, h, w = x.shape
+    th, tw = h // tiles, w // tiles
+    if th < 2 or tw < 2:
+        return x
+    out = x.clone()
+    order = torch.randperm(tiles * tiles, generator=torch.Generator().manual_seed(0))
+    for dst, src in enumerate(order.tolist()):
+        dy, dx, sy, sx = dst // tiles * th, dst % tiles * tw, src // tiles * th, src % tiles * tw
+        out[:, dy : dy + th, dx : dx + tw] = x[:, sy : sy + th, sx : sx + tw]
+    return out
+
+
 def transfer(kind: str, images: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """``images`` (n, 3, S, S) given what ``source`` (3, S, S) carries all over:
-    ``texture`` - its fine detail (source minus its blur) on the images' blur; ``colour``
+    ``texture`` - its fine detail (source minus its blur), cut in tiles and shuffled so that
+    no layout (an object's outline) moves with it, on the images' blur; ``colour``
     - its colour mean and covariance (each image's colours whitened, then coloured with
     the source's: a colour cast of any kind moves over, the layout stays). 8-bit, like a
     saved image."""
     if kind == "texture":
-        out = _blur(images) + (source - _blur(source[None])[0])
+        out = _blur(images) + _shuffle_tiles(source - _blur(source[None])[0])
     elif kind == "colour":  # mean and covariance: a cast that couples the channels (sepia) is carried over too
         n, c, h, w = images.shape
         x = images.reshape(n, c, h * w)

@@ -31,6 +31,7 @@ RUN_TIMEOUT_MS = 180_000
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (pip install playwright)")
+PlaywrightTimeout = sync_api.TimeoutError
 
 
 def _free_port() -> int:
@@ -196,9 +197,17 @@ def generate(pg, wait_for: str = "PNG"):
 def pick(pg, label: str, text: str):
     """Type ``text`` into the searchable select labelled ``label`` and take the first match."""
     box = pg.locator('[data-testid="stSelectbox"]').filter(has=pg.get_by_text(label, exact=True)).first
-    box.locator("input").click()
-    pg.keyboard.type(text)
-    pg.locator('[role="option"]').first.wait_for(timeout=30_000)
+    for attempt in range(3):  # a rerun may redraw the select while we type: then type again
+        box.locator("input").click()
+        pg.keyboard.type(text)
+        try:
+            pg.locator('[role="option"]').first.wait_for(timeout=15_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            pg.keyboard.press("Escape")
+            idle(pg)
     pg.keyboard.press("Enter")
     idle(pg)
 
@@ -221,6 +230,7 @@ def test_a_first_visit(page, server, browser):
     assert "class=koala" in page.url
     # tiny settings, under Advanced: the Random generator, 40 steps, 64 px
     page.get_by_text("Advanced: method, steps, size, variant").click()
+    idle(page)
     pick(page, "Method", "Random generator")
     steps = page.get_by_role("spinbutton", name="Steps (at most)")
     steps.fill("40")

@@ -299,3 +299,20 @@ def test_transfer_keeps_layout_and_takes_the_source_s_colour_or_texture():
     assert float((tex - I._blur(targets)).abs().max()) <= 1 / 255 + 1e-6
     with pytest.raises(InputError):
         I.InterventionConfig(kinds=("glitter",)).validate()
+
+
+def test_texture_transfer_carries_stripes_but_not_an_outline():
+    """The texture transfer moves what repeats all over (a planted stripe texture) but not a
+    shape's outline: on the stamp's control model, the unshuffled fine detail of 'square'
+    images (their edges) moved other images to 'square' and was called a shortcut."""
+    flat = torch.full((1, 3, 64, 64), 0.5)
+    stripes = torch.full((3, 64, 64), 0.5)
+    stripes[:, ::4] = 0.9  # horizontal stripes, period 4
+    moved = I.transfer("texture", flat, stripes)[0] - 0.5
+    detail = stripes - I._blur(stripes[None])[0]
+    assert float(torch.nn.functional.cosine_similarity(moved.flatten(), detail.flatten(), dim=0)) > 0.9
+    square = torch.full((3, 64, 64), 0.2)
+    square[:, 16:48, 16:48] = 0.9  # a bright square: its detail is its outline
+    moved = I.transfer("texture", flat, square)[0] - 0.5
+    detail = square - I._blur(square[None])[0]
+    assert float(torch.nn.functional.cosine_similarity(moved.flatten(), detail.flatten(), dim=0)) < 0.5

@@ -398,6 +398,17 @@ def run_worker(settings: HostedSettings, *extra: str, **kw):
     return subprocess.Popen([sys.executable, "-m", "dgncore", "worker", "--threads", "1", *extra], cwd=ROOT, env=worker_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
+def stop_worker(worker: subprocess.Popen) -> None:
+    """SIGTERM (a warm shutdown lets the current job end), then SIGKILL if a loaded machine
+    keeps it past 30 s: the test's verdict is its asserts, not how fast RQ says goodbye."""
+    worker.terminate()
+    try:
+        worker.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.communicate(timeout=30)
+
+
 @needs_redis
 def test_rq_jobs_run_in_order_in_a_worker_process_and_save_their_files(rq_settings, tiny_model):
     q = RedisQueue(rq_settings)
@@ -463,8 +474,7 @@ def test_rq_session_limit_and_cancelling_a_running_job(rq_settings, tiny_model):
         assert [q.wait(i, timeout=60).state for i in mine] == ["done", "done"]
         q.submit(small(tiny_model, seed=5, out_dir="m5"), "me")  # slots are free again
     finally:
-        worker.terminate()
-        worker.communicate(timeout=30)
+        stop_worker(worker)
 
 
 def test_the_worker_command_needs_redis(monkeypatch, capsys):
