@@ -81,7 +81,7 @@ CRITERION = (
 
 #: methods whose images are tested by default: the generator priors (the pixel baseline's
 #: images are adversarial noise; pasted, they measure adversarial fragility, not bias)
-DEFAULT_METHODS: tuple[str, ...] = ("pretrained", "untrained", "fourier")
+DEFAULT_METHODS: tuple[str, ...] = ("natural", "pretrained", "untrained", "fourier")
 MAX_POOL = 400
 KINDS: tuple[str, ...] = ("patch", "texture", "colour")
 PICTURE_THUMB = 112
