@@ -494,6 +494,20 @@ def test_audit_progress_says_the_step_and_the_seconds_left_in_it():
     assert text == "Audit: waiting in the queue (1 job ahead)" and done == 0
 
 
+def test_hosted_audit_page_reopens_saved_audits_without_server_paths(demo_env, monkeypatch, tmp_path):
+    from dgncore.audit import audit
+
+    audit("planted", tmp_path / "results" / "audit" / "planted-earlier", methods=["untrained"], seeds=[0], steps=2)
+    monkeypatch.setenv("DGN_HOSTED", "1")
+    at = app("bias_audit", **DEMO)
+    assert not at.radio and at.selectbox(key="whole.builtin").value == "planted"  # no folders, no uploads: the demo only
+    at.selectbox(key="whole.open").select("planted-earlier").run()
+    assert not at.exception and not at.error and any(m.startswith("| rank | class | verdict") for m in markdown(at))
+    shown = [c.value for c in at.caption] + markdown(at) + [o for s in at.selectbox for o in s.options]
+    assert any("planted on its own pictures" in o for o in at.selectbox(key="whole.open").options)
+    assert not [t for t in shown if str(tmp_path) in t or "/tmp" in t]  # no server paths for visitors
+
+
 def test_audit_of_your_own_model_on_your_folder(tmp_path):
     ds = image_folder(tmp_path / "ds")
     at = app("bias_audit", audit_folder=str(ds), audit_of="The sidebar's model on your images", audit_methods="untrained", audit_seeds="0",
