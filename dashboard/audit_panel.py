@@ -87,6 +87,7 @@ def render(ctx: AuditContext) -> None:
         builtin = state.widget(st.selectbox, "Built-in model", "whole.builtin", "planted", "audit_builtin", options=list(options),
                                format_func=options.get, help="The same five shapes each time; what changes is the cue planted in them and how often.")
         intro(builtin)
+        evidence(builtin)
     spec = audit_spec(ctx, builtin, root, lim) if (builtin or root is not None) else None
     job = runner.running_audit(spec.out_dir) if spec is not None else None
     if st.button("Run the audit", type="primary", disabled=spec is None or job is not None, key="audit.go") and spec is not None and job is None:
@@ -100,8 +101,6 @@ def render(ctx: AuditContext) -> None:
     elif spec is not None:
         outcome(spec.out_dir)
     opened = saved_select(ctx.results_root)
-    if builtin and opened == CURRENT:
-        evidence(builtin)
     if opened != CURRENT:
         folder = ctx.results_root / "audit" / opened
     elif spec is not None and job is None:
@@ -341,7 +340,7 @@ def saved_audits(results_root: Path) -> dict[str, dict[str, Any]]:
 def saved_label(s: dict[str, Any]) -> str:
     top = f" · top suspect: {s['top']} ({s['verdict']})" if s.get("top") and s.get("verdict") not in (None, "none") else \
         (" · no suspect" if s.get("top") else "")
-    return f"{s['created'][:16].replace('T', ' ')} · {s['model']} on {s['dataset']} · {words.plural(s['classes'], 'class')}{top}"
+    return f"{s['created'][:16].replace('T', ' ')} · {s['model']} on {s['dataset']} · {s['classes']} {'class' if s['classes'] == 1 else 'classes'}{top}"
 
 
 def saved_select(results_root: Path) -> str:
@@ -405,7 +404,8 @@ def suspects(iv: dict[str, Any]) -> None:
                "Pasted from the generated images: the piece of the pictures the audit drew that carries the class. From real images "
                "of the class: the same piece found in the class's own images (a shortcut is something the data carries). From random "
                "places: pieces of the same size taken anywhere, of the class's images and of other classes' (does pasting anything "
-               f"do this?). Verdict rule, fixed before any run: {words.md(iv.get('criterion', ''))}")
+               "do this?). Verdict rule, fixed before any run (G: pasted from the generated images; L: from real images of the class): "
+               f"{words.md(iv.get('criterion', ''))}")
 
 
 def _generated(r: dict[str, Any]) -> dict[str, Any] | None:

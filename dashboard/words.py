@@ -175,7 +175,8 @@ def flip_rate(r: dict[str, Any] | None) -> str:
     if not r or not r.get("n") or r.get("rate") is None:
         return "-"
     lo, hi = r["ci"]
-    return f"{percent(r['rate'])} ({percent(lo)}–{percent(hi)})"
+    said = lambda p: "0%" if p == 0 else percent(p)  # noqa: E731 - a measured zero is 0%, not "<0.1%"
+    return f"{said(r['rate'])} ({said(lo)}–{said(hi)})"
 
 
 def audit_phase(phase: str, phase_no: int, phases: int) -> str:
