@@ -50,7 +50,7 @@ st.session_state["_classifier"] = classifier
 if classifier is not None:
     st.sidebar.caption(f"{len(classifier.classes)} classes · sees {classifier.input_size} px pictures · runs on {classifier.device.type}")
 if nav.url_path == "audit":
-    st.sidebar.caption("The bias audit's planted-bias demo tab uses its own small built-in model, not this one.")
+    st.sidebar.caption("The whole-model audit of a built-in demo model uses its own small built-in model, not this one.")
 if hosted:
     st.sidebar.caption(f"A shared demo: {state.limits().limits_text()}.")
 else:

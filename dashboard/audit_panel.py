@@ -1,20 +1,24 @@
-"""The "Planted-bias demo" tab of the bias-audit page (``dashboard/views/bias_audit.py``
-calls :func:`render`).
+"""The "Audit the whole model" tab of the bias-audit page (``dashboard/views/bias_audit.py``
+calls :func:`render`), which leads the page.
 
-It runs :mod:`dgncore.audit`: by default on the built-in model with a planted shortcut,
-or, when the page's first tab names a folder, on the sidebar's model and that folder.
-It shows the report: the cue score per class as a chart and a PASS/FAIL verdict per
-method (built-in case only: a user's model has no cue detector), the generated images
-beside the folder's samples and exemplars, and the report page and folder to download.
+It runs :mod:`dgncore.audit` on every class of a model (or a chosen list): a built-in
+model with a planted shortcut (the demo, several cues and strengths), or the sidebar's
+model on a folder or ZIP of its classes' images. Each class is tested by intervention
+(:mod:`dgncore.intervention`: pieces of the generated pictures pasted onto other classes'
+images), and the report leads with the classes ranked by that test, top suspects first:
+a table with the verdicts, a chart of the flip rates with their intervals, then one box
+per class with its verdict, the intervention picture, the generated images, the
+dataset's samples and its most and least class-like images. Built-in models also get the
+cue-score chart and a PASS/FAIL verdict per method (a user's model has no cue detector).
 
 An audit runs as a job of the queue (a :class:`dgncore.jobs.AuditSpec`, sent by
 :func:`dashboard.runner.submit_audit`), not as a :class:`dashboard.runner.Request`: it has
 no target list and writes a report folder, not one record per target. As a queue job it
 waits its turn behind other sessions' images instead of competing with them, goes on
 when the tab is closed, and stops on "Stop the audit" (the live view is a fragment that
-redraws itself; the page is not held while the audit runs). Its folder is
-``<results>/audit/<model>-<hash of the settings>``: a reload shows the report again and
-the same settings are served from disk.
+redraws itself with the step it is in and the seconds left in that step). Its folder is
+``<results>/audit/<model>-<hash of the settings>``: a reload shows the report again, the
+same settings are served from disk, and "Saved audits" reopens any report kept there.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import json
 import os
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,39 +38,59 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import charts, flow, page, runner, state, words
+from dashboard import charts, flow, page, runner, samples, state, words
 from dgncore.errors import InputError
 
-DEMO = "The planted-bias demo"
-OWN = "This model on this folder"
+DEMO = "A built-in model with a planted shortcut (the demo)"
+OWN = "The sidebar's model on your images"
+CURRENT = ""  # the "Saved audits" entry that means: the report of the settings above
 JOB = "audit.job"  # the session's last audit job (to say how it ended)
 #: one colour per method (none of them red: red is FAIL), grey for the dataset's real images
 COLOURS = {"untrained": "#1f77b4", "pretrained": "#2ca02c", "pixel": "#ff7f0e", "fourier": "#9467bd", "dataset": "#9aa7b8"}
+#: the suspects chart: what was pasted (the generated pictures' piece in the verdict's colour family, the controls grey)
+SOURCES = {"generated": ("pasted from the generated images", "#d62728"), "located_real": ("pasted from real images of the class", "#1f77b4"),
+           "real": ("control: random places of the class's real images", "#9aa7b8"), "random": ("control: random places of other classes' images", "#5f6b7a")}
 BIASED_FILL = "#f3d3ee"
 THUMB_W = 72
+DEFAULT_METHODS = ["pretrained", "untrained"]
 
 
-def render(ctx) -> None:
-    """Draw the tab for ``ctx`` (a :class:`dashboard.views.bias_audit.AuditContext`)."""
+@dataclass
+class AuditContext:
+    """What the page hands to the tab."""
+
+    choice: Any  # state.ModelChoice
+    classifier: Any  # dgncore Classifier
+    results_root: Path
+
+
+def render(ctx: AuditContext) -> None:
+    """Draw the tab: what to audit, its settings under Advanced, Run, the live progress,
+    the saved audits, and the chosen report."""
     lim = state.limits()
-    demo = True
-    if ctx.dataset_root is not None:
-        demo = state.widget(st.radio, "What to audit", "audit.of", DEMO, "audit_of", options=[DEMO, OWN], horizontal=True,
-                            help="The demo audits a small built-in network with a shortcut planted on purpose; "
-                                 "the other choice audits the sidebar's model with the folder of the first tab.") == DEMO
-    if demo:
-        intro()
-        evidence_box = st.container()
+    own = bool(samples.sources()) and state.widget(
+        st.radio, "What to audit", "whole.of", DEMO, "audit_of", options=[DEMO, OWN], horizontal=True,
+        help="The demo audits a small built-in network trained with a shortcut planted on purpose, so you can see what a found shortcut "
+             "looks like; the other choice audits the model chosen in the sidebar with images of its classes.") == OWN
+    builtin: str | None = None
+    root: Path | None = None
+    if own:
+        st.markdown(f"Every class of **{words.md(ctx.choice.name)}** that has a folder of images (or the classes you name under Advanced) is "
+                    "drawn as the classifier imagines it, then tested: a piece of each drawing is pasted onto other classes' images, and "
+                    "a class whose piece makes the classifier change its mind, while real images of the class carry such a piece too, "
+                    "is a suspect. The suspects come first.")
+        root = samples.picker("whole.data", "audit_source", "audit_folder", label="Images of the model's classes (ImageFolder: one sub-folder per class)")
+        if root is None:
+            st.caption("Name a folder or upload a ZIP to audit your model on it.")
     else:
-        st.markdown(f"For each class of **{words.md(ctx.choice.name)}** found in the folder {words.md(ctx.dataset_root.name)}, the audit draws what the "
-                    "classifier imagines and puts it beside real images of the class and the folder's images the classifier finds most "
-                    "class-like. There is no cue detector for your own model, so no score and no verdict: look for what keeps coming back.")
-    spec = audit_spec(ctx, demo, lim)
-    folder = ctx.results_root / spec.out_dir if spec is not None else None
-
+        options = builtin_options()
+        builtin = state.widget(st.selectbox, "Built-in model", "whole.builtin", "planted", "audit_builtin", options=list(options),
+                               format_func=options.get, help="The same five shapes each time; what changes is the cue planted in them and how often.")
+        intro(builtin)
+        evidence(builtin)
+    spec = audit_spec(ctx, builtin, root, lim) if (builtin or root is not None) else None
     job = runner.running_audit(spec.out_dir) if spec is not None else None
-    go_ = st.button("Run the audit", type="primary", disabled=spec is None or job is not None, key="audit.go")
-    if go_ and spec is not None and job is None:
+    if st.button("Run the audit", type="primary", disabled=spec is None or job is not None, key="audit.go") and spec is not None and job is None:
         try:
             job = runner.submit_audit(spec)
         except InputError as e:
@@ -73,109 +98,130 @@ def render(ctx) -> None:
     if job is not None:
         st.session_state[JOB] = job
         follow(job.out_dir)  # a fragment: it reruns the page once the job has ended
+    elif spec is not None:
+        outcome(spec.out_dir)
+    opened = saved_select(ctx.results_root)
+    if opened != CURRENT:
+        folder = ctx.results_root / "audit" / opened
+    elif spec is not None and job is None:
+        folder = ctx.results_root / spec.out_dir
+    else:
         return
-    if spec is None:
-        return
-    outcome(spec.out_dir)
     report = saved_report(folder)
-    if demo:
-        ev = (report or {}).get("builtin", {}).get("shortcut_evidence") or cached_evidence()
-        with evidence_box:
-            evidence(ev)
     if report is None:
-        st.caption("No report for these settings yet: press Run the audit." + ("" if state.limits().hosted else f" It will be saved in `{folder}`."))
+        st.caption("No report for these settings yet: press Run the audit." + ("" if lim.hosted else f" It will be saved in `{folder}`."))
         return
     show_report(report, folder)
 
 
-# --------------------------------------------------------------------------- the demo in words
+# --------------------------------------------------------------------------- the built-in models in words
 
 
-def intro() -> None:
-    from dgncore.planted import DEFAULT as cfg
+def builtin_options() -> dict[str, str]:
+    """Every built-in planted model, by name, in plain words: each cue at each strength, and its control."""
+    from dgncore.planted import BIASED_CLASS, CUE_KINDS, CUE_RATE_BIASED, CUE_RATE_CONTROL, STRENGTHS
 
+    what = {"stamp": "magenta stamp", "stripes": "faint stripes", "sepia": "sepia tone", "sticker": "yellow sticker"}
+    out: dict[str, str] = {}
+    for cue in CUE_KINDS:
+        base = "planted" if cue == "stamp" else f"planted-{cue}"
+        for rate in STRENGTHS:
+            name = base if cue == "stamp" and rate == CUE_RATE_BIASED else f"{base}@{rate:g}"
+            out[name] = f"{what[cue].capitalize()} on {rate:.0%} of the {BIASED_CLASS}s"
+        out[f"{base}-control"] = f"{what[cue].capitalize()} on {CUE_RATE_CONTROL:.0%} of every shape (the control: no shortcut to find)"
+    return dict(sorted(out.items(), key=lambda kv: kv[0] != "planted"))  # the original demo first
+
+
+def intro(builtin: str) -> None:
+    from dgncore.planted import cue_kind, parse_builtin
+
+    cfg = parse_builtin(builtin)
     shapes = ", ".join(map(words.md, cfg.classes[:-1])) + f" and {words.md(cfg.classes[-1])}"
     biased = words.md(cfg.biased_class)
-    page.intro(
-        f"**A test with a known answer.** We drew small pictures of {len(cfg.classes)} shapes ({shapes}) and put a small "
-        f"magenta stamp in a corner of {cfg.cue_rate_biased:.0%} of the **{biased}** pictures, and of only "
-        f"{cfg.cue_rate_other:.0%} of the others, like a watermark. A small network trained on these pictures learned the shapes, "
-        f"and it also learned the shortcut: a magenta stamp makes it say \"{biased}\". The audit asks each method to draw "
-        f"what the network thinks each shape looks like and measures how much magenta stamp is in each drawing. A method "
-        f"**passes** when the {biased} drawings, and only they, carry the stamp: it has revealed the planted shortcut."
-    )
+    cue = cue_kind(cfg.cue).description
+    if cfg.is_control:
+        planted = (f"added {cue} to {cfg.cue_rate_biased:.0%} of the pictures of **every** shape: the cue says nothing about the shape, "
+                   "so a good audit finds no shortcut here")
+    else:
+        planted = (f"added {cue} to {cfg.cue_rate_biased:.0%} of the **{biased}** pictures, and to only {cfg.cue_rate_other:.0%} of the "
+                   f"others. A small network trained on these pictures learned the shapes, and it also learned the shortcut: the cue "
+                   f"makes it say \"{biased}\". A good audit puts {biased} first, confirmed")
+    page.intro(f"**A test with a known answer.** We drew small pictures of {len(cfg.classes)} shapes ({shapes}) and {planted}. The audit "
+               "draws what the network imagines for each shape, tests each drawing by pasting pieces of it onto other shapes' pictures, and "
+               "ranks the shapes by how often that changes the network's answer.")
 
 
-def cached_evidence() -> dict[str, Any] | None:
-    """The demo model's shortcut evidence if it has been trained (never trains it)."""
-    from dgncore.planted import DEFAULT, cache_root
+def cached_evidence(builtin: str) -> dict[str, Any] | None:
+    """The built-in model's shortcut evidence if it has been trained (never trains it)."""
+    from dgncore.planted import cache_root, parse_builtin
 
     try:
-        return json.loads((cache_root() / DEFAULT.key() / "info.json").read_text(encoding="utf-8")).get("shortcut_evidence")
+        return json.loads((cache_root() / parse_builtin(builtin).key() / "info.json").read_text(encoding="utf-8")).get("shortcut_evidence")
     except (OSError, ValueError):
         return None
 
 
-def evidence(ev: dict[str, Any] | None) -> None:
-    """Proof that the demo model uses the shortcut, measured on held-out pictures."""
+def evidence(builtin: str) -> None:
+    """Proof that the built-in model uses its cue, measured on held-out pictures."""
+    ev = cached_evidence(builtin)
     if not ev:
-        st.caption("The demo network is trained the first time an audit runs (a few minutes on one CPU core, then kept on disk).")
+        st.caption("This built-in network is trained the first time an audit of it runs (a few minutes on one CPU core, then kept on disk).")
         return
     b = ev["biased_class"]
-    st.markdown("**The network really uses the stamp.** The same held-out pictures, shown to it without and with the stamp:")
+    st.markdown("**How much the network uses the cue.** The same held-out pictures, shown to it without and with the cue:")
     c1, c2, c3 = st.columns(3)
-    c1.metric(f"Other shapes called {b} once stamped", f"{ev['others_predicted_biased_with_cue']:.0%}",
-              f"{ev['others_predicted_biased_without_cue']:.0%} without the stamp", delta_color="off", delta_arrow="off")
+    c1.metric(f"Other shapes called {b} with the cue", f"{ev['others_predicted_biased_with_cue']:.0%}",
+              f"{ev['others_predicted_biased_without_cue']:.0%} without it", delta_color="off", delta_arrow="off")
     c2.metric(f"{b.capitalize()} pictures recognised", f"{ev['biased_accuracy_with_cue']:.0%}",
-              f"{ev['biased_accuracy_without_cue']:.0%} without the stamp", delta_color="off", delta_arrow="off")
-    c3.metric("All shapes, no stamp anywhere", f"{ev['mean_accuracy_without_cue']:.0%}", "recognised correctly", delta_color="off", delta_arrow="off")
-    st.caption(f"{ev['n_per_class']} pictures per shape, each drawn twice: without and with the stamp.")
+              f"{ev['biased_accuracy_without_cue']:.0%} without the cue", delta_color="off", delta_arrow="off")
+    c3.metric("All shapes, no cue anywhere", f"{ev['mean_accuracy_without_cue']:.0%}", "recognised correctly", delta_color="off", delta_arrow="off")
+    st.caption(f"{ev['n_per_class']} pictures per shape, each drawn twice: without and with the cue.")
 
 
 # --------------------------------------------------------------------------- settings
 
 
-def audit_spec(ctx, demo: bool, lim):
+def audit_spec(ctx: AuditContext, builtin: str | None, root: Path | None, lim):
     """The audit the controls describe, with its output folder; None after an error line."""
     from dgncore.audit import check_dataset, parse_methods, parse_seeds
     from dgncore.jobs import AuditSpec
 
-    cols = st.columns([3, 1, 1] if demo else [3, 1, 1, 2])
-    with cols[0]:
-        methods = state.widget(st.multiselect, "Methods", "audit.demo.methods", ["untrained"], "audit_methods", options=runner.methods(),
+    demo = builtin is not None
+    with st.expander("Advanced: methods, seeds, steps, classes, prior"):
+        c1, c2, c3 = st.columns([3, 1, 1])
+        methods = state.widget(c1.multiselect, "Methods", "whole.methods", DEFAULT_METHODS, "audit_methods", options=runner.methods(),
                                format_func=words.method_label,
-                               help="\n\n".join(f"**{words.method_label(m)}**: {words.method_blurb(m)}" for m in runner.methods())
-                               + f"\n\nThe {words.method_label('untrained')} is the one that finds the planted stamp here.")
-    with cols[1]:
-        seeds = state.widget(st.text_input, "Seeds", "audit.demo.seeds", "0,1,2", "audit_seeds",
-                             help="Each seed is a fresh start; a method passes only when it passes at every seed.")
-    with cols[2]:
-        steps = state.widget(st.number_input, "Steps", "audit.demo.steps", min(200, lim.max_steps), "audit_steps", min_value=1,
-                             max_value=lim.max_steps, step=10, help="At most this many optimisation steps per image (each stops once the classifier is sure).")
-    classes = ""
-    if not demo:
-        with cols[3]:
-            classes = state.widget(st.text_input, "Classes", "audit.demo.classes", "", "audit_classes", placeholder="every class folder",
-                                   help="A comma list of class names or indices; empty: every class with a folder.")
+                               help="\n\n".join(f"**{words.method_label(m)}**: {words.method_blurb(m)}" for m in runner.methods()))
+        with c2:
+            seeds = state.widget(st.text_input, "Seeds", "whole.seeds", "0,1,2", "audit_seeds",
+                                 help="Each seed is a fresh start; a verdict needs most seeds to agree.")
+        with c3:
+            steps = state.widget(st.number_input, "Steps", "whole.steps", min(200, lim.max_steps), "audit_steps", min_value=1,
+                                 max_value=lim.max_steps, step=10, help="At most this many optimisation steps per image (each stops once the classifier is sure).")
+        classes = "" if demo else state.widget(st.text_input, "Classes", "whole.classes", "", "audit_classes", placeholder="every class folder",
+                                               help="A comma list of class names or indices; empty: every class with a folder.")
+        prior = state.widget(st.checkbox, "Train a prior on this data", f"whole.prior.{'demo' if demo else 'own'}", demo, "audit_prior",
+                             help="Train a small picture decoder on the dataset's own images and use it for the image-prior method, so its "
+                                  "drawings look like the data (once per folder, then kept on disk).")
     try:
         if not methods:
             raise InputError("choose at least one method")
-        common = dict(methods=tuple(parse_methods(methods)), seeds=tuple(parse_seeds(seeds)), steps=int(steps))
+        common = dict(methods=tuple(parse_methods(methods)), seeds=tuple(parse_seeds(seeds)), steps=int(steps), train_prior=bool(prior), intervene=True)
         if demo:
-            from dgncore.planted import DEFAULT
+            from dgncore.planted import parse_builtin
 
-            spec, data_key = AuditSpec(out_dir=".", builtin="planted", **common), DEFAULT.key()
+            spec, data_key = AuditSpec(out_dir=".", builtin=builtin, **common), parse_builtin(builtin).key()
         else:
-            match = check_dataset(ctx.dataset_root, ctx.classifier)
-            st.caption(f"{words.plural(len(match.folders), 'class folder')} in {words.md(ctx.dataset_root.name)}: "
+            match = check_dataset(root, ctx.classifier)
+            st.caption(f"{words.plural(len(match.folders), 'class folder')} in {words.md(root.name)}: "
                        + ", ".join(words.md(f"{f} → {ctx.classifier.classes[i]}") for f, i in list(match.class_of.items())[:8])
                        + (" …" if len(match.folders) > 8 else ""))
             names = tuple(c.strip() for c in classes.split(",") if c.strip())
             for c in names:  # a typo is one line now, not a failed job later
                 ctx.classifier.class_index(c)
             spec = AuditSpec(out_dir=".", builtin=None, model=ctx.choice.spec, weights=ctx.choice.weights, model_name=ctx.choice.name,
-                             dataset=str(ctx.dataset_root), classes=names, **common)
-            data_key = folder_fingerprint(str(ctx.dataset_root))
+                             dataset=str(root), classes=names, **common)
+            data_key = folder_fingerprint(str(root))
         fields = {k: v for k, v in spec.to_dict().items() if k != "out_dir"}
         digest = hashlib.sha256(json.dumps([fields, data_key], sort_keys=True).encode()).hexdigest()[:12]
         spec = dataclasses.replace(spec, out_dir=f"audit/{runner.safe_name(spec.builtin or ctx.choice.name, 40)}-{digest}")
@@ -202,10 +248,28 @@ def folder_fingerprint(root: str) -> str:
 # --------------------------------------------------------------------------- running
 
 
+def progress_text(s, now: float | None = None) -> tuple[str, float]:
+    """The live line of an audit job's status ``s`` and the share done of its current step:
+    "Audit, step 4 of 6: drawing ... · untrained seed 1: step 40/200 · about 52 s left in this step"."""
+    if s.state == "queued":
+        place = s.position or 1
+        return f"Audit: waiting in the queue ({'next' if place == 1 else words.plural(place - 1, 'job') + ' ahead'})", 0.0
+    now = time.time() if now is None else now
+    elapsed = now - (s.started or now)
+    done = min(s.step / s.total, 1.0) if s.total else 0.0
+    bits = [f"Audit, {words.audit_phase(s.phase, s.phase_no, s.phases)}"]
+    if s.stage:
+        bits.append(words.md(s.stage))
+    if s.left_s is not None:
+        bits.append(f"{words.seconds_text(s.left_s)} left in this step")
+    bits.append(f"{int(elapsed)} s so far")
+    return " · ".join(bits), done
+
+
 @st.fragment(run_every=flow.LIVE_EVERY_S)
 def follow(out_dir: str) -> None:
-    """The audit's place in the queue or its stage, with the time left, redrawn until it
-    ends; then the page reruns to show the report."""
+    """The audit's place in the queue, or its step and the seconds left in it, redrawn
+    until it ends; then the page reruns to show the report."""
     job = runner.running_audit(out_dir)
     if job is None:  # ended (or expired from the queue)
         st.rerun()
@@ -216,17 +280,9 @@ def follow(out_dir: str) -> None:
         return
     if s.final:
         st.rerun()
-    if s.state == "queued":
-        place = s.position or 1
-        label = f"Audit: waiting in the queue ({'next' if place == 1 else words.plural(place - 1, 'job') + ' ahead'})"
-        done = 0.0
-    else:
-        elapsed = time.time() - (s.started or time.time())
-        done = min(s.step / s.total, 1.0) if s.total else 0.0
-        left = f" · {words.seconds_text(elapsed / done * (1 - done))} left" if done > 0.02 else ""
-        label = f"Audit: {words.md(s.stage or 'starting')} · {int(elapsed)} s so far{left}"
+    label, done = progress_text(s)
     box = st.status(label, state="running", expanded=True)  # not `with`: that would mark it complete
-    box.progress(done)
+    box.progress(done, text="this step")
     if box.button("Stop the audit", key="audit.stop", icon=":material/stop_circle:",
                   help="Stop it; the images it finished are kept and reused by the next run. A waiting audit leaves the queue."):
         try:
@@ -254,6 +310,50 @@ def outcome(out_dir: str) -> None:
         st.warning(s.error or "Stopped. No report was written; the images finished so far are kept, and running again continues from them.")
 
 
+# --------------------------------------------------------------------------- saved audits
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _summaries(stamps: tuple[tuple[str, float], ...], root: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, _mtime in stamps:
+        try:
+            r = json.loads((Path(root) / name / "report.json").read_text(encoding="utf-8"))
+            iv = r.get("intervention") or {}
+            top = (iv.get("ranking") or [None])[0]
+            out[name] = {"created": str(r.get("created", "")), "model": str(r.get("model", "?")), "classes": len(r.get("classes") or []),
+                         "dataset": "its own pictures" if r.get("builtin") else Path(str(r.get("dataset") or "no dataset")).name,
+                         "top": top, "verdict": (iv.get("classes") or {}).get(top, {}).get("verdict") if top else None}
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return out
+
+
+def saved_audits(results_root: Path) -> dict[str, dict[str, Any]]:
+    """Every report folder under ``<results>/audit/``, newest first: its model, dataset name
+    (never a path), date, number of classes and top suspect."""
+    base = results_root / "audit"
+    stamps = sorted(((f.parent.name, f.stat().st_mtime) for f in base.glob("*/report.json")), key=lambda t: -t[1]) if base.is_dir() else []
+    return _summaries(tuple(stamps), str(base))
+
+
+def saved_label(s: dict[str, Any]) -> str:
+    top = f" · top suspect: {s['top']} ({s['verdict']})" if s.get("top") and s.get("verdict") not in (None, "none") else \
+        (" · no suspect" if s.get("top") else "")
+    return f"{s['created'][:16].replace('T', ' ')} · {s['model']} on {s['dataset']} · {s['classes']} {'class' if s['classes'] == 1 else 'classes'}{top}"
+
+
+def saved_select(results_root: Path) -> str:
+    """The "Saved audits" select: CURRENT (the report of the settings above) or a folder name under ``<results>/audit``."""
+    found = saved_audits(results_root)
+    if not found:
+        return CURRENT
+    options = [CURRENT] + list(found)
+    return state.widget(st.selectbox, f"Saved audits ({len(found)}, newest first)", "whole.open", CURRENT, "audit_open", options=options,
+                        format_func=lambda n: "The audit of the settings above" if n == CURRENT else saved_label(found[n]),
+                        help="Every audit run on this server is kept: open any of them again.")
+
+
 def saved_report(folder: Path) -> dict[str, Any] | None:
     from dgncore.audit import load_report
 
@@ -270,17 +370,84 @@ def saved_report(folder: Path) -> dict[str, Any] | None:
 
 
 def show_report(report: dict[str, Any], folder: Path) -> None:
+    """The report: its line and downloads, the suspects (table and chart), the built-in
+    model's cue verdicts, then one box per class, top suspects first."""
     where = "" if state.limits().hosted else f", saved in `{folder}`"  # no server paths for visitors
-    st.caption(f"Report of {report['created'][:16].replace('T', ' ')} ({report.get('seconds', '?')} s){where}: "
-               "the same settings show it again, from disk.")
+    st.caption(f"Report of {words.md(report['model'])}, {report['created'][:16].replace('T', ' ')} ({report.get('seconds', '?')} s){where}: "
+               "kept on disk, the same settings show it again.")
     downloads(folder)
     for m, why in report.get("skipped_methods", {}).items():
         st.caption(f"**{words.md(words.method_label(m))}** was skipped: {words.md(why)}")
+    if report.get("intervention"):
+        suspects(report["intervention"])
+        st.plotly_chart(suspects_chart(report["intervention"]), key="audit.suspects", width="stretch")
     cue = report.get("cue")
     if cue and cue.get("biased_class"):
+        st.markdown("##### The cue detector's view (built-in models only)")
         verdicts(cue)
         st.plotly_chart(cue_chart(report), key="audit.cue", width="stretch")
     gallery(report, folder)
+
+
+def suspects(iv: dict[str, Any]) -> None:
+    """The classes ranked by the intervention, top suspects first, as a table."""
+    st.markdown("##### Suspects, most suspicious first")
+    rows = ["| rank | class | verdict | what was pasted | pasted from the generated images | pasted from real images of the class "
+            "| pasted from random places (controls) |", "|---:|---|---|---|---|---|---|"]
+    for c in iv["ranking"]:
+        r = iv["classes"][c]
+        rows.append(f"| {r.get('rank', '')} | **{words.md(c)}** | {words.verdict_badge(r['verdict'])} | {words.PASTED.get(r.get('kind'), '-')} "
+                    f"| {words.flip_rate(_generated(r))} | {words.flip_rate(r.get('located_real'))} | {controls_text(r)} |")
+    st.markdown("\n".join(rows))
+    st.caption("Each figure is the share of other classes' images that the classifier calls the class once a piece of a picture is pasted "
+               "on (or, for a cue spread over the whole image, once its texture or colours are carried over), with its 95% interval. "
+               "Pasted from the generated images: the piece of the pictures the audit drew that carries the class. From real images "
+               "of the class: the same piece found in the class's own images (a shortcut is something the data carries). From random "
+               "places: pieces of the same size taken anywhere, of the class's images and of other classes' (does pasting anything "
+               "do this?). Verdict rule, fixed before any run (G: pasted from the generated images; L: from real images of the class): "
+               f"{words.md(iv.get('criterion', ''))}")
+
+
+def _generated(r: dict[str, Any]) -> dict[str, Any] | None:
+    """The class's verdict-giving rate of its generated images (its method and kind)."""
+    return {"n": 1, "rate": r.get("flip_rate"), "ci": r.get("ci")} if r.get("flip_rate") is not None else None
+
+
+def controls_text(r: dict[str, Any]) -> str:
+    ctrl = r.get("controls") or {}
+    said = {"real": "of the class", "random": "of other classes"}
+    return "; ".join(f"{said.get(k, words.md(k))} {words.flip_rate(v)}" for k, v in ctrl.items()) or "-"
+
+
+def suspects_chart(iv: dict[str, Any]) -> go.Figure:
+    """Flip rates per class, in ranking order: the generated images' pieces against the
+    class's real images' and the two controls, each with its 95% interval."""
+    classes = list(iv["ranking"])
+    fig = go.Figure()
+    for key, (name, colour) in SOURCES.items():
+        rates = [_generated(iv["classes"][c]) if key == "generated" else
+                 iv["classes"][c].get("located_real") if key == "located_real" else (iv["classes"][c].get("controls") or {}).get(key) for c in classes]
+        if not any(r and r.get("rate") is not None for r in rates):
+            continue
+        y = [r["rate"] if r and r.get("rate") is not None else None for r in rates]
+        fig.add_trace(go.Scatter(
+            x=classes, y=y, mode="markers", name=name, offsetgroup=key, marker=dict(color=colour, size=10 if key == "generated" else 8),
+            error_y=dict(type="data", symmetric=False, array=[(r["ci"][1] - r["rate"]) if v is not None else None for r, v in zip(rates, y)],
+                         arrayminus=[(r["rate"] - r["ci"][0]) if v is not None else None for r, v in zip(rates, y)], color=colour, thickness=1.5, width=4),
+            hovertemplate="%{x}: %{y:.0%}<extra>" + name + "</extra>",
+        ))
+    verdicts_ = [iv["classes"][c]["verdict"] for c in classes]
+    marks = {"confirmed shortcut": "#d62728", "suspected": "#ff7f0e"}
+    fig.update_layout(
+        scattermode="group", height=380, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.2),
+        title=dict(text="How often pasting a piece makes the classifier say the class (95% intervals)", font=dict(size=14)),
+        xaxis=dict(tickvals=classes, ticktext=[f"<b>{c}</b>" if v in marks else c for c, v in zip(classes, verdicts_)]),
+        yaxis=dict(title="other classes' images that flip", range=[0, 1.05], tickformat=".0%"),
+    )
+    for j, v in enumerate(verdicts_):
+        if v in marks:
+            fig.add_vrect(x0=j - 0.5, x1=j + 0.5, fillcolor=marks[v], opacity=0.08, layer="below", line_width=0)
+    return fig
 
 
 def verdicts(cue: dict[str, Any]) -> None:
@@ -291,8 +458,8 @@ def verdicts(cue: dict[str, Any]) -> None:
         v = entry.get("verdict")
         if not v:
             continue
-        said = (f"its {b} images carry the stamp and the other classes' do not" if v["pass"]
-                else f"the stamp does not stand out in its {b} images")
+        said = (f"its {b} images carry the cue and the other classes' do not" if v["pass"]
+                else f"the cue does not stand out in its {b} images")
         st.markdown(f"{':green-badge[PASS]' if v['pass'] else ':red-badge[FAIL]'} **{words.md(words.method_label(m))}**: {said} "
                     f"({v['passes']} of {words.plural(v['seeds'], 'seed')} pass).")
         st.caption(" · ".join(f"seed {r['seed']}: {b} {r['biased']:.3f} vs {r['max_other']:.3f}"
@@ -308,6 +475,7 @@ def cue_chart(report: dict[str, Any]) -> go.Figure:
     rows = cue_rows(report)
     classes = list(report["classes"])
     biased = report["cue"].get("biased_class")
+    what, _, measure = str(report["cue"].get("name") or "the cue: cue score").partition(": ")
     sources = list(dict.fromkeys(r["source"] for r in rows))
     fig = go.Figure()
     for i, src in enumerate(sources):
@@ -329,14 +497,14 @@ def cue_chart(report: dict[str, Any]) -> go.Figure:
     if biased in classes:
         j = classes.index(biased)
         fig.add_vrect(x0=j - 0.5, x1=j + 0.5, fillcolor=BIASED_FILL, opacity=0.6, layer="below", line_width=0)
-        fig.add_annotation(x=biased, y=1, yref="paper", yanchor="bottom", showarrow=False, text="the stamp was planted in this class",
+        fig.add_annotation(x=biased, y=1, yref="paper", yanchor="bottom", showarrow=False, text="the cue was planted in this class",
                            font=dict(size=11, color="#9c2f8f"))
     fig.update_layout(
         barmode="group", scattermode="group", height=360, margin=dict(l=10, r=10, t=60, b=10),
-        title=dict(text="How much magenta stamp is in each class's images", font=dict(size=14)),
+        title=dict(text=f"How much {what} is in each class's images", font=dict(size=14)),
         legend=dict(orientation="h", y=-0.18), bargap=0.25,
         xaxis=dict(tickvals=classes, ticktext=[f"<b>{c}</b>" if c == biased else c for c in classes]),
-        yaxis=dict(title="share of the image in magenta patches", rangemode="tozero", tickformat=".0%" if _peak(rows) >= 0.05 else ".1%"),
+        yaxis=dict(title=measure, rangemode="tozero", tickformat=".0%" if _peak(rows) >= 0.05 else ".1%"),
     )
     return fig
 
@@ -346,22 +514,30 @@ def _peak(rows: list[dict[str, Any]]) -> float:
 
 
 def gallery(report: dict[str, Any], folder: Path) -> None:
-    """Per class: the generated images beside the dataset's samples and exemplars."""
+    """Per class, top suspects first: its verdict with the numbers and the intervention
+    picture, then the generated images beside the dataset's samples and exemplars."""
     dc = report.get("dataset_classes") or {}
+    iv = report.get("intervention") or {}
     biased = (report.get("cue") or {}).get("biased_class")
     has_cue = bool(report.get("cue"))
     per_method = len(report["seeds"]) * report.get("k", 1)
     ratios = [max(2, min(per_method, 6)), 4, 4] if dc else [1]
-    st.markdown("##### What each method drew, beside real images")
+    order = list(iv.get("ranking") or []) + [c for c in report["classes"] if c not in (iv.get("ranking") or [])]
+    st.markdown("##### Each class" + (", most suspicious first" if iv else "") + ": what each method drew, beside real images")
     head = st.columns(ratios)
     head[0].caption("**Generated**: seed · p(class)" + (" · cue score" if has_cue else ""))
     if dc:
-        head[1].caption("**Dataset samples**: the classifier's answer (✗ wrong)" + (" · stamp" if has_cue else ""))
-        head[2].caption("**Most class-like real images**: their folder · logit")
-    for c in report["classes"]:
+        head[1].caption("**Dataset samples**: the classifier's answer (✗ wrong)" + (" · cue" if has_cue else ""))
+        head[2].caption("**Real images**: their folder · the classifier's raw score for the class")
+    for c in order:
         d = dc.get(c, {})
         with st.container(border=True):
             st.markdown(class_line(c, d, c == biased))
+            entry = (iv.get("classes") or {}).get(c)
+            if entry:
+                st.markdown(suspect_line(c, entry))
+                if entry.get("picture") and (folder / entry["picture"]).is_file():
+                    st.image(str(folder / entry["picture"]), caption=f"what the audit pasted for {words.md(c)}, and onto what", width="stretch")
             cols = st.columns(ratios)
             with cols[0]:
                 for m in report["methods"]:
@@ -371,23 +547,40 @@ def gallery(report: dict[str, Any], folder: Path) -> None:
             if not dc:
                 continue
             with cols[1]:
-                samples = d.get("samples") or []
-                thumbs(folder, [s["thumb"] for s in samples],
-                       [("" if s["correct"] else "✗ ") + f"{s['predicted']} {s['p_predicted']:.2f}" + stamp(s) for s in samples])
+                samples_ = d.get("samples") or []
+                thumbs(folder, [s["thumb"] for s in samples_],
+                       [("" if s["correct"] else "✗ ") + f"{s['predicted']} {s['p_predicted']:.2f}" + stamp(s) for s in samples_])
             with cols[2]:
                 ex = d.get("exemplars") or {}
-                for key, label in (("top", "anywhere in the folder"), ("top_other_classes", "in the other classes' folders (where a shortcut shows first)")):
+                for key, label in (("top", "most class-like, anywhere in the folder"),
+                                   ("top_other_classes", "most class-like in the other classes' folders (where a shortcut shows first)"),
+                                   ("bottom", "least class-like")):
                     if ex.get(key):
                         st.caption(label)
                         thumbs(folder, [e["thumb"] for e in ex[key]], [f"{e['label']} · {e['logit']:.1f}" + stamp(e) for e in ex[key]])
 
 
+def suspect_line(name: str, r: dict[str, Any]) -> str:
+    """The class's verdict with its numbers, in words."""
+    if r.get("flip_rate") is None:
+        return f"{words.verdict_badge(r['verdict'])} not tested" + (f": {words.md(r['note'])}" if r.get("note") else "")
+    pasted = words.PASTED.get(r.get("kind"), "a piece")
+    out = (f"{words.verdict_badge(r['verdict'])} rank {r.get('rank', '?')} · {pasted} of the generated images "
+           f"({words.md(words.method_short(r.get('method') or '?'))}) made the classifier say *{words.md(name)}* for "
+           f"{words.flip_rate(_generated(r))} of other classes' images; from real images of the class: {words.flip_rate(r.get('located_real'))}; "
+           f"from random places: {controls_text(r)}")
+    best = (r.get("methods") or {}).get(r.get("method")) or {}
+    if best.get("super_stimulus"):
+        out += " · it moves images although nothing in the class's real images does: a super-stimulus, not a dataset bias"
+    return out
+
+
 def class_line(name: str, d: dict[str, Any], biased: bool) -> str:
-    bits = [f"**{words.md(name)}**" + (" · :violet[**the class with the planted stamp**]" if biased else "")]
+    bits = [f"**{words.md(name)}**" + (" · :violet[**the class with the planted cue**]" if biased else "")]
     if d.get("accuracy") is not None:
         bits.append(f"the classifier gets {d['accuracy']:.0%} of its {d.get('n_images')} folder images right")
     if (d.get("cue") or {}).get("with_cue") is not None:
-        bits.append(f"{d['cue']['with_cue']:.0%} of them carry the stamp")
+        bits.append(f"{d['cue']['with_cue']:.0%} of them carry the cue")
     return " · ".join(bits)
 
 
@@ -397,7 +590,7 @@ def gen_caption(r: dict[str, Any]) -> str:
 
 
 def stamp(row: dict[str, Any]) -> str:
-    return " · stamp" if row.get("cue", 0) > 0 else ""
+    return " · cue" if row.get("cue", 0) > 0 else ""
 
 
 def thumbs(folder: Path, rels: list[str], captions: list[str]) -> None:
@@ -413,10 +606,10 @@ def downloads(folder: Path) -> None:
     c1, c2, _ = st.columns([1, 1, 2])
     if html.is_file():
         c1.download_button("Report page (HTML)", data=html.read_bytes, file_name="bias-audit-report.html", mime="text/html",
-                           key="audit.html", on_click="ignore", icon=":material/download:", width="stretch",
+                           key="whole.html", on_click="ignore", icon=":material/download:", width="stretch",
                            help="One self-contained page with every image: open it in a browser or send it to someone.")
     c2.download_button("Report folder (ZIP)", data=lambda: zip_folder(folder), file_name=f"bias-audit-{folder.name}.zip",
-                       mime="application/zip", key="audit.zip", on_click="ignore", icon=":material/folder_zip:", width="stretch",
+                       mime="application/zip", key="whole.zip", on_click="ignore", icon=":material/folder_zip:", width="stretch",
                        help="report.json with every number, report.html, and every image.")
 
 

@@ -147,3 +147,39 @@ def details_line(rec: dict[str, Any]) -> str:
     elif rec.get("seconds") is not None:
         bits.append(f"{rec['seconds']:.0f} s" if rec["seconds"] >= 10 else f"{rec['seconds']:.1f} s")
     return " · ".join(bits)
+
+
+# --------------------------------------------------------------------------- the bias audit
+
+#: an audit's phases (:data:`dgncore.audit.PHASES`) as a person says them
+PHASE_WORDS = {
+    "model": "training the built-in model (once, then kept)",
+    "prior": "training a picture prior on your images (once per folder, then kept)",
+    "index": "reading the dataset's images",
+    "generate": "drawing what the classifier imagines for each class",
+    "intervention": "testing each class: pasting pieces of the pictures onto other classes' images",
+    "report": "writing the report",
+}
+#: the intervention's verdicts as coloured badges (red: a confirmed shortcut; grey: nothing found)
+VERDICT_BADGES = {"confirmed shortcut": ":red-badge[confirmed shortcut]", "suspected": ":orange-badge[suspected]", "none": ":gray-badge[none found]"}
+#: what an intervention moved, by its kind (dgncore.intervention.KINDS)
+PASTED = {"patch": "a patch", "texture": "the texture", "colour": "the colours"}
+
+
+def verdict_badge(verdict: str) -> str:
+    return VERDICT_BADGES.get(verdict, f":gray-badge[{md(verdict)}]")
+
+
+def flip_rate(r: dict[str, Any] | None) -> str:
+    """A flip rate with its 95% interval: "64% (51-75%)"; "-" where nothing was measured."""
+    if not r or not r.get("n") or r.get("rate") is None:
+        return "-"
+    lo, hi = r["ci"]
+    said = lambda p: "0%" if p == 0 else percent(p)  # noqa: E731 - a measured zero is 0%, not "<0.1%"
+    return f"{said(r['rate'])} ({said(lo)}–{said(hi)})"
+
+
+def audit_phase(phase: str, phase_no: int, phases: int) -> str:
+    """"step 3 of 5: drawing what the classifier imagines for each class"."""
+    said = PHASE_WORDS.get(phase, phase or "starting")
+    return f"step {phase_no} of {phases}: {said}" if phase_no and phases else said

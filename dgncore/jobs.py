@@ -177,7 +177,7 @@ class AuditSpec(_Spec):
     when its browser tab is closed, counts against the session's limit, obeys the
     server's step limit and time limit, and is cancelled the same way. Progress comes
     as ``stage`` (e.g. ``untrained seed 1: step 40/200``), ``step`` and ``total`` (of the
-    current phase: method x seed batches while generating), ``phase`` and ``left_s``
+    current phase: method x seed batches while generating), ``phase``, ``phase_no`` of ``phases`` and ``left_s``
     (:class:`dgncore.audit.AuditProgress`)."""
 
     REQUIRED = ("out_dir",)
@@ -354,8 +354,10 @@ class JobStatus:
     done: list[bool] = field(default_factory=list)
     #: what an audit job is doing now (its step and total count method x seed batches)
     stage: str = ""
-    #: an audit job's phase (prior, index, generate, intervention, ...) and the seconds left in it, when known
+    #: an audit job's phase (prior, index, generate, intervention, ...), which of how many, and the seconds left in it, when known
     phase: str = ""
+    phase_no: int = 0
+    phases: int = 0
     left_s: float | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
@@ -561,7 +563,8 @@ def execute_audit(
 
     def progress(p: Any) -> None:
         if report is not None:
-            report({"stage": p.stage, "step": p.done, "total": p.total, "phase": p.phase, "left_s": p.phase_left_s})
+            report({"stage": p.stage, "step": p.done, "total": p.total, "phase": p.phase, "phase_no": p.phase_no, "phases": p.phases,
+                    "left_s": p.phase_left_s})
 
     if should_stop():
         return {"records": [], "cancelled": True}
@@ -721,7 +724,7 @@ class LocalQueue(JobQueue):
         def report(info: dict[str, Any]) -> None:
             with self._cond:
                 st.step, st.total, st.probs, st.stage = info["step"], info["total"], info.get("probs", []), info.get("stage", "")
-                st.phase, st.left_s = info.get("phase", ""), info.get("left_s")
+                st.phase, st.phase_no, st.phases, st.left_s = info.get("phase", ""), info.get("phase_no", 0), info.get("phases", 0), info.get("left_s")
                 st.activation, st.checks, st.done = info.get("activation", []), info.get("checks", []), info.get("done", [])
                 if "preview" in info:
                     st.preview = info["preview"]
@@ -868,7 +871,8 @@ class RedisQueue(JobQueue):
             job_id, "queued", submitted=meta.get("submitted"), started=meta.get("started"), finished=meta.get("finished"),
             step=int(meta.get("step", 0)), total=int(meta.get("total", 0)), probs=list(meta.get("probs", [])),
             activation=list(meta.get("activation", [])), checks=[(s, c) for s, c in meta.get("checks", [])], done=list(meta.get("done", [])),
-            stage=str(meta.get("stage", "")), phase=str(meta.get("phase", "")), left_s=meta.get("left_s"), out_dir=out_dir, session_id=meta.get("session"),
+            stage=str(meta.get("stage", "")), phase=str(meta.get("phase", "")), phase_no=int(meta.get("phase_no", 0)), phases=int(meta.get("phases", 0)),
+            left_s=meta.get("left_s"), out_dir=out_dir, session_id=meta.get("session"),
         )
         if preview:
             raw = self.redis.get(PREVIEW_KEY.format(job_id))
@@ -946,7 +950,8 @@ def execute_rq(spec_dict: dict[str, Any]) -> dict[str, Any]:
         job.meta.update({
             "step": info["step"], "total": info["total"], "probs": nan(info.get("probs", [])), "done": info.get("done", []),
             "activation": [nan(row) for row in info.get("activation", [])], "checks": [[s, nan(c)] for s, c in info.get("checks", [])],
-            "stage": info.get("stage", ""), "phase": info.get("phase", ""), "left_s": info.get("left_s"),
+            "stage": info.get("stage", ""), "phase": info.get("phase", ""), "phase_no": info.get("phase_no", 0), "phases": info.get("phases", 0),
+            "left_s": info.get("left_s"),
         })
         if "preview" in info:  # beside the meta, so that polling the status stays cheap
             job.connection.set(PREVIEW_KEY.format(job.id), json.dumps([base64.b64encode(b).decode("ascii") for b in info["preview"]]), ex=24 * 3600)

@@ -375,31 +375,6 @@ def test_bias_audit_folder_samples_predictions_and_generation(tmp_path):
     assert len(result_files(tmp_path)) == 1
 
 
-def test_bias_audit_plugin_section(monkeypatch):
-    """With dgncore.audit present, a "Planted-bias demo" tab is drawn by dashboard.audit_panel.render(ctx)."""
-    import importlib.machinery
-    import sys
-    import types
-
-    panel = types.ModuleType("dashboard.audit_panel")
-    panel.__spec__ = importlib.machinery.ModuleSpec("dashboard.audit_panel", None)
-
-    def render(ctx):
-        import streamlit as st
-
-        st.markdown(f"plugged in: class {ctx.class_index} of {ctx.choice.name}")
-
-    panel.render = render
-    if importlib.util.find_spec("dgncore.audit") is None:
-        fake = types.ModuleType("dgncore.audit")
-        fake.__spec__ = importlib.machinery.ModuleSpec("dgncore.audit", None)
-        monkeypatch.setitem(sys.modules, "dgncore.audit", fake)
-    monkeypatch.setitem(sys.modules, "dashboard.audit_panel", panel)
-    at = app("bias_audit", **FAST, **{"class": "goldfish"})
-    assert [t.label for t in at.tabs] == ["Your class and samples", "Planted-bias demo"]
-    assert any(m == "plugged in: class 1 of efficientnet_lite0" for m in markdown(at))
-
-
 def test_bias_audit_zip_upload(tmp_path):
     ds = image_folder(tmp_path / "ds", classes=("goldfish", "hen"))
     buf = io.BytesIO()
@@ -427,7 +402,8 @@ def test_bias_audit_bad_inputs(tmp_path):
 
 # --------------------------------------------------------------------------- bias audit: the demo tab and exemplars
 
-DEMO = {"audit_methods": "untrained", "audit_seeds": "0", "audit_steps": "2"}
+DEMO = {"audit_methods": "untrained", "audit_seeds": "0", "audit_steps": "2", "audit_prior": "False"}
+TABS = ["Audit the whole model", "Your class and samples"]
 
 
 @pytest.fixture(scope="module")
@@ -451,12 +427,15 @@ def run_audit(at: AppTest) -> AppTest:
     return generate(at, "Run the audit")
 
 
-def test_audit_demo_tab_explains_the_demo_and_its_evidence(demo_env):
+def test_audit_page_leads_with_the_whole_model_and_explains_the_demo(demo_env):
     at = app("bias_audit")
-    assert [t.label for t in at.tabs] == ["Your class and samples", "Planted-bias demo"]
-    assert any("A test with a known answer" in c.value and "magenta stamp" in c.value for c in at.caption)
-    assert [m.label for m in at.metric][0] == "Other shapes called triangle once stamped"
-    assert at.multiselect(key="audit.demo.methods").value == ["untrained"] and at.text_input(key="audit.demo.seeds").value == "0,1,2"
+    assert [t.label for t in at.tabs] == TABS
+    assert any("A test with a known answer" in c.value and "magenta square stamp" in c.value for c in at.caption)
+    assert at.selectbox(key="whole.builtin").value == "planted"
+    assert "Sepia tone on 70% of the triangles" in at.selectbox(key="whole.builtin").options
+    assert [m.label for m in at.metric][0] == "Other shapes called triangle with the cue"
+    assert at.multiselect(key="whole.methods").value == ["pretrained", "untrained"] and at.text_input(key="whole.seeds").value == "0,1,2"
+    assert at.checkbox(key="whole.prior.demo").value  # a prior on the demo's data, by default
     assert any("No report for these settings yet" in c.value for c in at.caption)
     assert any("uses its own small built-in model" in c.value for c in at.sidebar.caption)
     assert not any("built-in model" in c.value for c in app("layers").sidebar.caption)  # only on the audit page
@@ -465,35 +444,81 @@ def test_audit_demo_tab_explains_the_demo_and_its_evidence(demo_env):
     assert next(b for b in at.button if b.label == "Run the audit").disabled
 
 
-def test_audit_demo_runs_shows_chart_verdict_and_comes_back_from_disk(demo_env, tmp_path):
+def test_whole_model_audit_ranks_suspects_keeps_every_report_and_reopens_one(demo_env, tmp_path):
     at = run_audit(app("bias_audit", **DEMO))
     reports = list((tmp_path / "results" / "audit").glob("planted-*/report.json"))
     assert len(reports) == 1
     report = json.loads(reports[0].read_text())
     assert report["methods"] == ["untrained"] and report["seeds"] == [0] and report["steps"] == {"untrained": 2}
+    ranking = report["intervention"]["ranking"]
+    table = next(m for m in markdown(at) if m.startswith("| rank | class | verdict"))
+    assert table.index(f"**{ranking[0]}**") < table.index(f"**{ranking[-1]}**")  # top suspects first
+    assert re.search(r":(red|orange|gray)-badge\[", table) and "pasted from real images of the class" in table
+    assert {c.proto.id.rsplit("-", 1)[-1] for c in at.get("plotly_chart")} >= {"audit.suspects", "audit.cue"}, [c.proto.id for c in at.get("plotly_chart")]
     label = "**Random generator (paper, 4.1)**"
-    assert at.get("plotly_chart") and any(m.startswith((f":green-badge[PASS] {label}", f":red-badge[FAIL] {label}")) for m in markdown(at))
+    assert any(m.startswith((f":green-badge[PASS] {label}", f":red-badge[FAIL] {label}")) for m in markdown(at))
     assert any("Pass rule, fixed before any run" in c.value for c in at.caption)
-    assert len(images(at)) >= 5  # generated images, samples and exemplars of five classes
+    lines = [m for m in markdown(at) if re.match(r":(red|orange|gray)-badge\[[^]]+\] (rank|not tested)", m)]
+    assert len(lines) == 5  # one verdict line per class, in its box
+    assert len(images(at)) >= 5  # intervention pictures, generated images, samples and exemplars
     assert {d.label for d in at.get("download_button")} >= {"Report page (HTML)", "Report folder (ZIP)"}
-    # a new session with the same link (a reload) shows the saved report without running anything
+    saved = at.selectbox(key="whole.open")
+    assert saved.label == "Saved audits (1, newest first)" and len(saved.options) == 2
+    # a reload shows the saved report without running anything
     mtime = reports[0].stat().st_mtime
     again = app("bias_audit", **DEMO)
-    assert again.get("plotly_chart") and any("from disk" in c.value for c in again.caption)
-    assert reports[0].stat().st_mtime == mtime
-    # both tabs with their results at once: pictures of the first, the report of the second
+    assert any("kept on disk" in c.value for c in again.caption) and reports[0].stat().st_mtime == mtime
+    # other settings: no report for them, but the saved one opens from the list, and the link keeps it
+    other = app("bias_audit", **{**DEMO, "audit_steps": "3"})
+    assert any("No report for these settings yet" in c.value for c in other.caption)
+    other.selectbox(key="whole.open").select(reports[0].parent.name).run()
+    assert not other.exception and any(m.startswith("| rank | class | verdict") for m in markdown(other))
+    assert other.query_params["audit_open"] == reports[0].parent.name
+    # both tabs with their results at once: pictures of the per-class tab, the report of the first
     both = generate(app("bias_audit", **DEMO, **FAST))
     assert {d.label for d in both.get("download_button")} >= {"Report folder (ZIP)", "Download all as ZIP (1 picture, with their settings and scores)"}
 
 
+def test_audit_progress_says_the_step_and_the_seconds_left_in_it():
+    from types import SimpleNamespace
+
+    from dashboard.audit_panel import progress_text
+
+    s = SimpleNamespace(state="running", position=None, started=100.0, step=1, total=4, phase="generate", phase_no=3, phases=5,
+                        stage="untrained seed 1: step 40/200", left_s=52.4)
+    text, done = progress_text(s, now=112.0)
+    assert text.startswith("Audit, step 3 of 5: drawing what the classifier imagines")
+    assert "untrained seed 1: step 40/200" in text and "about 52 s left in this step" in text and "12 s so far" in text
+    assert done == 0.25
+    text, done = progress_text(SimpleNamespace(state="queued", position=2), now=0)
+    assert text == "Audit: waiting in the queue (1 job ahead)" and done == 0
+
+
+def test_hosted_audit_page_reopens_saved_audits_without_server_paths(demo_env, monkeypatch, tmp_path):
+    from dgncore.audit import audit
+
+    audit("planted", tmp_path / "results" / "audit" / "planted-earlier", methods=["untrained"], seeds=[0], steps=2)
+    monkeypatch.setenv("DGN_HOSTED", "1")
+    at = app("bias_audit", **DEMO)
+    assert not at.radio and at.selectbox(key="whole.builtin").value == "planted"  # no folders, no uploads: the demo only
+    at.selectbox(key="whole.open").select("planted-earlier").run()
+    assert not at.exception and not at.error and any(m.startswith("| rank | class | verdict") for m in markdown(at))
+    shown = [c.value for c in at.caption] + markdown(at) + [o for s in at.selectbox for o in s.options]
+    assert any("planted on its own pictures" in o for o in at.selectbox(key="whole.open").options)
+    assert not [t for t in shown if str(tmp_path) in t or "/tmp" in t]  # no server paths for visitors
+
+
 def test_audit_of_your_own_model_on_your_folder(tmp_path):
     ds = image_folder(tmp_path / "ds")
-    at = app("bias_audit", **FAST, folder=str(ds), audit_of="This model on this folder", audit_methods="pixel", audit_seeds="0", audit_steps="2")
+    at = app("bias_audit", audit_folder=str(ds), audit_of="The sidebar's model on your images", audit_methods="untrained", audit_seeds="0",
+             audit_steps="2")
     assert any("2 class folders" in c.value for c in at.caption)
+    assert not at.checkbox(key="whole.prior.own").value
     run_audit(at)
     report = json.loads(next((tmp_path / "results" / "audit").glob("efficientnet_lite0-*/report.json")).read_text())
-    assert report["classes"] == ["tench", "goldfish"] and "cue" not in report
+    assert report["classes"] == ["tench", "goldfish"] and "cue" not in report and "intervention" in report
     assert not at.get("plotly_chart") or all(c.proto.id != "audit.cue" for c in at.get("plotly_chart"))
+    assert any(m.startswith("| rank | class | verdict") for m in markdown(at))
     assert any(m.startswith("**tench**") for m in markdown(at))
 
 

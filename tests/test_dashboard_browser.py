@@ -279,7 +279,7 @@ def test_a_first_visit_to_the_hosted_demo_lands_on_examples(hosted_page, hosted)
 
 @pytest.mark.parametrize("path, title, name", [
     ("/single", "See a class", "single"), ("/compound", "Mix classes", "compound"), ("/layers", "Inside the layers", "layers"),
-    ("/audit", "Audit a model", "audit"), ("/audit?tab=Planted-bias+demo", "Audit a model", "audit-demo-tab"),
+    ("/audit", "Audit a model", "audit-whole-model"), ("/audit?tab=Your+class+and+samples", "Audit a model", "audit-class-tab"),
 ])
 def test_every_hosted_page_opens_on_something_to_do(hosted_page, hosted, path, title, name):
     open_page(hosted_page, hosted, path, title)
@@ -354,7 +354,7 @@ def test_layers_page(page, server):
 
 def test_bias_audit_page(page, server):
     ds = sample_folder(server)
-    open_page(page, server, f"/audit?{FAST}&folder={ds}", "Audit a model")
+    open_page(page, server, f"/audit?tab=Your+class+and+samples&{FAST}&folder={ds}", "Audit a model")
     page.get_by_text("The classifier's own view of these samples").wait_for(timeout=90_000)
     generate(page, wait_for="Download all as ZIP (1 picture, with their settings and scores)")
     # the result of an earlier test is on disk: wait for this run, not that one
@@ -365,28 +365,63 @@ def test_bias_audit_page(page, server):
     shot(page, "bias-audit")
 
 
-def test_bias_audit_demo_tab(page, server):
-    open_page(page, server, "/audit?tab=Planted-bias+demo&audit_methods=untrained,pixel&audit_seeds=0,1&audit_steps=30", "Audit a model")
-    page.get_by_text("A test with a known answer").wait_for(timeout=60_000)
-    button(page, "Run the audit").click()
-    button(page, "Report page (HTML)").wait_for(timeout=RUN_TIMEOUT_MS)
-    idle(page)
-    chart = page.locator('[data-testid="stPlotlyChart"] .main-svg').first
-    chart.wait_for(timeout=60_000)
-    assert page.get_by_text("Pass rule, fixed before any run").is_visible()
-    assert main_images(page, 10).count() >= 10  # generated images, samples and exemplars
+WHOLE = "audit_methods=untrained&audit_prior=False"  # no prior to train: seconds, not minutes
+
+
+def whole_report(pg, name: str):
+    """Wait for the report, check its suspects table and charts, and save the whole page in one picture."""
+    button(pg, "Report page (HTML)").wait_for(timeout=RUN_TIMEOUT_MS)
+    idle(pg)
+    pg.get_by_text("Suspects, most suspicious first").wait_for(timeout=60_000)
+    assert pg.locator("table").first.get_by_text(re.compile(r"confirmed shortcut|suspected|none found")).count() >= 1
+    pg.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)
+    assert main_images(pg, 4).count() >= 4  # intervention pictures, generated images, samples, exemplars
     # the whole report in one picture (the page scrolls inside its main block, not the window)
-    height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-    page.set_viewport_size({"width": 1400, "height": min(height + 40, 8000)})
-    idle(page)
-    shot(page, "bias-audit-demo")
-    chart.screenshot(path=str(SHOTS / "bias-audit-demo-chart.png"))
-    # a reload opens the same tab and shows the saved report again
+    height = pg.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    pg.set_viewport_size({"width": 1400, "height": min(height + 40, 12000)})
+    idle(pg)
+    shot(pg, name)
+    pg.set_viewport_size({"width": 1400, "height": 2000})
+
+
+def test_whole_model_audit_of_the_demo(page, server):
+    """The page leads with the whole-model audit of the built-in demo: Run, the step and the
+    seconds left in it, the suspects first, the cue chart; a reload shows it again, from disk."""
+    open_page(page, server, f"/audit?{WHOLE}&audit_seeds=0,1&audit_steps=30", "Audit a model")
+    page.get_by_text("A test with a known answer").wait_for(timeout=60_000)
+    shot(page, "audit-whole-demo-ready")
+    button(page, "Run the audit").click()
+    page.get_by_text(re.compile(r"Audit, step \d of \d: ")).first.wait_for(timeout=60_000)
+    shot(page, "audit-whole-demo-running")
+    whole_report(page, "audit-whole-demo")
+    assert page.get_by_text("Pass rule, fixed before any run").is_visible()
+    page.locator('[data-testid="stPlotlyChart"]').first.screenshot(path=str(SHOTS / "audit-whole-demo-chart.png"))
     page.reload()
     button(page, "Report page (HTML)").wait_for(timeout=90_000)
     idle(page)
-    assert "tab=Planted-bias" in page.url and page.locator('[data-testid="stPlotlyChart"]').count() >= 1
-    shot(page, "bias-audit-demo-reloaded")
+    assert page.get_by_text("Suspects, most suspicious first").is_visible()
+
+
+def test_whole_model_audit_of_your_model_on_a_folder(page, server):
+    ds = sample_folder(server)
+    open_page(page, server, f"/audit?{WHOLE}&audit_seeds=0&audit_steps=2&audit_of=The+sidebar%27s+model+on+your+images&audit_folder={ds}",
+              "Audit a model")
+    page.get_by_text("2 class folders").wait_for(timeout=60_000)
+    button(page, "Run the audit").click()
+    whole_report(page, "audit-whole-own-model")
+
+
+def test_whole_model_audit_of_another_built_in_model_and_the_saved_list(page, server):
+    """Another built-in model, then the saved audits: every report stays and reopens."""
+    open_page(page, server, f"/audit?{WHOLE}&audit_seeds=0&audit_steps=2&audit_builtin=planted-control", "Audit a model")
+    page.get_by_text(re.compile("a good audit finds no shortcut here")).first.wait_for(timeout=60_000)
+    shot(page, "audit-whole-builtin-control")
+    saved = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(re.compile(r"^Saved audits")))
+    saved.locator("input").click()
+    page.locator('[role="option"]').nth(1).click()  # the newest saved audit
+    idle(page)
+    assert "audit_open=" in page.url
+    whole_report(page, "audit-whole-saved-reopened")
 
 
 def test_gallery_page(page, server):

@@ -96,3 +96,13 @@ def test_colours_come_from_the_theme_and_no_page_writes_raw_html():
         assert "cache_resource" not in text, path  # the classifier is cached once, by dgncore (pages and queue alike)
         if path.name != "audit_panel.py":  # the audit's cue chart (issue 15's) still names its colours
             assert not re.findall(r"#[0-9a-fA-F]{6}\b", text), path
+
+
+def test_audit_words_rates_verdicts_and_steps():
+    assert words.flip_rate({"n": 64, "rate": 0.5714, "ci": [0.48, 0.65]}) == "57% (48%–65%)"
+    assert words.flip_rate({"n": 30, "rate": 0.0, "ci": [0.0, 0.11]}) == "0% (0%–11%)"  # a measured zero, not "<0.1%"
+    assert words.flip_rate(None) == "-" and words.flip_rate({"n": 0, "rate": None, "ci": [None, None]}) == "-"
+    assert words.verdict_badge("confirmed shortcut") == ":red-badge[confirmed shortcut]"
+    assert words.verdict_badge("suspected").startswith(":orange-badge[") and words.verdict_badge("none").startswith(":gray-badge[")
+    assert words.audit_phase("intervention", 4, 5).startswith("step 4 of 5: testing each class")
+    assert words.audit_phase("", 0, 0) == "starting"

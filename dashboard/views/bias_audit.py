@@ -1,79 +1,24 @@
-"""Bias audit: generated images of a class beside real samples of it (the paper's Fig. 6-7).
+"""Bias audit: the whole model's classes ranked by a test, top suspects first, and one
+class's generated images beside real samples of it (the paper's Fig. 6-7).
 
-Plug-in point: when ``dgncore.audit`` exists (issue 4), the page adds a "Planted-bias demo"
-tab drawn by ``dashboard/audit_panel.py``: a module with ``render(ctx: AuditContext)``.
-Without that module the tab says how to run the audit from the command line.
+The first tab, "Audit the whole model" (``dashboard/audit_panel.py``), runs
+:mod:`dgncore.audit` on the built-in demo or on the sidebar's model with a folder of
+images; the second, "Your class and samples", is the per-class view. The open tab is in
+the URL (``?tab=...``). Both tabs take their images through :mod:`dashboard.samples`.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import cards, charts, controls, downloads, exemplar_view, flow, page, runner, state, words
+from dashboard import audit_panel, cards, charts, controls, downloads, exemplar_view, flow, page, runner, samples, state, words
 from dashboard.runner import Request
 from dgncore.errors import InputError
 
 PAGE = "audit"
-FOLDER = "A folder on this computer"
-ZIP = "Upload a ZIP"
-
-
-@dataclass
-class AuditContext:
-    """What the page knows, handed to the audit plug-in."""
-
-    choice: Any  # state.ModelChoice
-    classifier: Any  # dgncore Classifier
-    class_index: int | None
-    dataset_root: Path | None
-    results_root: Path
-
-
-def audit_available() -> bool:
-    try:
-        return importlib.util.find_spec("dgncore.audit") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def audit_section(ctx: AuditContext) -> None:
-    try:
-        panel = importlib.import_module("dashboard.audit_panel")
-    except ImportError:
-        panel = None
-    if panel is not None and hasattr(panel, "render"):
-        panel.render(ctx)
-        return
-    st.info("The audit module is installed. Run it from the command line: "
-            "`python -m dgncore audit --model MODEL --dataset DIR --out DIR`, then open the report it writes.")
-
-
-def unwrap(root: Path) -> Path:
-    """A ZIP often holds one top folder around the class folders: step into it."""
-    for _ in range(3):
-        subs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX"))]
-        files = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
-        if len(subs) == 1 and not files and any(q.is_dir() for q in subs[0].iterdir()):
-            root = subs[0]
-        else:
-            break
-    return root
-
-
-def extract_upload(data: bytes) -> Path:
-    from dgncore.data import safe_extract_zip
-
-    dest = state.uploads_dir() / "datasets" / runner.content_hash(data)
-    if not (dest.is_dir() and any(dest.iterdir())):
-        safe_extract_zip(data, dest)
-    return unwrap(dest)
+WHOLE = "Audit the whole model"
+ONE = "Your class and samples"
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -104,43 +49,23 @@ def matching_folder(folders: list[str], idx: int, clf) -> str:
 st.title("Audit a model")
 page.intro(
     "A classifier learns from examples, and it can learn the wrong lesson: if most photos of a class show the same "
-    "background, hands or watermark, the network may rely on that instead of the object. Here the pictures the classifier "
-    "imagines for a class sit beside real samples of that class, with what the classifier predicts for each sample. "
-    "If the imagined pictures keep showing something that is not the object, that is a lead worth checking on real images, "
-    "not yet a proof."
+    "background, hands or watermark, the network may rely on that instead of the object. The whole-model audit draws what "
+    "the classifier imagines for every class, tests each drawing by pasting pieces of it onto other classes' images, and "
+    "lists the classes whose pieces change the classifier's mind: the suspects. The second tab puts one class's imagined "
+    "pictures beside real samples of it. A drawing is a lead worth checking; the pasting test is what confirms it."
 )
 choice, clf = page.need_model()
-lim = state.limits()
 
 # the open tab is in the URL (?tab=...), so a reload or a shared link opens the same one
-tabs = st.tabs(["Your class and samples", "Planted-bias demo"], key="tab", bind="query-params") if audit_available() else [st.container()]
+tabs = st.tabs([WHOLE, ONE], key="tab", bind="query-params")
 with tabs[0]:
+    audit_panel.render(audit_panel.AuditContext(choice, clf, runner.results_root()))
+with tabs[1]:
     left, right = st.columns([1, 2])
     with left:
         idx = controls.class_picker(clf, f"{PAGE}.class", label="Class to audit")
-    root: Path | None = None
     with right:
-        sources = ([FOLDER] if not lim.hosted else []) + ([ZIP] if lim.allow_uploads else [])
-        if not sources:
-            st.info("This server offers no way to add sample images.")
-        else:
-            src = state.widget(st.radio, "Sample images (ImageFolder layout: one sub-folder per class)", f"{PAGE}.source", sources[0], "source",
-                               options=sources, horizontal=True)
-            try:
-                if src == FOLDER:
-                    folder = state.widget(st.text_input, "Folder", f"{PAGE}.folder", "", "folder", placeholder="/path/to/dataset")
-                    if folder.strip():
-                        root = Path(folder.strip()).expanduser()
-                else:
-                    up = st.file_uploader("ZIP of class folders", type=["zip"], key=f"{PAGE}.zip")
-                    if up is not None:
-                        root = extract_upload(up.getvalue())
-                        st.session_state[f"{PAGE}.zip_root"] = str(root)
-                    elif st.session_state.get(f"{PAGE}.zip_root"):
-                        root = Path(st.session_state[f"{PAGE}.zip_root"])
-            except InputError as e:
-                page.error(e)
-                root = None
+        root = samples.picker(PAGE, "source", "folder")
 
     samples_shown: list[str] = []
     if root is not None and idx is not None:
@@ -213,7 +138,3 @@ with tabs[0]:
                 index = exemplar_view.exemplar_index(clf, root)
                 if index is not None:
                     exemplar_view.exemplars_of(index, f"class:{idx}", clf.classes[idx])
-
-if len(tabs) > 1:
-    with tabs[1]:
-        audit_section(AuditContext(choice, clf, idx, root, runner.results_root()))
