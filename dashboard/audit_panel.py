@@ -200,9 +200,12 @@ def audit_spec(ctx: AuditContext, builtin: str | None, root: Path | None, lim):
                                  max_value=lim.max_steps, step=10, help="At most this many optimisation steps per image (each stops once the classifier is sure).")
         classes = "" if demo else state.widget(st.text_input, "Classes", "whole.classes", "", "audit_classes", placeholder="every class folder",
                                                help="A comma list of class names or indices; empty: every class with a folder.")
-        prior = state.widget(st.checkbox, "Train a prior on this data", f"whole.prior.{'demo' if demo else 'own'}", demo, "audit_prior",
+        prior = state.widget(st.checkbox, "Train a prior on this data (slow the first time)", f"whole.prior.{'demo' if demo else 'own'}", False,
+                             "audit_prior",
                              help="Train a small picture decoder on the dataset's own images and use it for the image-prior method, so its "
-                                  "drawings look like the data (once per folder, then kept on disk).")
+                                  "drawings look like the data. The first time for a folder it takes long (the demo's: about 45 minutes on "
+                                  "a busy 2-core CPU, far less on a GPU; the progress box shows the time left); it is then kept on disk, "
+                                  "and a stopped training goes on where it stopped.")
     try:
         if not methods:
             raise InputError("choose at least one method")
