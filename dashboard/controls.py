@@ -14,6 +14,7 @@ import streamlit as st
 
 from dashboard import page, runner, state, words
 from dgncore.errors import InputError
+from dgncore.presets import get_preset
 
 SIZES = [32, 64, 96, 128, 160, 224, 256, 320, 384, 512]
 DEFAULT_SIZE = 224
@@ -110,9 +111,11 @@ def advanced(page_key: str, compare: bool = False, samples: bool = False, extra=
         st.caption(words.method_blurb(out["method"]))
         cols = st.columns(4 if samples else 3)
         with cols[0]:
-            out["steps"] = state.widget(st.number_input, "Steps (at most)", f"{page_key}.steps", min(200, lim.max_steps), "steps",
-                                        min_value=1, max_value=lim.max_steps, step=10,
-                                        help="How many small changes the picture may get. It stops early once the classifier is 99% sure.")
+            # each method starts from its own preset's steps (so its ready-made examples match)
+            preset_steps = get_preset(out["method"]).steps
+            out["steps"] = state.widget(st.number_input, "Steps (at most)", f"{page_key}.steps.{out['method']}", min(preset_steps, lim.max_steps),
+                                        "steps", min_value=1, max_value=lim.max_steps, step=10,
+                                        help="How many small changes the picture may get. Most methods stop early once the classifier is 99% sure.")
         with cols[1]:
             out["size"] = state.widget(st.selectbox, "Picture size (px)", f"{page_key}.size", default_size, "size", options=sizes,
                                        help="Side of the picture; smaller is faster. The classifier sees it resized to its own input size.")
