@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from .exemplars import Exemplar
 
 DEFAULT_METHODS: tuple[str, ...] = ("pretrained", "untrained", "pixel")
+#: every method an audit can draw with
+AUDIT_METHODS: tuple[str, ...] = ("natural", "pretrained", "untrained", "pixel", "fourier")
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
 #: the built-in models with a planted shortcut (:mod:`dgncore.planted`)
 BUILTIN_MODELS: tuple[str, ...] = ("planted", "planted-control")  # and the names planted.is_builtin accepts
@@ -188,10 +190,10 @@ def method_preset(method: str, classifier: Classifier, steps: int | None = None,
         stages = min(range(1, 7), key=lambda s: abs(math.log(GeneratorConfig(stages=s).native_size / max(size, 16))))
         gen = GeneratorConfig(width=0.25, stages=stages, out_size=max(16, min(size, 512)), rgb_last_stage=True)
         preset = make_preset("untrained", steps=steps, generator=gen)
-    elif method in ("pixel", "fourier"):
+    elif method in ("pixel", "fourier", "natural"):
         preset = make_preset(method, steps=steps, size=max(16, min(size, 512)))
     else:
-        raise InputError(f"unknown audit method {method[:30]!r}: choose from pretrained, untrained, pixel, fourier")
+        raise InputError(f"unknown audit method {method[:30]!r}: choose from {', '.join(AUDIT_METHODS)}")
     if early_stop is not None:
         preset = dataclasses.replace(preset, early_stop=early_stop if early_stop > 0 else None)
     preset.validate()
@@ -213,9 +215,9 @@ def parse_seeds(text: str | Sequence[int]) -> list[int]:
 
 def parse_methods(text: str | Sequence[str]) -> list[str]:
     items = [m.strip().lower() for m in (text.split(",") if isinstance(text, str) else text) if m.strip()]
-    bad = [m for m in items if m not in ("pretrained", "untrained", "pixel", "fourier")]
+    bad = [m for m in items if m not in AUDIT_METHODS]
     if not items or bad:
-        raise InputError(f"bad methods {','.join(bad)[:40] or '(none)'}: choose from pretrained, untrained, pixel, fourier")
+        raise InputError(f"bad methods {','.join(bad)[:40] or '(none)'}: choose from {', '.join(AUDIT_METHODS)}")
     return list(dict.fromkeys(items))
 
 
@@ -1022,7 +1024,7 @@ def register_cli(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], i
     p.add_argument("--dataset", help="ImageFolder of samples: DIR/<class>/<image> (default for the built-in model: its sample folder)")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--classes", help="classes to audit: a comma list of names or indices, or all (default: the dataset's classes)")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma list of pretrained, untrained, pixel, fourier")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma list of {', '.join(AUDIT_METHODS)}")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
     p.add_argument("--k", type=int, default=1, help="images per class, method and seed")
     p.add_argument("--steps", type=int, help="optimisation steps (default: each method's preset)")
@@ -1143,6 +1145,6 @@ def _print_intervention(report: dict[str, Any]) -> None:
 
 
 __all__ = [
-    "AuditProgress", "BUILTIN_MODELS", "audit", "CRITERION", "DEFAULT_METHODS", "DatasetMatch", "audit_builtin", "check_dataset", "cue_rows", "cue_summary",
+    "AUDIT_METHODS", "AuditProgress", "BUILTIN_MODELS", "audit", "CRITERION", "DEFAULT_METHODS", "DatasetMatch", "audit_builtin", "check_dataset", "cue_rows", "cue_summary",
     "judge_cue", "load_report", "method_preset", "parse_methods", "parse_seeds", "run_audit", "write_html",
 ]

@@ -317,3 +317,13 @@ def test_pretrained_method_with_a_decoder_file(ts_model, tmp_path):
     patch[:, :, 5:20, 5:20] = torch.tensor([1.0, 0.0, 1.0]).view(1, 3, 1, 1)
     dx = A.cue_expressibility(path, patch, cue_score, steps=2)
     assert len(dx["cue_of_reconstructions"]) == 2 and dx["cue_of_targets"][0] > 0.1
+
+
+def test_the_default_method_draws_in_an_audit_too(ts_model, tmp_path):
+    """natural, the app's default method, is an audit method like the paper's (at the
+    model's own input size); an unknown one is one line naming the choices."""
+    clf = load_classifier(str(ts_model), device="cpu")
+    rep = A.run_audit(clf, tmp_path / "r", classes="cat", methods=A.parse_methods("natural,pixel"), seeds=[0], steps=2, samples=1, exemplars=1)
+    assert rep["methods"] == ["natural", "pixel"] and len(rep["generated"]["natural"]["cat"]) == 1
+    with pytest.raises(InputError, match="choose from natural, pretrained"):
+        A.parse_methods("natural,lucid")
