@@ -106,3 +106,14 @@ def test_audit_words_rates_verdicts_and_steps():
     assert words.verdict_badge("suspected").startswith(":orange-badge[") and words.verdict_badge("none").startswith(":gray-badge[")
     assert words.audit_phase("intervention", 4, 5).startswith("step 4 of 5: testing each class")
     assert words.audit_phase("", 0, 0) == "starting"
+
+
+def test_the_time_note_promises_an_early_stop_only_where_the_method_has_one(monkeypatch):
+    from dashboard import flow
+    from dashboard.runner import Request
+
+    monkeypatch.setattr(eta, "typical_seconds", lambda model, method, at_most: at_most / 4)
+    early = flow.time_note([Request("m", ("class:0",), "pretrained")], 40.0)
+    assert "stops once the classifier is sure" in early and "Usually" in early
+    full = flow.time_note([Request("m", ("class:0",), "natural")], 40.0)  # natural runs all its steps
+    assert full.startswith("Takes about") and "sure" not in full
