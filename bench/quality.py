@@ -88,8 +88,11 @@ def parse_methods(text: str) -> list[Method]:
             out.append(Method(name, None, *peer))
         elif name.lower() in PRESETS:
             out.append(Method(name, make_preset(name)))
+        elif ":" in name and name.split(":")[0].lower() in PRESETS and name.split(":")[1].isdigit():
+            preset, steps = name.split(":")  # one of our presets at another step count, e.g. natural:160
+            out.append(Method(name.replace(":", "-"), make_preset(preset, steps=int(steps))))
         else:
-            raise InputError(f"unknown method {name!r}: choose from {', '.join(PRESETS)}, lucent, lucent64, lucent@128")
+            raise InputError(f"unknown method {name!r}: choose from {', '.join(PRESETS)} (or PRESET:STEPS), lucent, lucent64, lucent@128")
     if not out:
         raise InputError("no methods given")
     return out

@@ -32,6 +32,8 @@ def test_peer_and_method_names():
     assert [(m.steps, m.size) for m in methods if m.is_peer] == [(256, 224), (64, 224), (256, 128)]
     with pytest.raises(InputError, match="unknown method"):
         quality.parse_methods("fourier,nope")
+    longer = quality.parse_methods("natural:160")[0]  # a preset at another step count
+    assert longer.name == "natural-160" and longer.preset.steps == 160 and longer.preset.method == "natural"
 
 
 @pytest.mark.skipif(not DEFAULT_PHOTOS.is_dir(), reason="no photo folder beside the checkout")
