@@ -214,7 +214,7 @@ def print_tables(rows: list[dict[str, Any]], summary: list[dict[str, Any]], seed
             cells.append(f"{sum(r['lite2_top1'] for r in rs)}/{len(rs)} r{fmt(median(pl), '.0f')} {median([r['seconds'] for r in rs]):.1f}s")
         print(f"{next(r['label'] for r in rows if r['class'] == c)[:17]:<18}" + "".join(f"{x:>17}" for x in cells))
     ref = next((s["reference"] for s in summary if s["reference"]), None)
-    print(f"\n## Per method (p on the saved PNG under Lite0; L2 = EfficientNet-Lite2; plausibility: rank of the class's photo, 1 = nearest)")
+    print("\n## Per method (p on the saved PNG under Lite0; L2 = EfficientNet-Lite2; plausibility: rank of the class's photo, 1 = nearest)")
     w = max(11, len(ref or "") + 5)
     print(f"{'method':<14}{'images':>7}{'med s':>8}{'vs ' + (ref or 'lucent'):>{w}}{'p>=0.9':>8}{'med st':>7}{'L2 top1':>8}{'L2 top5':>8}"
           f"{'plaus med':>10}{'divers.':>8}{'near-dup':>9}")

@@ -844,7 +844,7 @@ def _intervention_html(report: dict[str, Any], out: Path) -> list[str]:
     iv = report["intervention"]
     cfg = iv["config"]
     kinds = iv.get("kinds") or ["patch"]
-    h = [f"<h2>Suspects: confirmation by intervention</h2>",
+    h = ["<h2>Suspects: confirmation by intervention</h2>",
          f"<p class='note'>For each generated image the {cfg['locate']} locator finds the {iv['patch_side']} px square (side {cfg['patch']:g} of the "
          f"image) that carries the class; it is pasted, in place, onto {cfg['images']} images of other classes that the model does not call the class "
          f"(from {iv['pool']['images']} held-out images of {iv['pool']['classes']} classes). Flip rate: share of pasted images then called the class, "

@@ -194,8 +194,15 @@ def window_positions(size: int, side: int, grid: int) -> list[int]:
 
 
 @torch.no_grad()
-def _logit_of(classifier: Classifier, images: torch.Tensor, cls: int, batch: int = 32) -> torch.Tensor:
-    return torch.cat([classifier.logits(images[i : i + batch]).float()[:, cls].cpu() for i in range(0, len(images), batch)])
+def _logits(classifier: Classifier, images: torch.Tensor, change: Callable[[torch.Tensor], torch.Tensor] | None = None,
+            batch: int = 32) -> torch.Tensor:
+    """(n, classes) float logits on the CPU of ``images`` (uint8 or [0, 1]), in batches,
+    each batch first passed through ``change`` (a batch in [0, 1] -> the changed batch)."""
+    out = []
+    for x in images.split(batch):
+        x = x.float() / 255 if x.dtype == torch.uint8 else x
+        out.append(classifier.logits(change(x) if change is not None else x).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, classifier.n_classes)
 
 
 def locate(classifier: Classifier, image: torch.Tensor, cls: int, side: int, how: str = "occlusion", grid: int = 9) -> tuple[int, int, float]:
@@ -219,8 +226,8 @@ def locate(classifier: Classifier, image: torch.Tensor, cls: int, side: int, how
     occluded = image[None].repeat(len(boxes), 1, 1, 1)
     for j, (y, x) in enumerate(boxes):
         occluded[j, :, y : y + side, x : x + side] = fill
-    base = _logit_of(classifier, image[None], cls)[0]
-    drops = base - _logit_of(classifier, occluded, cls)
+    base = _logits(classifier, image[None])[0, cls]
+    drops = base - _logits(classifier, occluded)[:, cls]
     j = int(torch.argmax(drops))
     return boxes[j][0], boxes[j][1], float(drops[j])
 
@@ -291,16 +298,10 @@ def transfer(kind: str, images: torch.Tensor, source: torch.Tensor) -> torch.Ten
     return (out.clamp(0, 1) * 255).round() / 255
 
 
-@torch.no_grad()
 def flips(classifier: Classifier, images: torch.Tensor, change: Callable[[torch.Tensor], torch.Tensor], cls: int, batch: int = 32) -> np.ndarray:
     """(n,) bool: which of ``images`` (uint8 or [0, 1]; none of them predicted ``cls``) are
     predicted ``cls`` once ``change`` (a batch in [0, 1] -> the changed batch) is applied."""
-    out = []
-    for i in range(0, len(images), batch):
-        x = images[i : i + batch]
-        x = x.float() / 255 if x.dtype == torch.uint8 else x
-        out.append((classifier.logits(change(x)).argmax(1) == cls).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, bool)
+    return (_logits(classifier, images, change, batch).argmax(1) == cls).numpy()
 
 
 # --------------------------------------------------------------------------- the run
@@ -339,9 +340,7 @@ def _pool(classifier: Classifier, match: DatasetMatch, limit: int, rng: np.rando
         files.append(path)
         labels.append(lab)
     images = torch.stack(imgs)
-    with torch.no_grad():
-        pred = torch.cat([classifier.logits(images[i : i + 32].float() / 255).argmax(1).cpu() for i in range(0, len(images), 32)]).numpy()
-    return _Pool(images, files, np.asarray(labels), pred)
+    return _Pool(images, files, np.asarray(labels), _logits(classifier, images).argmax(1).numpy())
 
 
 def _load_at(path: Path, size: int) -> torch.Tensor:

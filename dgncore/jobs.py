@@ -30,7 +30,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping
 
 from .errors import InputError
 from .hosting import HostedSettings

@@ -22,7 +22,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -48,24 +47,13 @@ class PhotoStats:
         return F.interpolate(self.spectrum[None], size=(size, size // 2 + 1), mode="bilinear", align_corners=False)[0]
 
 
-def _centre_crop(path: Path, size: int) -> torch.Tensor:
-    from PIL import Image
-
-    from .data import open_image
-
-    im = open_image(path)
-    scale = size / min(im.size)
-    im = im.resize((max(size, round(im.width * scale)), max(size, round(im.height * scale))), resample=Image.BICUBIC)
-    a = np.asarray(im, dtype=np.float32) / 255
-    y, x = (a.shape[0] - size) // 2, (a.shape[1] - size) // 2
-    return torch.from_numpy(a[y : y + size, x : x + size].copy()).permute(2, 0, 1)
-
-
 def compute_photo_stats(files: list[Path], size: int = STATS_SIZE) -> PhotoStats:
     """Colour statistics and the mean amplitude spectrum of centre crops of ``files``."""
     if len(files) < 2:
         raise InputError("photo statistics need at least 2 photos")
-    crops = torch.stack([_centre_crop(f, size) for f in files])
+    from .exemplars import load_for_model  # short side to ``size``, centre crop
+
+    crops = torch.stack([load_for_model(f, size) for f in files])
     mean = crops.mean((0, 2, 3))
     centred = crops - mean.view(1, 3, 1, 1)
     cov = torch.cov(centred.transpose(0, 1).reshape(3, -1))
