@@ -25,6 +25,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from dgncore.classifiers import pick_device  # noqa: E402
 from dgncore.data import save_png  # noqa: E402
 from dgncore.evaluation import DEFAULT_PHOTOS  # noqa: E402
 from dgncore.pretrain import fit_codes, heldout_photos, load_decoder  # noqa: E402
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu", help="where the fits run: cpu, cuda, auto")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "decoder_fit"))
     args = ap.parse_args()
     if args.threads:
@@ -45,6 +47,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / ".gitignore").write_text("*\n")
+    dev = pick_device(args.device)
     rows, sheets = [], []
     for path in args.decoders:
         decoder, mean_code, meta = load_decoder(path)
@@ -52,10 +55,11 @@ def main() -> None:
         photos = heldout_photos(args.photos, size, args.n)
         t0 = time.perf_counter()
         torch.manual_seed(0)
-        err, fitted = fit_codes(decoder, mean_code, photos, steps=args.steps, lr=args.lr)
+        err, fitted = fit_codes(decoder.to(dev), mean_code.to(dev), photos.to(dev), steps=args.steps, lr=args.lr)
+        err, fitted = err.cpu(), fitted.cpu()
         seconds = time.perf_counter() - t0
         rows.append({"decoder": Path(path).name, "path": str(path), "mse": float(err.mean()), "se": float(err.std() / len(err) ** 0.5),
-                     "photos": len(err), "steps": args.steps, "seconds": round(seconds, 1),
+                     "photos": len(err), "steps": args.steps, "seconds": round(seconds, 1), "device": str(dev),
                      "trained_on": (meta.get("data") or {}).get("kind"), "train_steps": meta.get("steps_done")})
         if not sheets:
             sheets.append(photos[:8])
