@@ -3,6 +3,7 @@
     python bench/quality.py --classes report --seeds 0,1,2 --threads 1       # the issue's closing figures
     python bench/quality.py --classes tune --seeds 0 --methods fourier,lucent  # for tuning
     python bench/quality.py --classes tench,koala --methods pretrained,lucent,lucent64,lucent@128
+    python bench/quality.py --methods pretrained,pretrained=my_decoder.safetensors   # two decoders
 
 Methods: every dgncore preset by name (``dgncore.presets.PRESETS``: pretrained, untrained,
 pixel, fourier, the paper presets and any added later) and the peer ``lucent[STEPS][@SIZE]``
@@ -26,6 +27,7 @@ photos and must never be committed).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -64,6 +66,8 @@ TUNE = ["tench", "koala", "goldfinch", "carton", "ski", "hummingbird", "daisy", 
 REPORT = ["house finch", "wolf spider", "ruddy turnstone", "West Highland white terrier", "miniature poodle", "sea cucumber",
           "barracouta", "bookcase", "cradle", "gown", "matchstick", "pay-phone", "rule", "submarine", "warplane", "pomegranate"]
 CLASS_SETS = {"tune": TUNE, "report": REPORT}
+#: presets that draw through a decoder file, which ``PRESET=FILE`` replaces
+METHODS_WITH_DECODER = tuple(n for n in PRESETS if make_preset(n).checkpoint)
 OUT = ROOT / "bench" / "results" / "quality"
 P_OK = 0.9
 
@@ -81,18 +85,24 @@ class Method:
 
 
 def parse_methods(text: str) -> list[Method]:
+    """Method names: our presets (``PRESET``, ``PRESET:STEPS``, and for the decoder methods
+    ``PRESET[:STEPS]=DECODER_FILE``) and the peers (``lucent[STEPS][@SIZE]``)."""
     out = []
     for name in dict.fromkeys(m.strip() for m in text.split(",") if m.strip()):
         peer = parse_peer(name)
         if peer:
             out.append(Method(name, None, *peer))
-        elif name.lower() in PRESETS:
-            out.append(Method(name, make_preset(name)))
-        elif ":" in name and name.split(":")[0].lower() in PRESETS and name.split(":")[1].isdigit():
-            preset, steps = name.split(":")  # one of our presets at another step count, e.g. natural:160
-            out.append(Method(name.replace(":", "-"), make_preset(preset, steps=int(steps))))
-        else:
-            raise InputError(f"unknown method {name!r}: choose from {', '.join(PRESETS)} (or PRESET:STEPS), lucent, lucent64, lucent@128")
+            continue
+        spec, _, decoder = name.partition("=")
+        preset, _, steps = spec.partition(":")
+        if preset.lower() not in PRESETS or (steps and not steps.isdigit()) or (decoder and preset.lower() not in METHODS_WITH_DECODER):
+            raise InputError(f"unknown method {name!r}: choose from {', '.join(PRESETS)} (or PRESET:STEPS, pretrained=DECODER_FILE), "
+                             "lucent, lucent64, lucent@128")
+        if decoder and not Path(decoder).is_file():
+            raise InputError(f"no decoder file {decoder!r}")
+        label = preset + (f"-{steps}" if steps else "") + (f"-{Path(decoder).stem}" if decoder else "")
+        overrides: dict[str, Any] = {"checkpoint": decoder} if decoder else {}
+        out.append(Method(label, make_preset(preset, steps=int(steps) if steps else None, **overrides)))
     if not out:
         raise InputError("no methods given")
     return out
@@ -302,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join([*METHODS, "lucent"]),
                     help=f"comma list of dgncore presets ({', '.join(PRESETS)}) and lucent[STEPS][@SIZE] (lucent, lucent64, lucent@128)")
     ap.add_argument("--photos", default=str(DEFAULT_PHOTOS), help="photo folder for plausibility (<wnid>_<name> files)")
-    ap.add_argument("--early-stop", type=float, default=None, help="override our presets' early-stop probability")
+    ap.add_argument("--early-stop", default=None, help="override our presets' early-stop probability (none: run every step)")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default; 1 is steadier on a busy machine)")
@@ -314,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         methods = parse_methods(args.methods)
         if args.early_stop is not None:
-            methods = [Method(m.name, m.preset.replace(early_stop=args.early_stop)) if m.preset else m for m in methods]
+            stop = None if args.early_stop.lower() == "none" else float(args.early_stop)
+            # (dataclasses.replace: Preset.replace ignores None)
+            methods = [Method(m.name, dataclasses.replace(m.preset, early_stop=stop)) if m.preset else m for m in methods]
         clf = load_classifier("efficientnet_lite0", device=args.device)
         targets = parse_classes(args.classes, clf)
         if any(m.is_peer for m in methods):

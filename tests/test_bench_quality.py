@@ -36,6 +36,21 @@ def test_peer_and_method_names():
     assert longer.name == "natural-160" and longer.preset.steps == 160 and longer.preset.method == "natural"
 
 
+def test_decoder_methods_name_their_file(tmp_path):
+    """pretrained[:STEPS]=FILE draws through that decoder file; other methods take none."""
+    from dgncore.presets import DEFAULT_DECODER
+
+    other = tmp_path / "photos.safetensors"
+    other.write_bytes(b"")  # only its existence is checked here
+    m = quality.parse_methods(f"pretrained:100={other}")[0]
+    assert m.name == "pretrained-100-photos" and m.preset.checkpoint == str(other) and m.preset.steps == 100
+    assert quality.parse_methods("pretrained")[0].preset.checkpoint == str(DEFAULT_DECODER)
+    with pytest.raises(InputError, match="unknown method"):
+        quality.parse_methods(f"natural={other}")  # natural draws through no decoder
+    with pytest.raises(InputError, match="no decoder file"):
+        quality.parse_methods(f"pretrained={tmp_path / 'missing.safetensors'}")
+
+
 @pytest.mark.skipif(not DEFAULT_PHOTOS.is_dir(), reason="no photo folder beside the checkout")
 def test_class_sets_follow_the_photo_split():
     """report = every 6th held-out photo's class, tune = classes of training photos."""
