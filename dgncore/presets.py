@@ -193,7 +193,7 @@ class MethodInfo:
 METHOD_INFO: dict[str, MethodInfo] = {
     "pretrained": MethodInfo(
         "Image prior (paper, 4.2)",
-        "A network trained to draw images does the drawing; only the code it draws from changes. Smooth, blurry pictures.",
+        "A network trained to redraw photographs does the drawing; only the code it draws from changes. Soft, photo-like pictures.",
     ),
     "untrained": MethodInfo(
         "Random generator (paper, 4.1)",

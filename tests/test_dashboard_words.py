@@ -113,7 +113,8 @@ def test_the_time_note_promises_an_early_stop_only_where_the_method_has_one(monk
     from dashboard.runner import Request
 
     monkeypatch.setattr(eta, "typical_seconds", lambda model, method, at_most: at_most / 4)
-    early = flow.time_note([Request("m", ("class:0",), "pretrained")], 40.0)
+    early = flow.time_note([Request("m", ("class:0",), "untrained")], 40.0)
     assert "stops once the classifier is sure" in early and "Usually" in early
-    full = flow.time_note([Request("m", ("class:0",), "natural")], 40.0)  # natural runs all its steps
-    assert full.startswith("Takes about") and "sure" not in full
+    for method in ("natural", "pretrained"):  # these run all their steps
+        full = flow.time_note([Request("m", ("class:0",), method)], 40.0)
+        assert full.startswith("Takes about") and "sure" not in full

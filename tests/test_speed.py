@@ -1,5 +1,6 @@
 """The speed paths give the same answers as the plain ones."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -159,26 +160,34 @@ def test_the_folded_copy_is_built_in_fp32_even_inside_bf16_autocast():
     assert torch.allclose(fast(clf.preprocess(x)), clf.model(clf.preprocess(x)), atol=1e-4)
 
 
-def test_the_gpu_script_is_valid_bash_and_passes_only_flags_its_tools_have():
-    """bench/gpu.sh is run on a lent GPU, where a wrong flag would waste the session's
-    device time: check its syntax and each command's flags against that command's --help."""
+GPU_SCRIPTS = {
+    "gpu.sh": ("bench/speed.py", "dgncore gallery", "dgncore pretrain"),
+    "gpu_decoder.sh": ("dgncore pretrain", "bench/decoder_fit.py"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GPU_SCRIPTS))
+def test_the_gpu_scripts_are_valid_bash_and_pass_only_flags_their_tools_have(name):
+    """bench/gpu*.sh run on a lent GPU, where a wrong flag would waste the session's device
+    time: check each script's syntax and each command's flags (its own and those of the
+    bash arrays it expands) against that command's --help."""
     import re
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    script = root / "bench" / "gpu.sh"
+    script = root / "bench" / name
     subprocess.run(["bash", "-n", str(script)], check=True)
-    lines = script.read_text().replace("\\\n", " ").splitlines()
-    tools = {"bench/speed.py": [sys.executable, "bench/speed.py", "--help"],
-             "dgncore gallery": [sys.executable, "-m", "dgncore", "gallery", "--help"],
-             "dgncore pretrain": [sys.executable, "-m", "dgncore", "pretrain", "--help"]}
+    lines = [ln for ln in script.read_text().replace("\\\n", " ").splitlines() if not ln.lstrip().startswith("#")]
+    arrays = {m.group(1): m.group(2) for ln in lines if (m := re.match(r"\s*(\w+)=\((.*)\)\s*$", ln))}
     seen = set()
-    for key, cmd in tools.items():
-        helptext = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True).stdout
-        for line in (ln for ln in lines if key in ln and not ln.lstrip().startswith("#")):
+    for key in GPU_SCRIPTS[name]:
+        module = ["-m", *key.split()] if key.startswith("dgncore") else [key]
+        helptext = subprocess.run([sys.executable, *module, "--help"], cwd=root, capture_output=True, text=True, check=True).stdout
+        for line in (ln for ln in lines if key in ln):
             seen.add(key)
-            for flag in re.findall(r"\s(--[a-z][a-z-]*)", line):
+            used = line + " ".join(body for arr, body in arrays.items() if f"${{{arr}[@]}}" in line)
+            for flag in re.findall(r"\s(--[a-z][a-z-]*)", " " + used):
                 assert flag in helptext, f"{key} has no {flag}"
-    assert seen == set(tools)
+    assert seen == set(GPU_SCRIPTS[name])
