@@ -157,21 +157,26 @@ def _wnids() -> dict[str, int]:
 # --------------------------------------------------------------------------- presets
 
 
+#: the audit's early stop for ``pretrained`` (:func:`method_preset`), the one its figures were measured with
+AUDIT_EARLY_STOP = 0.99
+
+
 def method_preset(method: str, classifier: Classifier, steps: int | None = None, early_stop: float | None = None, checkpoint: str | Path | None = None):
     """The preset an audit uses for ``method``, or (None, reason) when it cannot run here.
 
     ``untrained`` and ``pixel`` make images at the classifier's input size (the
     untrained G at quarter width with as many stages as reach that size); ``pretrained``
     uses its decoder's 224 px (the classifier resizes). ``early_stop``: None keeps the
-    preset's (p >= 0.99: the audit then shows the *first* image the classifier is sure
-    of, i.e. the easiest route to the class, which is where a shortcut shows; pushed
-    for the whole budget the images drift into saturated patterns), 0 turns it off."""
+    preset's, and for ``pretrained`` (whose preset runs all its steps for the picture's
+    sake) :data:`AUDIT_EARLY_STOP`: the audit shows the *first* image the classifier is
+    sure of, i.e. the easiest route to the class, which is where a shortcut shows; pushed
+    for the whole budget the images drift into saturated patterns. 0 turns it off."""
     from .api import make_preset
     from .generators import GeneratorConfig
 
     size = classifier.input_size
     if method == "pretrained":
-        preset = make_preset("pretrained", steps=steps, checkpoint=str(checkpoint) if checkpoint else None)
+        preset = make_preset("pretrained", steps=steps, checkpoint=str(checkpoint) if checkpoint else None, early_stop=AUDIT_EARLY_STOP)
         ckpt = Path(preset.checkpoint or "")
         if checkpoint and not ckpt.is_file():
             raise InputError(f"decoder checkpoint {str(ckpt)[:120]} does not exist")

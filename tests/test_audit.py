@@ -17,6 +17,7 @@ from dgncore import exemplars as E
 from dgncore.__main__ import main
 from dgncore.classifiers import Classifier, load_classifier
 from dgncore.errors import InputError
+from dgncore.presets import DEFAULT_DECODER
 
 CLASSES = ["cat", "dog", "tiger shark"]
 
@@ -127,6 +128,17 @@ def test_pretrained_without_decoder_is_skipped_not_fatal(ts_model, tmp_path):
         A.method_preset("vae", clf)
     untrained, _ = A.method_preset("untrained", clf)
     assert untrained.generator.out_size == 32 and untrained.generator.stages == 3
+
+
+@pytest.mark.skipif(not DEFAULT_DECODER.is_file(), reason="no shipped decoder")
+def test_the_audit_keeps_its_early_stop_for_pretrained(ts_model):
+    """The audit looks at the first image the classifier is sure of, whatever the preset
+    does for pictures' sake (pretrained runs all its steps); 0 still turns it off."""
+    clf = load_classifier(str(ts_model), device="cpu")
+    preset, _ = A.method_preset("pretrained", clf)
+    assert preset.early_stop == A.AUDIT_EARLY_STOP == 0.99
+    assert A.method_preset("pretrained", clf, early_stop=0)[0].early_stop is None
+    assert A.method_preset("pretrained", clf, early_stop=0.5)[0].early_stop == 0.5
 
 
 def test_many_classes_need_a_class_list():
