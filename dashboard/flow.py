@@ -22,6 +22,7 @@ import streamlit as st
 
 from dashboard import eta, page, runner, words
 from dashboard.runner import BackgroundRun, Request
+from dgncore.presets import get_preset
 
 RUNS = "_dgn_runs"
 #: how often the live view redraws itself (seconds)
@@ -78,8 +79,6 @@ def generate_panel(key: str, requests: Sequence[Request], ready: bool = True, la
 def time_note(requests: Sequence[Request], at_most: float) -> str:
     """"Usually about 20 s here, at most about 1 min 40 s", from this server's step rates."""
     usual = [eta.typical_seconds(r.model_name or r.model_spec, r.method, r.seconds()) for r in requests]
-    from dgncore.presets import get_preset
-
     # a filter has no "sure" to stop at, and a method without an early stop runs all its steps
     stops_early = all(t.startswith("class") for r in requests for t in r.target_texts) and all(get_preset(r.method).early_stop for r in requests)
     if stops_early and all(u is not None for u in usual):
