@@ -22,8 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from dgncore.audit import AuditProgress, _print_summary, audit
-from dgncore.intervention import InterventionConfig
+from dgncore.audit.pipeline import AuditProgress, audit
+from dgncore.audit.cli import _print_summary
+from dgncore.audit.intervention import InterventionConfig
 
 #: ImageNet classes with a known or reported shortcut (evaluation.md; Singla & Feizi 2022; the paper)
 SUSPECTS = ["tench", "hummingbird", "koala", "ibex", "otter", "Band Aid", "carton", "cradle", "crib", "harmonica", "monitor", "muzzle",
@@ -59,14 +60,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from timm.data import ImageNetInfo
 
-    from dgncore.prior import cache_dir
+    from dgncore.prior.dataset import cache_dir
 
     photos = Path(args.photos)
     folder = link_folder(photos, cache_dir().parent / "imagenet-folder" / photos.resolve().name)
     info = ImageNetInfo()
     index_of = {info.index_to_label_name(i): i for i in range(1000)}
     have = sorted(index_of[p.name] for p in folder.iterdir() if p.is_dir() and p.name in index_of)
-    from dgncore.classifiers import load_classifier
+    from dgncore.models.classifiers import load_classifier
 
     clf = load_classifier(args.model)
     suspects = [clf.class_index(c) for c in SUSPECTS]

@@ -1,6 +1,6 @@
 """Dose-response of the bias audit on the planted cues: for each cue kind, its control
 model (cue on 30% of every class) and its biased models at the correlation strengths of
-``dgncore.planted.STRENGTHS`` (share of 'triangle' images with the cue, 3% of the others'),
+``dgncore.audit.planted.STRENGTHS`` (share of 'triangle' images with the cue, 3% of the others'),
 the cue score of each method's generated images (PASS: triangle's cue >= 2x and +0.005
 above every other class at every seed) and the intervention's verdicts.
 
@@ -25,9 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from dgncore import planted
-from dgncore import prior as prior_mod
-from dgncore.audit import audit
+from dgncore.audit import planted
+from dgncore.prior import dataset as prior_mod
+from dgncore.audit.pipeline import audit
 
 
 def row(name: str, rep: dict) -> list[dict]:

@@ -5,7 +5,7 @@ error on the held-out tenth of a photo folder, for several decoder files in one 
 
 For every decoder the same held-out photos (``dgncore.data.holdout_split``: every 10th by
 sorted path, never used to train a decoder here) are fitted by Adam on the code alone,
-through the same ReLU as the pretrained method (``dgncore.pretrain.fit_codes``), at the
+through the same ReLU as the pretrained method (``dgncore.prior.training.fit_codes``), at the
 size the decoder renders. Prints the mean MSE (and its standard error) per decoder and
 the ratio to the first; saves a sheet of photo / fits under ``--out`` (git-ignored: it
 holds photos).
@@ -25,10 +25,11 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from dgncore.classifiers import pick_device  # noqa: E402
+from dgncore.models.classifiers import pick_device  # noqa: E402
 from dgncore.data import save_png  # noqa: E402
 from dgncore.evaluation import DEFAULT_PHOTOS  # noqa: E402
-from dgncore.pretrain import fit_codes, heldout_photos, load_decoder  # noqa: E402
+from dgncore.prior.fitting import fit_codes, heldout_photos  # noqa: E402
+from dgncore.prior.decoder import load_decoder  # noqa: E402
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dgncore.classifiers import Classifier  # noqa: E402
+from dgncore.models.classifiers import Classifier  # noqa: E402
 from dgncore.errors import InputError  # noqa: E402
 
 LUCENT_STEPS = 256
@@ -175,7 +175,7 @@ def lucent_until(classifier: Classifier, class_index: int, p: float, seed: int =
     with the wall time to that step. The checks are scored after the run, so Lucent's
     time holds none of the check forwards that our loop's time holds (about one
     classifier forward per ``check_every`` steps)."""
-    from dgncore.optimize import quantize
+    from dgncore.drawing.optimize import quantize
 
     checks = sorted({*range(check_every, steps + 1, check_every), steps})
     run = run_lucent(classifier, class_index, seed=seed, steps=checks, size=size)

@@ -5,7 +5,7 @@
     python bench/quality.py --classes tench,koala --methods pretrained,lucent,lucent64,lucent@128
     python bench/quality.py --methods pretrained,pretrained=my_decoder.safetensors   # two decoders
 
-Methods: every dgncore preset by name (``dgncore.presets.PRESETS``: pretrained, untrained,
+Methods: every dgncore preset by name (``dgncore.drawing.presets.PRESETS``: pretrained, untrained,
 pixel, fourier, the paper presets and any added later) and the peer ``lucent[STEPS][@SIZE]``
 (torch-lucent's ``render_vis``, default 256 steps at 224 px; ``lucent64``, ``lucent@128``);
 Lucent runs with the same seed at one size share one optimisation (a 64-step run is the
@@ -27,7 +27,6 @@ photos and must never be committed).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import os
@@ -48,15 +47,15 @@ for _p in (ROOT, ROOT / "bench"):
 import torch  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from dgncore.api import class_targets, generate, make_preset  # noqa: E402
-from dgncore.classifiers import Classifier, load_classifier  # noqa: E402
+from dgncore.runs import class_targets, generate, make_preset  # noqa: E402
+from dgncore.models.classifiers import Classifier, load_classifier  # noqa: E402
 from dgncore.data import load_image  # noqa: E402
 from dgncore.errors import InputError  # noqa: E402
 from dgncore.evaluation import DEFAULT_PHOTOS, PhotoBank, diversity, judge, judge_images, photo_bank  # noqa: E402
-from dgncore.exemplars import load_for_model  # noqa: E402
-from dgncore.objectives import Target  # noqa: E402
-from dgncore.optimize import optimize  # noqa: E402
-from dgncore.presets import METHODS, PRESETS, Preset  # noqa: E402
+from dgncore.data import load_for_model  # noqa: E402
+from dgncore.drawing.objectives import Target  # noqa: E402
+from dgncore.drawing.optimize import optimize  # noqa: E402
+from dgncore.drawing.presets import METHODS, PRESETS, Preset  # noqa: E402
 from dgncore.results import save_result  # noqa: E402
 from peers import install_shims, parse_peer, run_lucent  # noqa: E402  (imports lucent only when run)
 
@@ -325,8 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         methods = parse_methods(args.methods)
         if args.early_stop is not None:
             stop = None if args.early_stop.lower() == "none" else float(args.early_stop)
-            # (dataclasses.replace: Preset.replace ignores None)
-            methods = [Method(m.name, dataclasses.replace(m.preset, early_stop=stop)) if m.preset else m for m in methods]
+            methods = [Method(m.name, m.preset.replace(early_stop=stop)) if m.preset else m for m in methods]
         clf = load_classifier("efficientnet_lite0", device=args.device)
         targets = parse_classes(args.classes, clf)
         if any(m.is_peer for m in methods):

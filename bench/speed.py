@@ -57,11 +57,11 @@ for _p in (ROOT, ROOT / "bench"):
 
 import torch  # noqa: E402
 
-from dgncore.api import make_preset  # noqa: E402
-from dgncore.classifiers import Classifier, load_classifier  # noqa: E402
-from dgncore.objectives import Objective, parse_target  # noqa: E402
-from dgncore.optimize import build_source, optimize, use_bf16  # noqa: E402
-from dgncore.presets import DEFAULT_DECODER, Preset  # noqa: E402
+from dgncore.runs import make_preset  # noqa: E402
+from dgncore.models.classifiers import Classifier, load_classifier  # noqa: E402
+from dgncore.drawing.objectives import Objective, parse_target  # noqa: E402
+from dgncore.drawing.optimize import build_source, optimize, use_bf16  # noqa: E402
+from dgncore.drawing.presets import DEFAULT_DECODER, Preset  # noqa: E402
 from peers import parse_peer  # noqa: E402  (lucent itself is imported only when a peer runs)
 
 RESULTS = ROOT / "bench" / "results"
@@ -193,8 +193,8 @@ def preset_for(name: str, args: argparse.Namespace) -> tuple[Preset, str]:
         return preset.replace(checkpoint=str(ckpt)), ""
     path = RESULTS / f"random_decoder_w{args.decoder_width:g}.safetensors"
     if not path.is_file():
-        from dgncore.generators import Generator, GeneratorConfig, N_FEATURES
-        from dgncore.pretrain import save_decoder
+        from dgncore.models.generators import Generator, GeneratorConfig, N_FEATURES
+        from dgncore.prior.decoder import save_decoder
 
         RESULTS.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
@@ -324,9 +324,9 @@ def ab(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[
     touches) alternated step by step, so each pair shares the machine's load."""
     import importlib
 
-    from dgncore import generators
+    from dgncore.models import generators
 
-    opt_mod = importlib.import_module("dgncore.optimize")
+    opt_mod = importlib.import_module("dgncore.drawing.optimize")
 
     def set_gen_cl(on: bool) -> None:
         generators.CHANNELS_LAST = on
@@ -512,7 +512,7 @@ def batch_runs(clf: Classifier, args: argparse.Namespace, device: torch.device) 
     run back to back in random order: what batch work such as a gallery gains."""
     import importlib
 
-    opt_mod = importlib.import_module("dgncore.optimize")
+    opt_mod = importlib.import_module("dgncore.drawing.optimize")
     targets = class_targets(clf, args.classes)
     rows = []
     for name in args.ttt_methods:
@@ -742,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
         args.ttt_steps = args.ttt_steps or 60
     if args.decoder_width is None:
         try:
-            from dgncore.pretrain import PretrainConfig
+            from dgncore.prior.training import PretrainConfig
 
             args.decoder_width = PretrainConfig().width
         except ImportError:

@@ -1,17 +1,17 @@
 """The "Audit the whole model" tab of the bias-audit page (``dashboard/views/bias_audit.py``
 calls :func:`render`), which leads the page.
 
-It runs :mod:`dgncore.audit` on every class of a model (or a chosen list): a built-in
+It runs :func:`dgncore.audit.pipeline.audit` on every class of a model (or a chosen list): a built-in
 model with a planted shortcut (the demo, several cues and strengths), or the sidebar's
 model on a folder or ZIP of its classes' images. Each class is tested by intervention
-(:mod:`dgncore.intervention`: pieces of the generated pictures pasted onto other classes'
+(:mod:`dgncore.audit.intervention`: pieces of the generated pictures pasted onto other classes'
 images), and the report leads with the classes ranked by that test, top suspects first:
 a table with the verdicts, a chart of the flip rates with their intervals, then one box
 per class with its verdict, the intervention picture, the generated images, the
 dataset's samples and its most and least class-like images. Built-in models also get the
 cue-score chart and a PASS/FAIL verdict per method (a user's model has no cue detector).
 
-An audit runs as a job of the queue (a :class:`dgncore.jobs.AuditSpec`, sent by
+An audit runs as a job of the queue (a :class:`dgncore.serving.specs.AuditSpec`, sent by
 :func:`dashboard.runner.submit_audit`), not as a :class:`dashboard.runner.Request`: it has
 no target list and writes a report folder, not one record per target. As a queue job it
 waits its turn behind other sessions' images instead of competing with them, goes on
@@ -119,7 +119,7 @@ def render(ctx: AuditContext) -> None:
 
 def builtin_options() -> dict[str, str]:
     """Every built-in planted model, by name, in plain words: each cue at each strength, and its control."""
-    from dgncore.planted import BIASED_CLASS, CUE_KINDS, CUE_RATE_BIASED, CUE_RATE_CONTROL, STRENGTHS
+    from dgncore.audit.planted import BIASED_CLASS, CUE_KINDS, CUE_RATE_BIASED, CUE_RATE_CONTROL, STRENGTHS
 
     what = {"stamp": "magenta stamp", "stripes": "faint stripes", "sepia": "sepia tone", "sticker": "yellow sticker"}
     out: dict[str, str] = {}
@@ -133,7 +133,7 @@ def builtin_options() -> dict[str, str]:
 
 
 def intro(builtin: str) -> None:
-    from dgncore.planted import cue_kind, parse_builtin
+    from dgncore.audit.planted import cue_kind, parse_builtin
 
     cfg = parse_builtin(builtin)
     shapes = ", ".join(map(words.md, cfg.classes[:-1])) + f" and {words.md(cfg.classes[-1])}"
@@ -153,7 +153,7 @@ def intro(builtin: str) -> None:
 
 def cached_evidence(builtin: str) -> dict[str, Any] | None:
     """The built-in model's shortcut evidence if it has been trained (never trains it)."""
-    from dgncore.planted import cache_root, parse_builtin
+    from dgncore.audit.planted import cache_root, parse_builtin
 
     try:
         return json.loads((cache_root() / parse_builtin(builtin).key() / "info.json").read_text(encoding="utf-8")).get("shortcut_evidence")
@@ -183,8 +183,9 @@ def evidence(builtin: str) -> None:
 
 def audit_spec(ctx: AuditContext, builtin: str | None, root: Path | None, lim):
     """The audit the controls describe, with its output folder; None after an error line."""
-    from dgncore.audit import check_dataset, parse_methods, parse_seeds
-    from dgncore.jobs import AuditSpec
+    from dgncore.audit.datasets import check_dataset
+    from dgncore.audit.methods import parse_methods, parse_seeds
+    from dgncore.serving.specs import AuditSpec
 
     demo = builtin is not None
     with st.expander("Advanced: methods, seeds, steps, classes, prior"):
@@ -211,7 +212,7 @@ def audit_spec(ctx: AuditContext, builtin: str | None, root: Path | None, lim):
             raise InputError("choose at least one method")
         common = dict(methods=tuple(parse_methods(methods)), seeds=tuple(parse_seeds(seeds)), steps=int(steps), train_prior=bool(prior), intervene=True)
         if demo:
-            from dgncore.planted import parse_builtin
+            from dgncore.audit.planted import parse_builtin
 
             spec, data_key = AuditSpec(out_dir=".", builtin=builtin, **common), parse_builtin(builtin).key()
         else:
@@ -238,7 +239,7 @@ def audit_spec(ctx: AuditContext, builtin: str | None, root: Path | None, lim):
 @st.cache_data(ttl=5, show_spinner=False, max_entries=16)
 def folder_fingerprint(root: str) -> str:
     """A hash of the folder's image names, sizes and times: a changed folder is a new audit."""
-    from dgncore.exemplars import list_images
+    from dgncore.data import list_images
 
     paths, _labels, _truncated = list_images(root)
     h = hashlib.sha256()
@@ -358,7 +359,7 @@ def saved_select(results_root: Path) -> str:
 
 
 def saved_report(folder: Path) -> dict[str, Any] | None:
-    from dgncore.audit import load_report
+    from dgncore.audit.run import load_report
 
     if not (folder / "report.json").is_file():
         return None
@@ -454,7 +455,7 @@ def suspects_chart(iv: dict[str, Any]) -> go.Figure:
 
 
 def verdicts(cue: dict[str, Any]) -> None:
-    from dgncore.audit import CRITERION
+    from dgncore.audit.run import CRITERION
 
     b = cue["biased_class"]
     for m, entry in cue["methods"].items():
@@ -473,7 +474,7 @@ def verdicts(cue: dict[str, Any]) -> None:
 def cue_chart(report: dict[str, Any]) -> go.Figure:
     """Mean cue score per class (bars, one colour per method and grey for the dataset's real
     images; error bars: sd over seeds), each seed as a dot, the planted class shaded."""
-    from dgncore.audit import cue_rows
+    from dgncore.audit.run import cue_rows
 
     rows = cue_rows(report)
     classes = list(report["classes"])

@@ -1,5 +1,5 @@
 """Real images beside generated ones: a folder's images ranked for a class or a filter
-(:mod:`dgncore.exemplars`), shown as strips of thumbnails."""
+(:mod:`dgncore.audit.exemplars`), shown as strips of thumbnails."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from dgncore.errors import InputError
 
 
 def exemplar_index(clf, root: Path, layers: Sequence[str] = ()):
-    """:func:`dgncore.exemplars.build_index` of ``root`` (cached on disk by that module, so
+    """:func:`dgncore.audit.exemplars.build_index` of ``root`` (cached on disk by that module, so
     only the first look at a folder reads its images), with a progress bar meanwhile;
     None after an error line."""
-    from dgncore.exemplars import build_index
+    from dgncore.audit.exemplars import build_index
 
     bar = st.empty()
 

@@ -2,10 +2,10 @@
 
 Every page asks for images through :func:`run_generation` (directly, or in a background
 thread through :class:`BackgroundRun`, which only calls :func:`run_generation`). It sends
-each seed as a job to the process-wide job queue (:func:`dgncore.jobs.get_queue`: an
+each seed as a job to the process-wide job queue (:func:`dgncore.serving.worker.get_queue`: an
 in-process FIFO with one worker per device, or RQ workers when ``REDIS_URL`` is set),
 follows its place in the queue and its progress, and cancels it on Stop. The job calls
-:func:`dgncore.api.generate` with its output folder under the results root, so that a
+:func:`dgncore.runs.generate` with its output folder under the results root, so that a
 result made here is the same PNG + JSON as the CLI's, is reused when asked for again,
 and is still on disk after a reload, a restart, or a closed tab.
 
@@ -17,7 +17,7 @@ Results root: ``$DGN_RESULTS`` (else ``$DGN_RESULTS_DIR``, the hosting setting; 
 ``-<size>px`` appears only when the image size differs from the preset's default, so
 runs at two sizes never overwrite each other.
 
-A bias audit goes through the same queue as a :class:`dgncore.jobs.AuditSpec`
+A bias audit goes through the same queue as a :class:`dgncore.serving.specs.AuditSpec`
 (:func:`submit_audit`, :class:`QueuedJob`): it is no :class:`Request`, since it has no
 target list and writes a report folder under ``<root>/audit/``.
 
@@ -65,7 +65,7 @@ def model_folder_name(model_name: str) -> str:
 
 
 def preset_folder_name(preset) -> str:
-    from dgncore.presets import get_preset
+    from dgncore.drawing.presets import get_preset
 
     name = f"{preset.name}-{preset.steps}"
     default = get_preset(preset.name).generator.out_size
@@ -81,14 +81,14 @@ def out_dir_for(model_name: str, preset, seed: int, root: Path | None = None) ->
 
 def methods() -> list[str]:
     """The methods people can pick, in dgncore's order (a method added there appears here)."""
-    from dgncore.presets import METHODS
+    from dgncore.drawing.presets import METHODS
 
     return list(METHODS)
 
 
 def method_ready(method: str) -> bool:
     """False when the method needs a checkpoint that is not on disk."""
-    from dgncore.presets import get_preset
+    from dgncore.drawing.presets import get_preset
 
     ckpt = get_preset(method).checkpoint
     return not ckpt or Path(ckpt).is_file()
@@ -101,8 +101,8 @@ def default_method() -> str:
 
 def build_preset(method: str, steps: int | None = None, size: int | None = None, width: float | None = None, overrides: dict[str, Any] | None = None):
     """The preset of a request, with the checks a person can fail (missing decoder, limits)."""
-    from dgncore.api import make_preset
-    from dgncore.hosting import settings
+    from dgncore.runs import make_preset
+    from dgncore.limits import settings
 
     limits = settings()
     if steps is not None and not 1 <= int(steps) <= limits.max_steps:
@@ -121,8 +121,8 @@ def build_preset(method: str, steps: int | None = None, size: int | None = None,
 
 
 def load(model_spec: str, weights: str | None = None):
-    from dgncore.classifiers import load_classifier
-    from dgncore.hosting import settings
+    from dgncore.models.classifiers import load_classifier
+    from dgncore.limits import settings
 
     limits = settings()
     limits.check_model(model_spec, weights)
@@ -133,7 +133,7 @@ def load(model_spec: str, weights: str | None = None):
 class RunProgress:
     """What :func:`run_generation` reports: dgncore's Progress, and which seed of how many."""
 
-    progress: Any  # dgncore.optimize.Progress
+    progress: Any  # dgncore.drawing.optimize.Progress
     seed: int
     index: int  # 0-based position of this seed in the request
     count: int  # number of seeds in the request
@@ -166,9 +166,10 @@ def run_generation(
     :class:`InputError`. Each seed is one job in the queue, submitted for
     ``session_id`` (default: the current Streamlit session); ``on_queued`` gets the
     job's place in the queue while it waits (1 = next), then None."""
-    from dgncore.api import parse_targets
-    from dgncore.hosting import settings
-    from dgncore.jobs import JobSpec, get_queue
+    from dgncore.runs import parse_targets
+    from dgncore.limits import settings
+    from dgncore.serving.specs import JobSpec
+    from dgncore.serving.worker import get_queue
 
     seeds = [int(seed)] if isinstance(seed, int) else [int(s) for s in seed]
     if not seeds:
@@ -264,7 +265,7 @@ def find_saved(model_spec: str, target_texts: Sequence[str], method: str, steps:
     """The records of exactly this request if every one is on disk (none is computed),
     under the results root or among the shipped examples (marked ``example``), else None."""
     from dashboard.showcase import find_example
-    from dgncore.api import cached_result, parse_targets
+    from dgncore.runs import cached_result, parse_targets
 
     preset = build_preset(method, steps, size)
     clf = load(model_spec, weights)
@@ -458,7 +459,7 @@ def start_background(requests: Sequence[Request]) -> BackgroundRun:
 class QueuedJob:
     """A job the page follows directly in the queue. Audits come this way: an audit is not
     a :class:`Request` (no target list; its result is a report folder, not records), so
-    it is a :class:`dgncore.jobs.AuditSpec` that waits its turn in the same queue as the
+    it is a :class:`dgncore.serving.specs.AuditSpec` that waits its turn in the same queue as the
     generation jobs, and no page thread has to carry it."""
 
     queue: Any
@@ -467,11 +468,11 @@ class QueuedJob:
     out_dir: str
 
     def status(self):
-        """The job's :class:`dgncore.jobs.JobStatus` (without preview images)."""
+        """The job's :class:`dgncore.serving.status.JobStatus` (without preview images)."""
         return self.queue.status(self.job_id, preview=False)
 
     def stop(self) -> None:
-        from dgncore.hosting import settings
+        from dgncore.limits import settings
 
         # hosted: only the session that sent it may stop it; locally a reloaded tab may too
         self.queue.cancel(self.job_id, session_id=current_session_id() if settings().hosted else None)
@@ -493,9 +494,9 @@ def running_audit(out_dir: str) -> QueuedJob | None:
 
 
 def submit_audit(spec) -> QueuedJob:
-    """Queue ``spec`` (a :class:`dgncore.jobs.AuditSpec`) for this session, unless an audit
+    """Queue ``spec`` (a :class:`dgncore.serving.specs.AuditSpec`) for this session, unless an audit
     of the same folder is already waiting or running (that one is returned)."""
-    from dgncore.jobs import get_queue
+    from dgncore.serving.worker import get_queue
 
     with _audits_lock:
         job = running_audit(spec.out_dir)

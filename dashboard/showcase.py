@@ -45,7 +45,7 @@ def example_records() -> list[dict[str, Any]]:
 
 
 def _key(model: str, target: str, seed: int, hyperparameters: dict[str, Any]) -> tuple:
-    from dgncore.api import _canon
+    from dgncore.runs import _canon
 
     return (model, target, int(seed), _canon(hyperparameters))
 

@@ -18,7 +18,7 @@ import os
 import streamlit as st
 
 from dashboard import runner
-from dgncore.errors import InputError
+from dgncore.errors import InputError, one_line
 
 KEPT = "_dgn_kept"  # widget values kept across page switches
 NAMED_MODELS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "vgg16"]
@@ -34,7 +34,7 @@ def uploads_dir() -> Path:
 
 
 def limits():
-    from dgncore.hosting import settings
+    from dgncore.limits import settings
 
     return settings()
 
@@ -220,8 +220,3 @@ def load_model(choice: ModelChoice | None, where=None):
 def current() -> tuple[ModelChoice | None, Any]:
     """(model choice, classifier) chosen in the sidebar for this run of the app."""
     return st.session_state.get("_model_choice"), st.session_state.get("_classifier")
-
-
-def one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:400]

@@ -2,7 +2,7 @@
 
 Every sentence the pages show about a result is made here, so the wording is the same
 on every page (and testable without Streamlit). Method names come from
-:data:`dgncore.presets.METHOD_INFO`, so a method added there is named here too.
+:data:`dgncore.drawing.presets.METHOD_INFO`, so a method added there is named here too.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dgncore.presets import method_info
+from dgncore.drawing.presets import method_info
 
 #: characters that make markup in Streamlit's markdown (a user's class name may hold them);
 #: without [ ] no link or colour directive can form
@@ -151,7 +151,7 @@ def details_line(rec: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- the bias audit
 
-#: an audit's phases (:data:`dgncore.audit.PHASES`) as a person says them
+#: an audit's phases (:data:`dgncore.audit.pipeline.PHASES`) as a person says them
 PHASE_WORDS = {
     "model": "training the built-in model (once, then kept)",
     "prior": "training a picture prior on your images (once per folder, then kept)",
@@ -162,7 +162,7 @@ PHASE_WORDS = {
 }
 #: the intervention's verdicts as coloured badges (red: a confirmed shortcut; grey: nothing found)
 VERDICT_BADGES = {"confirmed shortcut": ":red-badge[confirmed shortcut]", "suspected": ":orange-badge[suspected]", "none": ":gray-badge[none found]"}
-#: what an intervention moved, by its kind (dgncore.intervention.KINDS)
+#: what an intervention moved, by its kind (dgncore.audit.intervention.KINDS)
 PASTED = {"patch": "a patch", "texture": "the texture", "colour": "the colours"}
 
 

@@ -6,10 +6,10 @@
     records = generate(clf, [parse_target("class:tench", clf)], make_preset(), "out/")
 """
 
-from .api import class_targets, gallery, generate, make_preset
-from .classifiers import Classifier, load_classifier
-from .errors import InputError
-from .objectives import Target, parse_target
-from .optimize import optimize
+from dgncore.runs import class_targets, gallery, generate, make_preset
+from dgncore.models.classifiers import Classifier, load_classifier
+from dgncore.errors import InputError
+from dgncore.drawing.objectives import Target, parse_target
+from dgncore.drawing.optimize import optimize
 
 __all__ = ["Classifier", "InputError", "Target", "class_targets", "gallery", "generate", "load_classifier", "make_preset", "optimize", "parse_target"]

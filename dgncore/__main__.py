@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import InputError
+from dgncore.errors import InputError, one_line
 
 EXIT_USER_ERROR = 2
 
@@ -29,7 +29,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _method_args(p: argparse.ArgumentParser) -> None:
-    from .presets import DEFAULT_METHOD, METHODS
+    from dgncore.drawing.presets import DEFAULT_METHOD, METHODS
 
     others = ", ".join(m for m in METHODS if m != DEFAULT_METHOD)
     p.add_argument("--method", default=DEFAULT_METHOD, help=f"{DEFAULT_METHOD} (default), {others}, or a paper preset: untrained-paper, pretrained-paper")
@@ -50,25 +50,16 @@ def _method_args(p: argparse.ArgumentParser) -> None:
 
 
 def _preset(args: argparse.Namespace):
-    from .api import make_preset
+    from dgncore.runs import make_preset
 
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in ("lr", "penalty", "reg_weight", "noise_sigma", "final", "checkpoint", "restarts", "init_jitter", "prune_after")}
-    early = args.early_stop
-    preset = make_preset(args.method, steps=args.steps, size=args.size, width=args.width, **overrides)
-    if early is not None:
-        preset = preset.replace(early_stop=early) if early > 0 else _no_early_stop(preset)
-    return preset
-
-
-def _no_early_stop(preset):
-    import dataclasses
-
-    return dataclasses.replace(preset, early_stop=None)
+    names = ("lr", "penalty", "reg_weight", "noise_sigma", "early_stop", "final", "checkpoint", "restarts", "init_jitter", "prune_after")
+    given: dict[str, Any] = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    return make_preset(args.method, steps=args.steps, size=args.size, width=args.width, **given)
 
 
 def _classifier(args: argparse.Namespace):
-    from .classifiers import load_classifier
-    from .hosting import torchscript_allowed
+    from dgncore.models.classifiers import load_classifier
+    from dgncore.limits import torchscript_allowed
 
     return load_classifier(args.model, weights=args.weights, device=args.device, allow_torchscript=torchscript_allowed())
 
@@ -80,7 +71,7 @@ def _bar(total: int, desc: str):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .api import generate, parse_targets
+    from dgncore.runs import generate, parse_targets
 
     if args.seed < 0:
         raise InputError("seed must not be negative")
@@ -108,7 +99,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_gallery(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .api import class_targets, gallery, parse_shard
+    from dgncore.runs import class_targets, gallery, parse_shard
 
     shard = parse_shard(args.shard)
     preset = _preset(args)
@@ -162,9 +153,9 @@ def cmd_classes(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .data import load_image
-    from .objectives import parse_target
-    from .results import score_image
+    from dgncore.data import load_image
+    from dgncore.drawing.objectives import parse_target
+    from dgncore.results import score_image
 
     clf = _classifier(args)
     target = parse_target(args.target, clf)
@@ -173,7 +164,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from .pretrain import run_pretrain
+    from dgncore.prior.training import run_pretrain
 
     return run_pretrain(args) or 0
 
@@ -219,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands["score"] = cmd_score
 
     try:
-        from .pretrain import add_pretrain_args
+        from dgncore.prior.training import add_pretrain_args
     except ImportError:  # pragma: no cover - pretrain is part of the package
         add_pretrain_args = None
     if add_pretrain_args is not None:
@@ -241,7 +232,7 @@ def _extra_commands() -> list[tuple[str, Callable[[argparse.ArgumentParser], Cal
     import importlib
 
     out = []
-    for name, module in (("audit", ".audit"), ("planted", ".planted"), ("worker", ".jobs"), ("photo-stats", ".photostats")):
+    for name, module in (("audit", ".audit.cli"), ("planted", ".audit.planted"), ("worker", ".serving.worker"), ("photo-stats", ".prior.photostats")):
         try:
             mod = importlib.import_module(module, __package__)
         except ImportError:
@@ -257,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         return args._commands[args.command](args)
     except InputError as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else 'bad input'}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,24 +9,27 @@ half-written entry.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
+import threading
 import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InputError
+from dgncore.errors import InputError, one_line
 
 MAX_IMAGE_PIXELS = 40_000_000  # ~6300 x 6300
 MAX_IMAGE_BYTES = 50 * 1024**2
@@ -71,7 +74,7 @@ def open_image(source: str | Path | bytes, max_pixels: int = MAX_IMAGE_PIXELS) -
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputError(f"image {name} is too large to decode safely (decompression bomb)") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{name} is not a readable image ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})") from e
+        raise InputError(f"{name} is not a readable image ({one_line(e, 80)})") from e
 
 
 def load_image(source: str | Path | bytes, size: int | None = None) -> torch.Tensor:
@@ -86,6 +89,11 @@ def load_image(source: str | Path | bytes, size: int | None = None) -> torch.Ten
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [0, 1] -> (H, W, 3) uint8, rounding as :func:`optimize.quantize` does."""
     return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def slug(text: str, limit: int = 50, empty: str = "item") -> str:
+    """A file-name-safe, lower-case form of ``text`` (letters and digits joined by ``-``)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:limit] or empty
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -232,7 +240,7 @@ def safe_extract_zip(data: bytes | str | Path, dest: str | Path) -> Path:
             # corrupt data (CRC, deflate), encrypted or unsupported entries, names that
             # clash (a file and a folder of one name) or that the file system refuses
             if isinstance(e, (OSError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError)):
-                why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).splitlines()[0][:120] if str(e) else type(e).__name__)
+                why = e.strerror if isinstance(e, OSError) and e.strerror else one_line(e, 120)
                 raise InputError(f"the ZIP cannot be extracted: {why}") from e
             raise
         if dest.exists():
@@ -263,3 +271,72 @@ def _extract_checked(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], dest: Pa
 def iter_chunks(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+
+#: the most images a folder may offer (more are left out, and said)
+MAX_IMAGES = 20_000
+_file_hashes: dict[tuple[str, int, int], str] = {}
+_hash_lock = threading.Lock()
+
+
+def _file_hash(path: Path) -> str:
+    st = path.stat()
+    memo = (str(path), st.st_size, st.st_mtime_ns)
+    with _hash_lock:
+        if memo in _file_hashes:
+            return _file_hashes[memo]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    digest = h.hexdigest()
+    with _hash_lock:
+        _file_hashes[memo] = digest
+    return digest
+
+
+def list_images(root: str | Path, max_images: int = MAX_IMAGES) -> tuple[list[str], list[str], bool]:
+    """(relative paths, labels, truncated) of the images in ``root`` and its direct
+    sub-folders (hidden entries skipped), sorted."""
+    root = Path(root)
+    if not root.exists():
+        raise InputError(f"image folder {str(root)[:120]} does not exist")
+    if not root.is_dir():
+        raise InputError(f"{root.name[:80]} is not a folder of images")
+    found: list[tuple[str, str]] = []
+    for p in sorted(root.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            found.append((p.name, ""))
+        elif p.is_dir():
+            for q in sorted(p.iterdir()):
+                if q.is_file() and not q.name.startswith(".") and q.suffix.lower() in IMAGE_SUFFIXES:
+                    found.append((f"{p.name}/{q.name}", p.name))
+    if not found:
+        raise InputError(f"image folder {root.name[:80]} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it or its sub-folders")
+    truncated = len(found) > max_images
+    found = found[:max_images]
+    return [f for f, _ in found], [lab for _, lab in found], truncated
+
+
+def folder_key(root: Path, paths: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for rel in paths:
+        h.update(rel.encode())
+        h.update(_file_hash(root / rel).encode())
+    return h.hexdigest()[:16]
+
+
+def load_for_model(path: Path, size: int) -> torch.Tensor:
+    """(3, size, size) in [0, 1]: the short side resized to ``size``, centre-cropped."""
+    im = open_image(path)
+    w, h = im.size
+    s = size / min(w, h)
+    if s != 1:
+        im = im.resize((max(size, round(w * s)), max(size, round(h * s))), resample=3)
+    w, h = im.size
+    left, top = (w - size) // 2, (h - size) // 2
+    im = im.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255

@@ -22,7 +22,6 @@ import functools
 import hashlib
 import io
 import itertools
-import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,14 +31,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .classifiers import Classifier, load_classifier
-from .data import image_files, write_bytes
-from .errors import InputError
-from .exemplars import CACHE_ENV, load_for_model, model_key
+from dgncore.models.classifiers import Classifier, load_classifier
+from dgncore.data import image_files, write_bytes
+from dgncore.errors import InputError
+from dgncore.data import load_for_model
+from dgncore.models.classifiers import model_key
+from dgncore.paths import DEFAULT_PHOTOS, cache_dir
 
 JUDGE_MODEL = "efficientnet_lite2"
 #: the photo folder beside a checkout: ``<repo>/../shared/imagenet-samples``
-DEFAULT_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "imagenet-samples"
 #: bump when the embedding changes (preprocessing, layer), so old caches are not read
 EMBED_VERSION = 1
 #: two images closer than this cosine distance count as near-duplicates. Measured on 20
@@ -158,9 +158,6 @@ class PhotoBank:
         return out
 
 
-def cache_dir() -> Path:
-    base = os.environ.get(CACHE_ENV)
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "dgn-explorer") / "plausibility"
 
 
 def bank_key(root: Path, files: Sequence[Path], classifier: Classifier) -> str:
@@ -189,7 +186,7 @@ def photo_bank(
     if not files:
         raise InputError(f"photo folder {str(root)[:120]} has no images")
     key = bank_key(root, files, clf)
-    path = Path(cache) if cache is not None else cache_dir() / f"{key}.npz"
+    path = Path(cache) if cache is not None else cache_dir("plausibility") / f"{key}.npz"
     rels = [f.relative_to(root).as_posix() for f in files]
     classes = [photo_class(f) for f in files]
     if use_cache and path.is_file():
@@ -280,5 +277,5 @@ def diversity(embeddings: torch.Tensor | Sequence[torch.Tensor], near: float = N
 
 __all__ = [
     "JUDGE_MODEL", "DEFAULT_PHOTOS", "NEAR_DUPLICATE", "judge", "logits_and_embeddings", "embed", "imagenet_wnids",
-    "photo_class", "PhotoBank", "photo_bank", "bank_key", "cache_dir", "Judgement", "judge_images", "Diversity", "diversity",
+    "photo_class", "PhotoBank", "photo_bank", "bank_key", "Judgement", "judge_images", "Diversity", "diversity",
 ]

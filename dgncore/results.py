@@ -23,11 +23,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .classifiers import Classifier, is_imagenet
-from .data import load_image, save_image, write_bytes, write_json
-from .errors import InputError
-from .objectives import Objective, Target
-from .presets import Preset
+from dgncore.models.classifiers import Classifier, is_imagenet
+from dgncore.data import load_image, save_image, write_bytes, write_json
+from dgncore.errors import InputError
+from dgncore.drawing.objectives import Objective, Target
+from dgncore.drawing.presets import Preset
 
 VERSION = 1
 INDEX = "index.json"
@@ -87,7 +87,7 @@ def second_opinion(classifier: Classifier, image: torch.Tensor, target: Target) 
     name = second_opinion_model(classifier) if target.is_class else None
     if name is None:
         return None
-    from .classifiers import load_classifier
+    from dgncore.models.classifiers import load_classifier
 
     judge = load_classifier(name, device=classifier.device)
     probs = torch.softmax(judge.logits(image.to(judge.device)[None]).float(), 1)[0]
@@ -176,7 +176,7 @@ def optimisation_gif(frames: list[torch.Tensor], record: dict[str, Any], png: Pa
 
     from PIL import Image
 
-    from .data import to_uint8
+    from dgncore.data import to_uint8
 
     keep = max(1, -(-int(record.get("steps") or 1) // 10))
     ims = [Image.fromarray(to_uint8(f)) for f in list(frames)[:keep]]
@@ -219,7 +219,7 @@ def decoder_record(checkpoint: str | Path) -> dict[str, Any]:
     """What a result says of the decoder it was drawn with: file name and content hash
     (never a path of this machine), the generator config stored in the file, and how the
     decoder was trained (from its JSON sidecar, where there is one)."""
-    from .pretrain import decoder_config
+    from dgncore.prior.decoder import decoder_config
 
     path = Path(checkpoint)
     out: dict[str, Any] = {"file": path.name, "sha256": file_sha256(path), "generator": decoder_config(path).to_dict()}

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from dgncore.classifiers import Classifier
+from dgncore.models.classifiers import Classifier
 
 TINY_CLASSES = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead", "electric ray", "stingray", "cock", "hen", "ostrich"]
 

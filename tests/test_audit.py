@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dgncore import audit as A
-from dgncore import exemplars as E
+from dgncore.audit import builtin, datasets, methods, run
+from dgncore.audit import exemplars as E
 from dgncore.__main__ import main
-from dgncore.classifiers import Classifier, load_classifier
+from dgncore.models.classifiers import Classifier, load_classifier
 from dgncore.errors import InputError
-from dgncore.presets import DEFAULT_DECODER
+from dgncore.drawing.presets import DEFAULT_DECODER
 
 CLASSES = ["cat", "dog", "tiger shark"]
 
@@ -66,11 +66,12 @@ def dataset(tmp_path) -> Path:
 # --------------------------------------------------------------------------- the report
 
 
+@pytest.mark.slow
 def test_audit_writes_report_for_a_torchscript_model(ts_model, dataset, tmp_path):
     clf = load_classifier(str(ts_model), device="cpu")
     out = tmp_path / "report"
     stages = []
-    rep = A.run_audit(clf, out, dataset=dataset, methods=["pixel", "untrained"], seeds=[0, 1], steps=2, samples=2, exemplars=2,
+    rep = run.run_audit(clf, out, dataset=dataset, methods=["pixel", "untrained"], seeds=[0, 1], steps=2, samples=2, exemplars=2,
                       progress=lambda s, d, t: stages.append(s))
     assert (out / "report.json").is_file() and (out / "report.html").is_file()
     assert json.loads((out / "report.json").read_text())["classes"] == CLASSES
@@ -91,42 +92,42 @@ def test_audit_writes_report_for_a_torchscript_model(ts_model, dataset, tmp_path
     assert "src=\"http" not in page and "<script" not in page
     assert "tiger shark" in page and "indexing the dataset" in stages
     # the same request again is served from disk
-    again = A.run_audit(clf, out, dataset=dataset, methods=["pixel"], seeds=[0], steps=2, samples=1, exemplars=1)
+    again = run.run_audit(clf, out, dataset=dataset, methods=["pixel"], seeds=[0], steps=2, samples=1, exemplars=1)
     assert all(r["cached"] for rows in again["generated"]["pixel"].values() for r in rows)
 
 
 def test_audit_with_a_cue_detector_judges_the_biased_class(ts_model, tmp_path):
-    from dgncore.planted import cue_score
+    from dgncore.audit.planted import cue_score
 
     clf = load_classifier(str(ts_model), device="cpu")
-    rep = A.run_audit(clf, tmp_path / "r", classes="cat,dog", methods=["pixel"], seeds=[0, 1, 2], steps=2, cue=cue_score, biased_class="dog")
+    rep = run.run_audit(clf, tmp_path / "r", classes="cat,dog", methods=["pixel"], seeds=[0, 1, 2], steps=2, cue=cue_score, biased_class="dog")
     cue = rep["cue"]
     assert cue["biased_class"] == "dog" and set(cue["methods"]["pixel"]["per_seed"]) == {"cat", "dog"}
     v = cue["methods"]["pixel"]["verdict"]
     assert v["seeds"] == 3 and len(v["per_seed"]) == 3 and isinstance(v["pass"], bool)
-    rows = A.cue_rows(rep)
+    rows = run.cue_rows(rep)
     assert len(rows) == 2 * 3 and {r["source"] for r in rows} == {"pixel"}
 
 
 def test_judge_cue_criterion():
     per_seed = {"a": [0.02, 0.02, 0.001], "b": [0.001, 0.009, 0.0], "c": [0.0, 0.0, 0.0]}
-    v = A.judge_cue(per_seed, "a", [0, 1, 2])
+    v = run.judge_cue(per_seed, "a", [0, 1, 2])
     assert [r["pass"] for r in v["per_seed"]] == [True, True, False]  # seed 2: below the margin
     assert not v["pass"] and v["passes"] == 2
-    v = A.judge_cue({"a": [0.02], "b": [0.011]}, "a", [0])
+    v = run.judge_cue({"a": [0.02], "b": [0.011]}, "a", [0])
     assert not v["pass"]  # less than twice the next class
 
 
 def test_pretrained_without_decoder_is_skipped_not_fatal(ts_model, tmp_path):
     clf = load_classifier(str(ts_model), device="cpu")
-    preset, why = A.method_preset("pretrained", clf)
+    preset, why = methods.method_preset("pretrained", clf)
     if preset is None:
         assert "decoder" in why or "pretrain" in why
     with pytest.raises(InputError, match="does not exist"):
-        A.method_preset("pretrained", clf, checkpoint=tmp_path / "missing.safetensors")
+        methods.method_preset("pretrained", clf, checkpoint=tmp_path / "missing.safetensors")
     with pytest.raises(InputError, match="unknown audit method"):
-        A.method_preset("vae", clf)
-    untrained, _ = A.method_preset("untrained", clf)
+        methods.method_preset("vae", clf)
+    untrained, _ = methods.method_preset("untrained", clf)
     assert untrained.generator.out_size == 32 and untrained.generator.stages == 3
 
 
@@ -135,17 +136,17 @@ def test_the_audit_keeps_its_early_stop_for_pretrained(ts_model):
     """The audit looks at the first image the classifier is sure of, whatever the preset
     does for pictures' sake (pretrained runs all its steps); 0 still turns it off."""
     clf = load_classifier(str(ts_model), device="cpu")
-    preset, _ = A.method_preset("pretrained", clf)
-    assert preset.early_stop == A.AUDIT_EARLY_STOP == 0.99
-    assert A.method_preset("pretrained", clf, early_stop=0)[0].early_stop is None
-    assert A.method_preset("pretrained", clf, early_stop=0.5)[0].early_stop == 0.5
+    preset, _ = methods.method_preset("pretrained", clf)
+    assert preset.early_stop == methods.AUDIT_EARLY_STOP == 0.99
+    assert methods.method_preset("pretrained", clf, early_stop=0)[0].early_stop is None
+    assert methods.method_preset("pretrained", clf, early_stop=0.5)[0].early_stop == 0.5
 
 
 def test_many_classes_need_a_class_list():
     big = Classifier("big", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 30)), 16, (0.5,) * 3, (0.5,) * 3, [f"c{i}" for i in range(30)])
     with pytest.raises(InputError, match="--classes"):
-        A._audit_targets(big, None, None)
-    assert len(A._audit_targets(big, "c1,c2", None)) == 2
+        run._audit_targets(big, None, None)
+    assert len(run._audit_targets(big, "c1,c2", None)) == 2
 
 
 # --------------------------------------------------------------------------- bad datasets
@@ -160,62 +161,63 @@ def _one_line(e: pytest.ExceptionInfo) -> str:
 def test_bad_datasets_are_input_errors(ts_model, tmp_path):
     clf = load_classifier(str(ts_model), device="cpu")
     with pytest.raises(InputError) as e:
-        A.check_dataset(tmp_path / "nope", clf)
+        datasets.check_dataset(tmp_path / "nope", clf)
     assert "does not exist" in _one_line(e)
 
     (tmp_path / "file.png").write_bytes(b"x")
     with pytest.raises(InputError) as e:
-        A.check_dataset(tmp_path / "file.png", clf)
+        datasets.check_dataset(tmp_path / "file.png", clf)
     assert "not a folder" in _one_line(e)
 
     flat = tmp_path / "flat"
     _write_images(flat, 2, 0)
     with pytest.raises(InputError) as e:
-        A.check_dataset(flat, clf)
+        datasets.check_dataset(flat, clf)
     assert "no class sub-folders" in _one_line(e)
 
     empty = tmp_path / "empty"
     (empty / "cat").mkdir(parents=True)
     with pytest.raises(InputError) as e:
-        A.check_dataset(empty, clf)
+        datasets.check_dataset(empty, clf)
     assert "'cat'" in _one_line(e) and "empty" in str(e.value)
 
     notes = tmp_path / "notes"
     (notes / "dog").mkdir(parents=True)
     (notes / "dog" / "readme.txt").write_text("hello")
     with pytest.raises(InputError) as e:
-        A.check_dataset(notes, clf)
+        datasets.check_dataset(notes, clf)
     assert "'dog'" in _one_line(e) and "holds no images" in str(e.value)
 
     wrong = tmp_path / "wrong"
     _write_images(wrong / "cat", 1, 0)
     _write_images(wrong / "zebra", 1, 1)
     with pytest.raises(InputError) as e:
-        A.check_dataset(wrong, clf)
+        datasets.check_dataset(wrong, clf)
     assert "'zebra'" in _one_line(e) and "match no class" in str(e.value)
 
     twice = tmp_path / "twice"
     _write_images(twice / "cat", 1, 0)
     _write_images(twice / "Cat", 1, 1)
     with pytest.raises(InputError) as e:
-        A.check_dataset(twice, clf)
+        datasets.check_dataset(twice, clf)
     assert "both mean class" in _one_line(e)
 
     corrupt = tmp_path / "corrupt"
     _write_images(corrupt / "cat", 1, 0)
     (corrupt / "cat" / "broken.png").write_bytes(b"not a png at all")
     with pytest.raises(InputError) as e:
-        A.run_audit(clf, tmp_path / "out", dataset=corrupt, methods=["pixel"], seeds=[0], steps=1)
+        run.run_audit(clf, tmp_path / "out", dataset=corrupt, methods=["pixel"], seeds=[0], steps=1)
     assert "broken.png" in _one_line(e)
 
 
+@pytest.mark.slow
 def test_folder_names_by_index_and_wordnet_id(tmp_path):
     names = [f"class {i}" for i in range(1000)]
     clf = Classifier("inet", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 1000)), 16, (0.5,) * 3, (0.5,) * 3, names)
     root = tmp_path / "inet"
     _write_images(root / "n01440764", 1, 0)
     _write_images(root / "7", 1, 0)
-    m = A.check_dataset(root, clf)
+    m = datasets.check_dataset(root, clf)
     assert m.class_of == {"7": 7, "n01440764": 0}
 
 
@@ -297,8 +299,8 @@ def test_generation_after_an_exemplar_index_on_a_batchnorm_model(dataset, tmp_pa
     """The BN-folded copy is built lazily; built first inside the index's inference_mode,
     its weights used to be inference tensors and generating then failed (the audit of an
     EfficientNet with a dataset indexes first, then generates)."""
-    from dgncore.api import generate, make_preset
-    from dgncore.objectives import parse_target
+    from dgncore.runs import generate, make_preset
+    from dgncore.drawing.objectives import parse_target
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
@@ -312,22 +314,22 @@ def test_generation_after_an_exemplar_index_on_a_batchnorm_model(dataset, tmp_pa
 def test_pretrained_method_with_a_decoder_file(ts_model, tmp_path):
     """A decoder rendering at another size than the preset's default works (the audit
     takes the generator config from the decoder file's header)."""
-    from dgncore.generators import Generator, GeneratorConfig, N_FEATURES
-    from dgncore.pretrain import save_decoder
+    from dgncore.models.generators import Generator, GeneratorConfig, N_FEATURES
+    from dgncore.prior.decoder import save_decoder
 
     cfg = GeneratorConfig(width=0.05, stages=2, out_size=40, running_stats=True)
     path = tmp_path / "tiny_decoder.safetensors"
     save_decoder(Generator(cfg).eval(), torch.rand(N_FEATURES), path, {"generator": cfg.to_dict()})
     clf = load_classifier(str(ts_model), device="cpu")
-    rep = A.run_audit(clf, tmp_path / "r", classes="cat", methods=["pretrained"], seeds=[0], steps=2, checkpoint=path)
+    rep = run.run_audit(clf, tmp_path / "r", classes="cat", methods=["pretrained"], seeds=[0], steps=2, checkpoint=path)
     row = rep["generated"]["pretrained"]["cat"][0]
     assert rep["methods"] == ["pretrained"] and not rep["skipped_methods"]
     assert Image.open(tmp_path / "r" / row["png"]).size == (40, 40)
-    from dgncore.planted import cue_score
+    from dgncore.audit.planted import cue_score
 
     patch = torch.full((2, 3, 40, 40), 0.5)
     patch[:, :, 5:20, 5:20] = torch.tensor([1.0, 0.0, 1.0]).view(1, 3, 1, 1)
-    dx = A.cue_expressibility(path, patch, cue_score, steps=2)
+    dx = builtin.cue_expressibility(path, patch, cue_score, steps=2)
     assert len(dx["cue_of_reconstructions"]) == 2 and dx["cue_of_targets"][0] > 0.1
 
 
@@ -335,7 +337,7 @@ def test_the_default_method_draws_in_an_audit_too(ts_model, tmp_path):
     """natural, the app's default method, is an audit method like the paper's (at the
     model's own input size); an unknown one is one line naming the choices."""
     clf = load_classifier(str(ts_model), device="cpu")
-    rep = A.run_audit(clf, tmp_path / "r", classes="cat", methods=A.parse_methods("natural,pixel"), seeds=[0], steps=2, samples=1, exemplars=1)
+    rep = run.run_audit(clf, tmp_path / "r", classes="cat", methods=methods.parse_methods("natural,pixel"), seeds=[0], steps=2, samples=1, exemplars=1)
     assert rep["methods"] == ["natural", "pixel"] and len(rep["generated"]["natural"]["cat"]) == 1
     with pytest.raises(InputError, match="choose from natural, pretrained"):
-        A.parse_methods("natural,lucid")
+        methods.parse_methods("natural,lucid")

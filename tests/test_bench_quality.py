@@ -18,7 +18,7 @@ import quality  # noqa: E402
 from dgncore.data import holdout_split, image_files  # noqa: E402
 from dgncore.errors import InputError  # noqa: E402
 from dgncore.evaluation import DEFAULT_PHOTOS, PhotoBank, photo_class  # noqa: E402
-from dgncore.presets import PRESETS  # noqa: E402
+from dgncore.drawing.presets import PRESETS  # noqa: E402
 
 
 def test_peer_and_method_names():
@@ -38,7 +38,7 @@ def test_peer_and_method_names():
 
 def test_decoder_methods_name_their_file(tmp_path):
     """pretrained[:STEPS]=FILE draws through that decoder file; other methods take none."""
-    from dgncore.presets import DEFAULT_DECODER
+    from dgncore.drawing.presets import DEFAULT_DECODER
 
     other = tmp_path / "photos.safetensors"
     other.write_bytes(b"")  # only its existence is checked here
@@ -54,7 +54,7 @@ def test_decoder_methods_name_their_file(tmp_path):
 @pytest.mark.skipif(not DEFAULT_PHOTOS.is_dir(), reason="no photo folder beside the checkout")
 def test_class_sets_follow_the_photo_split():
     """report = every 6th held-out photo's class, tune = classes of training photos."""
-    from dgncore.classifiers import load_classifier
+    from dgncore.models.classifiers import load_classifier
 
     train, held = holdout_split(image_files(DEFAULT_PHOTOS))
     clf = load_classifier("efficientnet_lite0")

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from conftest import TINY_CLASSES, TinyNet
 from dgncore.__main__ import main
-from dgncore.classifiers import load_classifier, read_state_dict
+from dgncore.models.classifiers import load_classifier, read_state_dict
 from dgncore.errors import InputError
 
 
@@ -68,6 +68,7 @@ def test_missing_sidecar_and_bad_model(tmp_path, capsys):
     assert main(["layers", "--model", "resnet_9000"]) == 2
 
 
+@pytest.mark.slow
 def test_vgg16_without_weights_says_how_to_get_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     torch.hub.set_dir(str(tmp_path / "hub"))
@@ -99,6 +100,7 @@ def test_pickle_weights_are_refused(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_default_model_end_to_end(tmp_path):
     """The real default path from a shell: EfficientNet-Lite0, untrained G, a few steps."""
     out = tmp_path / "out"

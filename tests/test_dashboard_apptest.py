@@ -109,6 +109,7 @@ def image_folder(root: Path, classes=("tench", "goldfish"), n: int = 2) -> Path:
 # --------------------------------------------------------------------------- start page
 
 
+@pytest.mark.slow
 def test_start_page_shows_examples_and_three_doors(monkeypatch):
     from dashboard.showcase import EXAMPLES
 
@@ -118,7 +119,7 @@ def test_start_page_shows_examples_and_three_doors(monkeypatch):
     assert len(images(at)) == 6
     assert sum("second network" in c.value for c in at.caption) >= 4  # the examples carry a second opinion
     from dashboard import words
-    from dgncore.presets import METHODS
+    from dgncore.drawing.presets import METHODS
 
     shown = [m for c in at.caption for m in METHODS if c.value.endswith(words.method_short(m))]
     assert sorted(shown.count(m) for m in set(shown)) == [3, 3]  # the two methods that ship take turns
@@ -145,6 +146,7 @@ def test_an_old_link_to_the_single_class_page_still_opens_it():
 # --------------------------------------------------------------------------- single class
 
 
+@pytest.mark.slow
 def test_single_class_generates_saves_and_reloads_from_disk(tmp_path):
     at = app("single_class", **FAST, **{"class": "goldfish"})
     assert at.title[0].value == "See a class"
@@ -186,7 +188,7 @@ def test_the_class_list_is_one_searchable_select_and_the_rest_is_under_advanced(
 
 
 def test_methods_are_named_by_what_a_person_gets_and_come_from_dgncore(monkeypatch):
-    from dgncore import presets
+    from dgncore.drawing import presets
 
     at = app("single_class")
     method = at.selectbox(key="single.method")
@@ -204,6 +206,7 @@ def test_copy_link_shows_the_view_with_its_settings():
     assert "class=koala" in link and "method=pixel" in link and "steps=2" in link
 
 
+@pytest.mark.slow
 def test_single_class_bad_name_is_one_error_line():
     at = app("single_class", **FAST, **{"class": "no such class xyz"})
     assert len(at.error) == 1 and "unknown class" in at.error[0].value and "\n" not in at.error[0].value
@@ -212,6 +215,7 @@ def test_single_class_bad_name_is_one_error_line():
     assert "ambiguous" in at.error[0].value
 
 
+@pytest.mark.slow
 def test_single_class_two_methods_side_by_side(tmp_path):
     at = generate(app("single_class", **FAST, compare="untrained", n="2"))
     assert [s.value for s in at.subheader] == ["Raw pixels: the noise baseline", "Random generator (paper, 4.1)"]
@@ -221,7 +225,7 @@ def test_single_class_two_methods_side_by_side(tmp_path):
 
 
 def test_a_method_without_its_decoder_is_an_error_line(monkeypatch, tmp_path):
-    from dgncore import presets
+    from dgncore.drawing import presets
 
     missing = presets.PRESETS["pretrained"].replace(checkpoint=str(tmp_path / "missing.safetensors"))
     monkeypatch.setitem(presets.PRESETS, "pretrained", missing)
@@ -230,10 +234,12 @@ def test_a_method_without_its_decoder_is_an_error_line(monkeypatch, tmp_path):
     assert next(b for b in at.button if b.label == "Generate").disabled
 
 
+@pytest.mark.slow
 def test_the_live_view_shows_the_wait_in_seconds_and_stop_works_while_queued(tmp_path):
     """A long job of another visitor holds the queue: the page says where this run waits
     and how long that takes, in seconds; Stop takes it out of the queue."""
-    from dgncore.jobs import JobSpec, get_queue, reset_queue
+    from dgncore.serving.specs import JobSpec
+    from dgncore.serving.worker import get_queue, reset_queue
 
     reset_queue()
     queue = get_queue()
@@ -322,6 +328,7 @@ def test_torchscript_upload_with_sidecar_generates_and_its_names_are_escaped(tmp
 # --------------------------------------------------------------------------- compound
 
 
+@pytest.mark.slow
 def test_compound_generates_mix_and_singles(tmp_path):
     at = generate(app("compound", **FAST, c1="tench", c2="goldfish", w2="0.5"))
     assert len(images(at)) >= 3
@@ -344,6 +351,7 @@ def test_compound_bad_inputs():
 # --------------------------------------------------------------------------- layers
 
 
+@pytest.mark.slow
 def test_layers_lists_layers_and_generates_a_grid(tmp_path):
     at = app("layers", **FAST, layers="blocks.1", filters="0")
     assert at.title[0].value == "Inside the layers"
@@ -359,6 +367,7 @@ def test_layers_lists_layers_and_generates_a_grid(tmp_path):
     assert not at.exception
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("filters, fragment", [("0-3,abc", "cannot read filters"), ("999", "out of range"), ("0-20", "at most 8")])
 def test_layers_bad_filters(filters, fragment):
     at = app("layers", **FAST, layers="blocks.1", filters=filters)
@@ -368,6 +377,7 @@ def test_layers_bad_filters(filters, fragment):
 # --------------------------------------------------------------------------- bias audit
 
 
+@pytest.mark.slow
 def test_bias_audit_folder_samples_predictions_and_generation(tmp_path):
     ds = image_folder(tmp_path / "ds")
     at = app("bias_audit", **FAST, folder=str(ds))
@@ -392,6 +402,7 @@ def test_bias_audit_zip_upload(tmp_path):
     assert at.selectbox(key="audit.dsclass.8").value == "hen"
 
 
+@pytest.mark.slow
 def test_bias_audit_bad_inputs(tmp_path):
     at = app("bias_audit", **FAST, folder=str(tmp_path / "missing"))
     assert len(at.error) == 1 and "does not exist" in at.error[0].value
@@ -413,7 +424,7 @@ TABS = ["Audit the whole model", "Your class and samples"]
 @pytest.fixture(scope="module")
 def planted_cache(tmp_path_factory) -> Path:
     """A DGN_CACHE whose built-in planted model is a tiny one (trained in about a second)."""
-    from dgncore import planted as P
+    from dgncore.audit import planted as P
 
     cache = tmp_path_factory.mktemp("cache")
     torch.set_num_threads(1)
@@ -431,6 +442,7 @@ def run_audit(at: AppTest) -> AppTest:
     return generate(at, "Run the audit")
 
 
+@pytest.mark.slow
 def test_audit_page_leads_with_the_whole_model_and_explains_the_demo(demo_env):
     at = app("bias_audit")
     assert [t.label for t in at.tabs] == TABS
@@ -448,6 +460,7 @@ def test_audit_page_leads_with_the_whole_model_and_explains_the_demo(demo_env):
     assert next(b for b in at.button if b.label == "Run the audit").disabled
 
 
+@pytest.mark.slow
 def test_whole_model_audit_ranks_suspects_keeps_every_report_and_reopens_one(demo_env, tmp_path):
     at = run_audit(app("bias_audit", **DEMO))
     reports = list((tmp_path / "results" / "audit").glob("planted-*/report.json"))
@@ -498,8 +511,9 @@ def test_audit_progress_says_the_step_and_the_seconds_left_in_it():
     assert text == "Audit: waiting in the queue (1 job ahead)" and done == 0
 
 
+@pytest.mark.slow
 def test_hosted_audit_page_reopens_saved_audits_without_server_paths(demo_env, monkeypatch, tmp_path):
-    from dgncore.audit import audit
+    from dgncore.audit.pipeline import audit
 
     audit("planted", tmp_path / "results" / "audit" / "planted-earlier", methods=["untrained"], seeds=[0], steps=2)
     monkeypatch.setenv("DGN_HOSTED", "1")
@@ -512,6 +526,7 @@ def test_hosted_audit_page_reopens_saved_audits_without_server_paths(demo_env, m
     assert not [t for t in shown if str(tmp_path) in t or "/tmp" in t]  # no server paths for visitors
 
 
+@pytest.mark.slow
 def test_audit_of_your_own_model_on_your_folder(tmp_path):
     ds = image_folder(tmp_path / "ds")
     at = app("bias_audit", audit_folder=str(ds), audit_of="The sidebar's model on your images", audit_methods="untrained", audit_seeds="0",
@@ -526,6 +541,7 @@ def test_audit_of_your_own_model_on_your_folder(tmp_path):
     assert any(m.startswith("**tench**") for m in markdown(at))
 
 
+@pytest.mark.slow
 def test_exemplars_beside_the_generated_images(tmp_path):
     ds = image_folder(tmp_path / "ds")
     at = app("bias_audit", **FAST, folder=str(ds))
@@ -539,6 +555,7 @@ def test_exemplars_beside_the_generated_images(tmp_path):
 # --------------------------------------------------------------------------- gallery
 
 
+@pytest.mark.slow
 def test_gallery_lists_filters_and_opens_results(tmp_path):
     from dashboard import runner
 
@@ -608,6 +625,7 @@ def test_bad_server_setting_is_one_error(monkeypatch):
 # --------------------------------------------------------------------------- the runner
 
 
+@pytest.mark.slow
 def test_runner_background_run_stops_and_keeps_what_it_has(tmp_path):
     import time
 

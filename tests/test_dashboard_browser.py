@@ -27,6 +27,7 @@ CHROMIUM = os.environ.get("DGN_CHROMIUM", "/usr/bin/chromium")
 SHOTS = ROOT / "screenshots"
 FAST = "method=pixel&steps=2&size=64"
 RUN_TIMEOUT_MS = 180_000
+pytestmark = pytest.mark.slow  # a browser and a server per test
 
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
@@ -44,7 +45,7 @@ def planted_cache(tmp: Path) -> Path:
     """A DGN_CACHE for the server holding the built-in planted model: the trained one when
     this machine has it (so the screenshots show the real demo), else a tiny one (about a
     second to train; the demo then runs the same, with a meaningless verdict)."""
-    from dgncore import planted as P
+    from dgncore.audit import planted as P
 
     cache = tmp / "cache"
     folder = cache / "planted" / P.DEFAULT.key()

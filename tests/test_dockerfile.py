@@ -110,6 +110,7 @@ def test_hadolint_passes():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_the_pip_install_lines_resolve_to_what_the_tests_run_with(tmp_path):
     """Run the Dockerfile's install RUN lines as written, with pip in dry-run, no-index
     mode: each requirement must already be satisfied here (so the image gets the versions
@@ -146,6 +147,7 @@ def _get(url: str) -> tuple[int, bytes]:
         return 0, b""
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / "dashboard" / "app.py").is_file(), reason="dashboard/app.py is not there yet")
 def test_the_streamlit_command_starts_the_app_and_answers_the_health_check(tmp_path):
     argv = cmd()

@@ -12,7 +12,8 @@ from PIL import Image
 from torch import nn
 
 from dgncore import evaluation as ev
-from dgncore.classifiers import Classifier
+from dgncore import paths
+from dgncore.models.classifiers import Classifier
 from dgncore.data import holdout_split, image_files
 from dgncore.errors import InputError
 
@@ -90,7 +91,7 @@ def test_wnid_mapping():
 
 
 def test_photo_bank_is_cached_and_rebuilt_when_the_folder_changes(tmp_path, monkeypatch, tiny_judge):
-    monkeypatch.setenv(ev.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
     photos = tmp_path / "photos"
     _write_photos(photos, [0, 3, 7])
     model = tiny_judge.model
@@ -116,11 +117,11 @@ def test_photo_bank_is_cached_and_rebuilt_when_the_folder_changes(tmp_path, monk
 
 
 def test_judge_images_gives_transfer_and_plausibility(tmp_path, monkeypatch, tiny_judge):
-    monkeypatch.setenv(ev.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
     photos = tmp_path / "photos"
     _write_photos(photos, [0, 3, 7])
     bank = ev.photo_bank(photos, tiny_judge)
-    from dgncore.exemplars import load_for_model
+    from dgncore.data import load_for_model
 
     imgs = torch.stack([load_for_model(photos / p, 32) for p in bank.paths])
     out = ev.judge_images(imgs, [0, 3, 500], bank, tiny_judge)
@@ -154,7 +155,7 @@ def test_real_photo_folder_maps_to_classes_and_the_judge_sees_them():
     assert None not in classes and len(set(classes)) == len(files) and classes == sorted(classes)
     _train, held = holdout_split(files)
     assert len(held) == len(files) // 10
-    from dgncore.exemplars import load_for_model
+    from dgncore.data import load_for_model
 
     judge = ev.judge()
     tench = next(f for f in files if ev.photo_class(f) == 0)

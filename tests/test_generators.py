@@ -1,6 +1,6 @@
 import torch
 
-from dgncore.generators import Encoder, FeatureLayer, Generator, GeneratorConfig, paper_parameter_count
+from dgncore.models.generators import Encoder, FeatureLayer, Generator, GeneratorConfig, paper_parameter_count
 
 
 def test_paper_parameter_count_matches_table_1():

@@ -26,10 +26,10 @@ from PIL import Image
 
 from conftest import TINY_CLASSES, TinyNet, make_tiny_classifier
 from dgncore import data
-from dgncore.api import class_targets, gallery, generate, make_preset, parse_shard, parse_targets
-from dgncore.classifiers import Classifier, _load_cached, load_classifier, read_state_dict
+from dgncore.runs import class_targets, gallery, generate, make_preset, parse_shard, parse_targets
+from dgncore.models.classifiers import Classifier, _load_cached, load_classifier, read_state_dict
 from dgncore.errors import InputError
-from dgncore.objectives import Target, parse_target
+from dgncore.drawing.objectives import Target, parse_target
 from tiny_torchscript import save_tiny_torchscript
 
 CLF = make_tiny_classifier()
@@ -94,6 +94,7 @@ def test_corrupt_truncated_and_non_image_uploads_are_refused(name, blob, tmp_pat
         data.load_image(tmp_path / "upload.png")
 
 
+@pytest.mark.slow
 def test_decompression_bombs_are_refused_before_decoding():
     bomb = bomb_png(20_000, 20_000)  # 400 megapixels in ~400 kB
     assert len(bomb) < 1_000_000
@@ -254,6 +255,7 @@ def test_a_good_archive_extracts_and_a_full_folder_is_not_overwritten(tmp_path):
     assert tree(tmp_path) == before
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Duplicate name")
 @settings(deadline=None, max_examples=60)
 @given(st.lists(st.tuples(st.text(min_size=1, max_size=40), st.binary(max_size=30)), min_size=1, max_size=5))
@@ -341,7 +343,7 @@ def test_broken_weight_files_are_input_errors(name, blob, tmp_path):
 
 
 def test_weight_files_over_the_size_limit_are_refused_unread(tmp_path, monkeypatch):
-    import dgncore.classifiers as classifiers
+    import dgncore.models.classifiers as classifiers
 
     torch.save(TinyNet().state_dict(), tmp_path / "big.pt")
     monkeypatch.setattr(classifiers, "MAX_WEIGHTS_BYTES", 100)
@@ -399,13 +401,13 @@ def test_torchscript_loads_only_where_the_operator_allows_it(env, allowed, torch
     """The policy is read by the hosting settings and passed to the loader (which reads no
     settings itself); the CLI and the job queue pass it."""
     from dgncore.__main__ import main
-    from dgncore.hosting import HostedSettings, torchscript_allowed
+    from dgncore.limits import Limits, torchscript_allowed
 
     for key in ("DGN_HOSTED", "DGN_ALLOW_TORCHSCRIPT"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert torchscript_allowed() == HostedSettings.from_env().allow_torchscript == allowed
+    assert torchscript_allowed() == Limits.from_env().allow_torchscript == allowed
     if allowed:
         assert load_classifier(str(torchscript_model), device="cpu", allow_torchscript=torchscript_allowed()).classes == TINY_CLASSES
         return
@@ -416,7 +418,7 @@ def test_torchscript_loads_only_where_the_operator_allows_it(env, allowed, torch
     assert main(["classes", "--model", str(torchscript_model)]) == 2
     assert "switched off" in capsys.readouterr().err
     with pytest.raises(InputError, match="switched off|not offered"):
-        HostedSettings.from_env().check_model(str(torchscript_model), None)
+        Limits.from_env().check_model(str(torchscript_model), None)
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,12 @@ def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def imports_of(path: Path, package: str) -> set[str]:
-    """Every module of ``package`` that ``path`` imports, at the top or inside a function
-    (a lazy import is still a dependency), leaving out ``if TYPE_CHECKING:`` blocks."""
+def imports_of(path: Path, package: str, module: str) -> set[str]:
+    """Every module of ``package`` (dotted, like ``dgncore.drawing.optimize``) that ``path``
+    imports, at the top or inside a function (a lazy import is still a dependency), leaving
+    out ``if TYPE_CHECKING:`` blocks. ``module`` is the importing module's dotted name."""
     found: set[str] = set()
+    here = module.rsplit(".", 1)[0] if not path.name == "__init__.py" else module
 
     class Visitor(ast.NodeVisitor):
         def visit_If(self, node: ast.If) -> None:
@@ -27,23 +29,36 @@ def imports_of(path: Path, package: str) -> set[str]:
             self.generic_visit(node)
 
         def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-            if node.level == 1:
-                found.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
-            elif node.module and node.module.startswith(f"{package}."):
-                found.add(node.module.split(".")[1])
-            elif node.module == package:
-                found.update(a.name for a in node.names)
+            base = node.module or ""
+            if node.level:
+                parts = here.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            if base == package or base.startswith(f"{package}."):
+                found.add(base)
+                found.update(f"{base}.{a.name}" for a in node.names)  # a submodule named in the list
 
         def visit_Import(self, node: ast.Import) -> None:
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith(f"{package}."))
+            found.update(a.name for a in node.names if a.name.startswith(f"{package}."))
 
     Visitor().visit(ast.parse(path.read_text(encoding="utf-8")))
     return found
 
 
+def modules_of(package: str) -> dict[str, Path]:
+    out = {}
+    for p in (ROOT / package).rglob("*.py"):
+        rel = p.relative_to(ROOT).with_suffix("")
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        out[".".join(parts)] = p
+    return out
+
+
 def import_graph(package: str) -> dict[str, set[str]]:
-    modules = {p.stem: p for p in (ROOT / package).glob("*.py") if p.stem != "__init__"}
-    return {name: {m for m in imports_of(path, package) if m in modules and m != name} for name, path in modules.items()}
+    """module -> the modules of the package it imports (a package's ``__init__`` counts as
+    the package; only real modules are kept)."""
+    modules = modules_of(package)
+    return {name: {m for m in imports_of(path, package, name) if m in modules and m != name and m != package}
+            for name, path in modules.items()}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -66,16 +81,50 @@ def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
+#: dgncore's parts from the ground up (docs/architecture.md): a module may import its own
+#: part and the parts below it, never one above
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("dgncore.errors", "dgncore.paths", "dgncore.data"),
+    ("dgncore.models",),
+    ("dgncore.prior",),
+    ("dgncore.drawing",),
+    ("dgncore.results", "dgncore.evaluation"),
+    ("dgncore.runs", "dgncore.limits"),
+    ("dgncore.audit",),
+    ("dgncore.serving",),
+    ("dgncore.__main__", "dgncore.jobs", "dgncore"),
+)
+
+
+def layer_of(module: str) -> int:
+    best = max((p for layer in LAYERS for p in layer if module == p or module.startswith(p + ".")), key=len)
+    return next(i for i, layer in enumerate(LAYERS) if best in layer)
+
+
 def test_dgncore_has_no_import_cycle():
     graph = import_graph("dgncore")
-    assert {"classifiers", "hosting", "optimize", "results"} <= set(graph)  # the graph was read
-    assert "hosting" not in graph["classifiers"]  # a model loader does not ask a hosting policy
+    assert {"dgncore.models.classifiers", "dgncore.limits", "dgncore.drawing.optimize", "dgncore.results"} <= set(graph)  # the graph was read
+    assert "dgncore.limits" not in graph["dgncore.models.classifiers"]  # a model loader does not ask a hosting policy
     found = cycles(graph)
     assert not found, "import cycles in dgncore: " + "; ".join(" -> ".join(c) for c in found)
 
 
+def test_dgncore_imports_only_down_its_layers():
+    graph = import_graph("dgncore")
+    assert all(layer_of(m) is not None for m in graph)  # every module has a part
+    up = sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps if layer_of(b) > layer_of(a))
+    assert not up, "imports that reach up a layer: " + "; ".join(up)
+    assert cycles({"a": {"b"}, "b": set()}) == [] and layer_of("dgncore.audit.run") > layer_of("dgncore.drawing.optimize")
+
+
+def test_no_module_both_draws_and_trains():
+    graph = import_graph("dgncore")
+    drawing = {m for m in graph if m.startswith("dgncore.drawing.")}
+    assert not [m for m in drawing if "dgncore.prior.training" in graph[m]], "drawing imports the decoder's training code"
+
+
 def test_dgncore_never_imports_streamlit_or_the_dashboard():
-    for path in (ROOT / "dgncore").glob("*.py"):
+    for path in (ROOT / "dgncore").rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}

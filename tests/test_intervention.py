@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from dgncore import intervention as I
-from dgncore import planted as P
-from dgncore.audit import audit, check_dataset
-from dgncore.classifiers import Classifier
+from dgncore.audit import intervention as I
+from dgncore.audit import planted as P
+from dgncore.audit.pipeline import audit
+from dgncore.audit.datasets import check_dataset
+from dgncore.models.classifiers import Classifier
 from dgncore.data import save_png
 from dgncore.errors import InputError
 
@@ -23,7 +24,7 @@ from dgncore.errors import InputError
 def _setup(monkeypatch, tmp_path):
     import dataclasses
 
-    from dgncore import prior as PR
+    from dgncore.prior import dataset as PR
 
     torch.set_num_threads(1)
     monkeypatch.setenv("DGN_CACHE", str(tmp_path / "cache"))
@@ -143,6 +144,7 @@ def _generated(root: Path, out: Path) -> dict:
     return {"untrained": rows}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stamp", [True, False])
 def test_intervention_confirms_the_stamp_only_where_the_model_reads_it(planted_folder, tmp_path, stamp):
     clf = _reader(stamp=stamp, cyan=True)
@@ -172,11 +174,12 @@ def test_intervention_confirms_the_stamp_only_where_the_model_reads_it(planted_f
 # --------------------------------------------------------------------------- the whole audit, the prior, the CLI
 
 
+@pytest.mark.slow
 def test_audit_with_prior_and_intervention_on_a_torchscript_model(tmp_path):
     """A user's TorchScript model + ImageFolder: the dataset prior is trained (2 steps),
     cached by the folder's content, used by the pretrained method; the report ranks the
     classes; progress says which phase and how long is left."""
-    from dgncore import prior as PR
+    from dgncore.prior import dataset as PR
 
     folder = tmp_path / "data"
     P.make_dataset(folder, n_per_class=3, seed=0, config=P.PlantedConfig(classes=("circle", "square", "triangle")))
@@ -205,9 +208,10 @@ def test_audit_with_prior_and_intervention_on_a_torchscript_model(tmp_path):
     assert again.cached and str(again.path) == rep["prior"]["checkpoint"]
 
 
+@pytest.mark.slow
 def test_prior_training_stops_and_resumes(tmp_path, monkeypatch):
-    from dgncore import prior as PR
-    from dgncore.pretrain import state_path_for
+    from dgncore.prior import dataset as PR
+    from dgncore.prior.training import state_path_for
 
     monkeypatch.setattr(PR, "CHECKPOINT_EVERY", 2)
     folder = tmp_path / "data"
@@ -229,6 +233,7 @@ def test_prior_training_stops_and_resumes(tmp_path, monkeypatch):
         PR.train_prior(tmp_path / "nope", 64)
 
 
+@pytest.mark.slow
 def test_cli_audit_with_intervention(tmp_path, capsys):
     from dgncore.__main__ import main
 
@@ -262,6 +267,7 @@ class CastReader(Reader):
         return logits
 
 
+@pytest.mark.slow
 def test_a_cast_over_the_whole_image_is_confirmed_by_colour_transfer(tmp_path):
     """A cue with no region to paste (a sepia cast): the patch test cannot move the
     images, the colour transfer does, for the generated images and the real ones alike."""

@@ -17,8 +17,12 @@ import pytest
 
 from dgncore.data import open_image
 from dgncore.errors import InputError
-from dgncore.hosting import HostedSettings
-from dgncore.jobs import AuditSpec, JobSpec, LocalQueue, RedisQueue, execute, get_queue, reset_queue, spec_from_dict
+from dgncore.limits import Limits
+from dgncore.serving.specs import AuditSpec, JobSpec, spec_from_dict
+from dgncore.serving.local_queue import LocalQueue
+from dgncore.serving.rq_queue import RedisQueue
+from dgncore.serving.execute import execute
+from dgncore.serving.worker import get_queue, reset_queue
 from dgncore.results import read_result
 from tiny_torchscript import save_tiny_torchscript
 
@@ -31,8 +35,8 @@ def tiny_model(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path) -> HostedSettings:
-    return HostedSettings(results_dir=tmp_path / "results", max_queued_per_session=3)
+def settings(tmp_path) -> Limits:
+    return Limits(results_dir=tmp_path / "results", max_queued_per_session=3)
 
 
 @pytest.fixture
@@ -166,6 +170,7 @@ def test_a_bad_target_fails_the_job_with_one_line_and_writes_nothing(queue, tiny
     assert ok.state == "done"  # the worker survived
 
 
+@pytest.mark.slow
 def test_a_job_past_its_time_limit_is_stopped_and_keeps_what_it_had(settings, tiny_model):
     q = LocalQueue(dataclasses.replace(settings, job_timeout=1))
     try:
@@ -233,7 +238,7 @@ def test_the_queue_is_one_per_process_and_follows_the_environment(monkeypatch, t
 
 # --------------------------------------------------------------------------- the request and its limits
 
-HOSTED = HostedSettings.from_env({"DGN_HOSTED": "1"})
+HOSTED = Limits.from_env({"DGN_HOSTED": "1"})
 
 
 @pytest.mark.parametrize(
@@ -282,13 +287,13 @@ def test_hosted_limits_pass_a_normal_request_and_come_from_the_environment():
     preset = JobSpec(("class:tench", "class:hen"), method="untrained", steps=100, size=128, out_dir="sessions/abc-1", overrides={"lr": 0.01}).validate(HOSTED)
     assert preset.steps == 100 and preset.generator.out_size == 128 and preset.lr == 0.01
     assert not HOSTED.allow_uploads and not HOSTED.allow_torchscript and HOSTED.models == ("efficientnet_lite0", "efficientnet_lite2")
-    env = HostedSettings.from_env({"DGN_HOSTED": "1", "DGN_MAX_STEPS": "50", "DGN_MAX_BATCH": "2", "DGN_MAX_SIZE": "64", "DGN_MAX_QUEUED_PER_SESSION": "1", "DGN_ALLOW_UPLOADS": "1", "DGN_MODELS": "efficientnet_lite0"})
+    env = Limits.from_env({"DGN_HOSTED": "1", "DGN_MAX_STEPS": "50", "DGN_MAX_BATCH": "2", "DGN_MAX_SIZE": "64", "DGN_MAX_QUEUED_PER_SESSION": "1", "DGN_ALLOW_UPLOADS": "1", "DGN_MODELS": "efficientnet_lite0"})
     assert (env.max_steps, env.max_batch, env.max_size, env.max_queued_per_session, env.allow_uploads, env.models) == (50, 2, 64, 1, True, ("efficientnet_lite0",))
-    local = HostedSettings.from_env({})
+    local = Limits.from_env({})
     assert not local.hosted and local.allow_torchscript and local.models == () and local.max_steps == 20_000
     for bad in ({"DGN_MAX_STEPS": "lots"}, {"DGN_MAX_STEPS": "-5"}, {"DGN_HOSTED": "maybe"}, {"DGN_QUEUE_NAME": "a b"}):
         with pytest.raises(InputError, match="environment variable"):
-            HostedSettings.from_env(bad)
+            Limits.from_env(bad)
 
 
 def test_a_spec_round_trips_through_json_and_refuses_unknown_fields():
@@ -385,16 +390,16 @@ def rq_settings(redis_url, tmp_path):
     from redis import Redis
 
     Redis.from_url(redis_url).flushdb()
-    return HostedSettings(results_dir=tmp_path / "shared-results", redis_url=redis_url, max_queued_per_session=3, queue_name="dgntest")
+    return Limits(results_dir=tmp_path / "shared-results", redis_url=redis_url, max_queued_per_session=3, queue_name="dgntest")
 
 
-def worker_env(settings: HostedSettings) -> dict[str, str]:
+def worker_env(settings: Limits) -> dict[str, str]:
     env = dict(os.environ, REDIS_URL=settings.redis_url, DGN_RESULTS_DIR=str(settings.results_dir), DGN_QUEUE_NAME=settings.queue_name, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     env.pop("DGN_HOSTED", None)
     return env
 
 
-def run_worker(settings: HostedSettings, *extra: str, **kw):
+def run_worker(settings: Limits, *extra: str, **kw):
     return subprocess.Popen([sys.executable, "-m", "dgncore", "worker", "--threads", "1", *extra], cwd=ROOT, env=worker_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
@@ -409,6 +414,7 @@ def stop_worker(worker: subprocess.Popen) -> None:
         worker.communicate(timeout=30)
 
 
+@pytest.mark.slow
 @needs_redis
 def test_rq_jobs_run_in_order_in_a_worker_process_and_save_their_files(rq_settings, tiny_model):
     q = RedisQueue(rq_settings)
@@ -434,9 +440,10 @@ def test_rq_jobs_run_in_order_in_a_worker_process_and_save_their_files(rq_settin
     assert q.session_jobs("s0") == []
 
 
+@pytest.mark.slow
 @needs_redis
 def test_rq_runs_an_audit_job_in_a_worker_process(rq_settings, tmp_path, monkeypatch):
-    from dgncore import planted as P
+    from dgncore.audit import planted as P
 
     cache = tmp_path / "cache"  # a tiny built-in planted model (about a second to train), seen by the worker
     P.ensure_planted(P.PlantedConfig(pool=64, steps=3, batch=16), root=cache / "planted" / P.DEFAULT.key(), samples_per_class=2, evidence_per_class=4)
@@ -453,6 +460,7 @@ def test_rq_runs_an_audit_job_in_a_worker_process(rq_settings, tmp_path, monkeyp
     assert st.stage == "writing the report" and st.step == st.total == 1
 
 
+@pytest.mark.slow
 @needs_redis
 def test_rq_session_limit_and_cancelling_a_running_job(rq_settings, tiny_model):
     q = RedisQueue(rq_settings)

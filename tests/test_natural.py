@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from dgncore.__main__ import main as cli
-from dgncore.api import generate, make_preset
+from dgncore.runs import generate, make_preset
 from dgncore.errors import InputError
-from dgncore.objectives import parse_target
-from dgncore.optimize import build_source
-from dgncore.photostats import DEFAULT_STATS, compute_photo_stats, load_photo_stats
+from dgncore.drawing.objectives import parse_target
+from dgncore.drawing.optimize import build_source
+from dgncore.prior.photostats import DEFAULT_STATS, compute_photo_stats, load_photo_stats
 
 
 def _photos(root: Path, n: int = 12) -> Path:
@@ -79,7 +79,7 @@ def test_a_natural_result_names_its_photo_statistics_by_file_and_hash(tiny_class
 
 
 def test_lucent_view_pads_moves_and_passes_gradients() -> None:
-    from dgncore.sources import LUCENT_PAD, lucent_view
+    from dgncore.drawing.sources import LUCENT_PAD, lucent_view
 
     x = torch.full((4, 3, 32, 32), 0.8, requires_grad=True)
     torch.manual_seed(1)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dgncore.errors import InputError
-from dgncore.objectives import Objective, parse_target
+from dgncore.drawing.objectives import Objective, parse_target
 
 
 def test_class_lookup(tiny_classifier):

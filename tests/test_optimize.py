@@ -3,11 +3,11 @@ import threading
 import pytest
 import torch
 
-from dgncore.api import class_targets, gallery, generate, make_preset, parse_shard
+from dgncore.runs import class_targets, gallery, generate, make_preset, parse_shard
 from dgncore.data import load_image
 from dgncore.errors import InputError
-from dgncore.objectives import parse_target
-from dgncore.optimize import optimize
+from dgncore.drawing.objectives import parse_target
+from dgncore.drawing.optimize import optimize
 from dgncore.results import score_image
 
 
@@ -15,6 +15,28 @@ def _tiny(method="pixel", steps=30, **kw):
     if method == "untrained":
         kw.setdefault("width", 0.0625)
     return make_preset(method, steps=steps, size=32, **kw)
+
+
+def test_an_early_stop_switches_off_explicitly(tiny_classifier):
+    from dgncore.__main__ import build_parser
+    from dgncore.__main__ import _preset as cli_preset
+    from dgncore.drawing.presets import get_preset
+
+    base = get_preset("pixel")
+    assert base.early_stop == 0.99
+    assert base.replace(early_stop=None).early_stop is None  # None is "off", never "keep"
+    assert make_preset("pixel", early_stop=None).early_stop is None
+    assert make_preset("pixel", early_stop=0).early_stop is None  # the CLI's and the queue's "0 = never"
+    assert make_preset("pixel", early_stop=0.5).early_stop == 0.5
+    assert make_preset("pixel", steps=None).early_stop == 0.99  # an option not given keeps the preset's
+    parse = build_parser().parse_args
+    assert cli_preset(parse(["generate", "--target", "class:tench", "--method", "pixel", "--early-stop", "0"])).early_stop is None
+    assert cli_preset(parse(["generate", "--target", "class:tench", "--method", "pixel"])).early_stop == 0.99
+    # switched off, every step runs although the same run with a stop ends early
+    t = parse_target("class:hen", tiny_classifier)
+    stopped = optimize(tiny_classifier, [t], _tiny(steps=40, early_stop=0.3), seed=0)
+    run = optimize(tiny_classifier, [t], _tiny(steps=40).replace(early_stop=None), seed=0)
+    assert stopped.steps[0] < 40 and run.steps == [40] and len(run.activation) == 40
 
 
 def test_pixel_run_raises_the_target(tiny_classifier):
@@ -25,6 +47,7 @@ def test_pixel_run_raises_the_target(tiny_classifier):
     assert torch.equal(run.images, (run.images * 255).round() / 255)  # already 8-bit
 
 
+@pytest.mark.slow
 def test_untrained_batch_of_targets(tiny_classifier):
     targets = [parse_target(x, tiny_classifier) for x in ["class:tench", "class:hen", "filter:features.2:3"]]
     run = optimize(tiny_classifier, targets, _tiny("untrained", steps=20, early_stop=None), seed=1)
@@ -85,6 +108,7 @@ def test_gallery_is_resumable_and_shardable(tiny_classifier, tmp_path):
         parse_shard("3/2")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["pixel", "untrained", "fourier"])
 def test_finished_targets_leave_the_batch(tiny_classifier, method):
     """A target that reaches early stop stops costing compute: later passes carry only
@@ -113,7 +137,7 @@ def test_finished_targets_leave_the_batch(tiny_classifier, method):
 
 
 def test_keep_rows_cuts_a_grouped_generator_and_its_optimizer_state():
-    from dgncore.optimize import _optimizer, build_source
+    from dgncore.drawing.optimize import _optimizer, build_source
 
     preset = _tiny("untrained", steps=5)
     torch.manual_seed(0)

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from dgncore import planted as P
-from dgncore.classifiers import load_classifier
+from dgncore.audit import planted as P
+from dgncore.models.classifiers import load_classifier
 from dgncore.data import scan_image_folder
 from dgncore.errors import InputError
 
@@ -102,7 +102,7 @@ def test_tiny_planted_model_exports_torchscript_with_sidecar(tiny_model):
 
 
 def test_builtin_audit_of_a_tiny_planted_model(tiny_model, tmp_path):
-    from dgncore.audit import audit_builtin
+    from dgncore.audit.builtin import audit_builtin
 
     rep = audit_builtin(tmp_path / "audit", model=tiny_model, methods=["pixel"], seeds=[0, 1, 2], steps=1, samples=1, exemplars=1)
     assert rep["builtin"]["shortcut_evidence"]["biased_class"] == "triangle"

@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 
 from dgncore.errors import InputError
-from dgncore.generators import N_FEATURES
-from dgncore.presets import DEFAULT_DECODER
-from dgncore.pretrain import PretrainConfig, load_decoder, main, pretrain, state_path_for
-from dgncore.procedural import PhotoCrops, procedural_images
+from dgncore.models.generators import N_FEATURES
+from dgncore.drawing.presets import DEFAULT_DECODER
+from dgncore.prior.training import PretrainConfig, main, pretrain, state_path_for
+from dgncore.prior.decoder import load_decoder
+from dgncore.prior.procedural import PhotoCrops, procedural_images
 
 TINY = dict(width=0.0625, stages=4, out_size=32, batch=2, pool=6, refresh=1, mean_code_images=4, checkpoint_every=2)
 
@@ -68,6 +69,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert decoder64(mean_code[None]).shape == (1, 3, 64, 64)
 
 
+@pytest.mark.slow
 def test_resume_continues_from_saved_step(tmp_path: Path) -> None:
     out = tmp_path / "dec.safetensors"
     pretrain(PretrainConfig(steps=2, **TINY), out)
@@ -84,6 +86,7 @@ def test_resume_continues_from_saved_step(tmp_path: Path) -> None:
         pretrain(PretrainConfig(steps=6, **{**TINY, "width": 0.125}), out)
 
 
+@pytest.mark.slow
 def test_init_decoder_starts_from_a_decoder_file_and_can_keep_it_frozen(tmp_path: Path) -> None:
     """--init-decoder extends a decoder whose state file is gone: the decoder starts from
     the file (a fresh encoder beside it), and stays as it is while frozen."""
@@ -195,23 +198,23 @@ def tiny_decoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _pretrained(decoder: Path, **kw):
-    from dgncore.api import make_preset
+    from dgncore.runs import make_preset
 
     return make_preset("pretrained", checkpoint=str(decoder), early_stop=None, **kw)
 
 
 def test_pretrained_images_take_the_decoder_size(tiny_classifier, tiny_decoder: Path) -> None:
     """The decoder (32 px here) decides the image size, not the preset's 224 default."""
-    from dgncore.objectives import parse_target
-    from dgncore.optimize import optimize
+    from dgncore.drawing.objectives import parse_target
+    from dgncore.drawing.optimize import optimize
 
     run = optimize(tiny_classifier, [parse_target("class:hen", tiny_classifier)], _pretrained(tiny_decoder, steps=3, restarts=1))
     assert run.images.shape == (1, 3, 32, 32)
 
 
 def test_seeds_give_different_starts_only_with_jitter(tiny_classifier, tiny_decoder: Path) -> None:
-    from dgncore.objectives import parse_target
-    from dgncore.optimize import optimize
+    from dgncore.drawing.objectives import parse_target
+    from dgncore.drawing.optimize import optimize
 
     t = [parse_target("class:hen", tiny_classifier)]
     runs = {(j, s): optimize(tiny_classifier, t, _pretrained(tiny_decoder, steps=2, restarts=1, init_jitter=j), seed=s).images
@@ -223,8 +226,8 @@ def test_seeds_give_different_starts_only_with_jitter(tiny_classifier, tiny_deco
 def test_restarts_keep_the_best_start_of_each_target(tiny_classifier, tiny_decoder: Path) -> None:
     """R starts of one target are the same rows as R copies of it in one batch; the run
     returns, per target, the copy whose saved image scores highest."""
-    from dgncore.objectives import parse_target
-    from dgncore.optimize import optimize
+    from dgncore.drawing.objectives import parse_target
+    from dgncore.drawing.optimize import optimize
 
     hen, tench = (parse_target(f"class:{c}", tiny_classifier) for c in ("hen", "tench"))
     for seed in range(20):  # a seed where some target's best copy is not its first
@@ -247,8 +250,8 @@ def test_restarts_of_a_filter_target_keep_no_probability(tiny_classifier, tiny_d
     stand-in number, and its starts compete on the activation."""
     import math
 
-    from dgncore.objectives import parse_target
-    from dgncore.optimize import optimize
+    from dgncore.drawing.objectives import parse_target
+    from dgncore.drawing.optimize import optimize
 
     run = optimize(tiny_classifier, [parse_target("filter:features.2:3", tiny_classifier)], _pretrained(tiny_decoder, steps=4, restarts=2), seed=0)
     assert math.isnan(run.checks[-1][1][0]) and run.restart[0] in (0, 1) and run.images.shape == (1, 3, 32, 32)
@@ -257,8 +260,8 @@ def test_restarts_of_a_filter_target_keep_no_probability(tiny_classifier, tiny_d
 def test_prune_after_keeps_only_each_targets_best_start(tiny_classifier, tiny_decoder: Path) -> None:
     """After ``prune_after`` steps the losing starts leave the batch: each target goes on
     with the start that was best then, and that start's image is returned."""
-    from dgncore.objectives import parse_target
-    from dgncore.optimize import optimize
+    from dgncore.drawing.objectives import parse_target
+    from dgncore.drawing.optimize import optimize
 
     targets = [parse_target(f"class:{c}", tiny_classifier) for c in ("hen", "tench")]
     sizes: list[int] = []
@@ -278,8 +281,8 @@ def test_prune_after_keeps_only_each_targets_best_start(tiny_classifier, tiny_de
 def test_a_seed_gives_the_same_image_whether_the_decoder_is_cached_or_not(tiny_classifier, tiny_decoder: Path) -> None:
     """Loading the decoder must not draw from the seeded RNG (it once did: a process's
     first run of a seed started from another alpha than every later run)."""
-    from dgncore.objectives import parse_target
-    from dgncore.optimize import _decoder, optimize
+    from dgncore.drawing.objectives import parse_target
+    from dgncore.drawing.optimize import _decoder, optimize
 
     t = [parse_target("class:hen", tiny_classifier)]
     preset = _pretrained(tiny_decoder, steps=2, restarts=2)
@@ -319,17 +322,19 @@ def test_photo_training_leaves_the_heldout_tenth_out_and_records_no_paths(tmp_pa
     assert everything["data"]["photos"] == 20 and everything["data"]["heldout"] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_only_where_the_hardware_has_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
-    import dgncore.pretrain as pretrain_mod
+    import dgncore.prior.training as pretrain_mod
 
     monkeypatch.setattr(pretrain_mod, "native_bf16", lambda _dev: native)
     meta = pretrain(PretrainConfig(steps=1, **TINY), tmp_path / "d.safetensors")
     assert meta["bf16"] is native
 
 
+@pytest.mark.slow
 def test_feature_term_adds_to_pixel_loss_and_leaves_the_shared_classifier_alone(tmp_path: Path) -> None:
-    from dgncore.classifiers import load_classifier
+    from dgncore.models.classifiers import load_classifier
 
     meta = pretrain(PretrainConfig(steps=2, feature_weight=0.01, feature_layer="blocks.0", **TINY), tmp_path / "f.safetensors")
     assert meta["final_loss"] > meta["final_pixel_loss"] > 0
@@ -340,7 +345,7 @@ def test_feature_term_adds_to_pixel_loss_and_leaves_the_shared_classifier_alone(
 
 
 def test_fit_codes_draws_heldout_photos_better_than_the_mean_code(tmp_path: Path) -> None:
-    from dgncore.pretrain import fit_codes, heldout_photos
+    from dgncore.prior.fitting import fit_codes, heldout_photos
 
     folder = _photo_folder(tmp_path / "photos", 20)
     out = tmp_path / "dec.safetensors"
@@ -360,8 +365,8 @@ def test_a_result_names_its_decoder_by_file_and_hash_and_its_real_generator(tiny
     import hashlib
     import shutil
 
-    from dgncore.api import generate
-    from dgncore.objectives import parse_target
+    from dgncore.runs import generate
+    from dgncore.drawing.objectives import parse_target
 
     dec = tmp_path / "mine.safetensors"
     shutil.copy(tiny_decoder, dec)

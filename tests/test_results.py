@@ -11,10 +11,10 @@ import torch
 
 from conftest import TinyNet
 from dgncore.__main__ import main
-from dgncore.api import gallery, generate, make_preset
-from dgncore.classifiers import Classifier, _imagenet_names, load_classifier
+from dgncore.runs import gallery, generate, make_preset
+from dgncore.models.classifiers import Classifier, _imagenet_names, load_classifier
 from dgncore.data import load_image
-from dgncore.objectives import parse_target
+from dgncore.drawing.objectives import parse_target
 from dgncore.results import score_image, second_opinion_model
 
 
@@ -78,7 +78,7 @@ def test_the_gallery_command_makes_a_compact_gallery(tmp_path, capsys):
 
 
 def test_every_method_has_a_plain_name_and_an_unknown_one_is_its_id():
-    from dgncore.presets import METHOD_INFO, METHODS, method_info
+    from dgncore.drawing.presets import METHOD_INFO, METHODS, method_info
 
     for m in METHODS:
         assert m in METHOD_INFO and METHOD_INFO[m].label and METHOD_INFO[m].blurb, m

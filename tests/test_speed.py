@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from dgncore.classifiers import Classifier, fold_batchnorm
+from dgncore.models.classifiers import Classifier, fold_batchnorm
 
 
 class ConvBNNet(nn.Module):
@@ -73,10 +73,11 @@ def test_fold_refuses_a_model_whose_module_order_is_not_its_data_flow():
         assert torch.allclose(clf.logits(x), clf.model((x - 0.5) / 0.5))
 
 
+@pytest.mark.slow
 def test_bf16_autocast_run_gives_fp32_8bit_images(tiny_classifier):
-    from dgncore.api import make_preset
-    from dgncore.objectives import parse_target
-    from dgncore.optimize import optimize
+    from dgncore.runs import make_preset
+    from dgncore.drawing.objectives import parse_target
+    from dgncore.drawing.optimize import optimize
 
     t = parse_target("class:hen", tiny_classifier)
     for method, kw in (("pixel", {}), ("untrained", {"width": 0.0625})):
@@ -87,10 +88,10 @@ def test_bf16_autocast_run_gives_fp32_8bit_images(tiny_classifier):
 
 
 def test_fourier_baseline_uses_lucents_scale(tiny_classifier):
-    from dgncore.api import make_preset
-    from dgncore.objectives import parse_target
-    from dgncore.optimize import optimize
-    from dgncore.sources import FourierSource
+    from dgncore.runs import make_preset
+    from dgncore.drawing.objectives import parse_target
+    from dgncore.drawing.optimize import optimize
+    from dgncore.drawing.sources import FourierSource
 
     preset = make_preset("fourier", steps=20, size=32, early_stop=None)
     src = FourierSource(preset, 2)
@@ -107,9 +108,9 @@ def test_transforms_are_a_preset_setting_of_any_method():
     the classifier sees a transformed copy while training, never the saved image."""
     import pytest
 
-    from dgncore.api import make_preset
+    from dgncore.runs import make_preset
     from dgncore.errors import InputError
-    from dgncore.optimize import build_source
+    from dgncore.drawing.optimize import build_source
 
     assert make_preset("fourier").transforms and not make_preset("pixel").transforms
     torch.manual_seed(0)
@@ -130,10 +131,10 @@ def test_bf16_follows_the_preset_the_hardware_and_the_environment(monkeypatch, t
     devices with native bf16 units; DGN_BF16=0/1 forces it; the run records what ran."""
     import importlib
 
-    from dgncore.api import make_preset
-    from dgncore.objectives import parse_target
+    from dgncore.runs import make_preset
+    from dgncore.drawing.objectives import parse_target
 
-    opt_mod = importlib.import_module("dgncore.optimize")
+    opt_mod = importlib.import_module("dgncore.drawing.optimize")
     cpu = torch.device("cpu")
     assert make_preset("pretrained").bf16 and not make_preset("untrained").bf16
     monkeypatch.delenv("DGN_BF16", raising=False)
@@ -166,6 +167,7 @@ GPU_SCRIPTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(GPU_SCRIPTS))
 def test_the_gpu_scripts_are_valid_bash_and_pass_only_flags_their_tools_have(name):
     """bench/gpu*.sh run on a lent GPU, where a wrong flag would waste the session's device

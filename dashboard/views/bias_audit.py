@@ -2,7 +2,7 @@
 class's generated images beside real samples of it (the paper's Fig. 6-7).
 
 The first tab, "Audit the whole model" (``dashboard/audit_panel.py``), runs
-:mod:`dgncore.audit` on the built-in demo or on the sidebar's model with a folder of
+:func:`dgncore.audit.pipeline.audit` on the built-in demo or on the sidebar's model with a folder of
 images; the second, "Your class and samples", is the per-class view. The open tab is in
 the URL (``?tab=...``). Both tabs take their images through :mod:`dashboard.samples`.
 """
@@ -134,7 +134,7 @@ with tabs[1]:
                     with cols[j]:
                         cap = words.md("; ".join(f"{clf.classes[i][:16]} {words.percent(v)}" for i, v in p))
                         st.image(path, caption=cap, width="stretch")
-            if samples_shown:  # the whole folder ranked for the class (dgncore.exemplars)
+            if samples_shown:  # the whole folder ranked for the class (dgncore.audit.exemplars)
                 index = exemplar_view.exemplar_index(clf, root)
                 if index is not None:
                     exemplar_view.exemplars_of(index, f"class:{idx}", clf.classes[idx])

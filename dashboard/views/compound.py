@@ -59,7 +59,7 @@ results = flow.generate_panel(PAGE, requests, ready=distinct and runner.method_r
 def class_probs(path: str, mtime: float, model: str, spec: str, _clf) -> dict[str, float]:
     """How sure the classifier is of each chosen class in the saved picture (dgncore's scorer, on the file)."""
     from dgncore.data import load_image
-    from dgncore.objectives import parse_target
+    from dgncore.drawing.objectives import parse_target
     from dgncore.results import score_image
 
     out = score_image(_clf, load_image(path), parse_target(spec, _clf))

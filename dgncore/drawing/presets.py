@@ -12,11 +12,11 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from .errors import InputError
-from .generators import GeneratorConfig
+from dgncore.errors import InputError
+from dgncore.paths import DEFAULT_DECODER, DEFAULT_STATS
+from dgncore.models.generators import GeneratorConfig
 
 Method = Literal["untrained", "pretrained", "pixel", "fourier", "natural"]
 #: in the order front ends list them; the first is the default. ``natural`` leads because
@@ -26,9 +26,6 @@ Method = Literal["untrained", "pretrained", "pixel", "fourier", "natural"]
 #: 950; Lucent 1.0), in 0.38x Lucent's time. The paper's two methods follow, one click away.
 METHODS: tuple[str, ...] = ("natural", "pretrained", "untrained", "fourier", "pixel")
 DEFAULT_METHOD = METHODS[0]
-ASSETS = Path(__file__).resolve().parent / "assets"
-DEFAULT_DECODER = ASSETS / "decoder.safetensors"
-DEFAULT_STATS = ASSETS / "photo_stats.safetensors"
 
 MAX_STEPS = 20_000
 MAX_OUT_SIZE = 512
@@ -90,8 +87,9 @@ class Preset:
     bf16: bool = False
 
     def replace(self, **changes: Any) -> "Preset":
-        """A copy with some fields changed; ``None`` values are ignored, bad values are InputErrors."""
-        changes = {k: v for k, v in changes.items() if v is not None}
+        """A copy with the given fields set exactly as given (``early_stop=None`` switches
+        the early stop off); bad values are InputErrors. Front ends whose unset options are
+        None go through :func:`dgncore.runs.make_preset`, which leaves those alone."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise InputError(f"unknown preset setting(s): {', '.join(sorted(unknown))}")

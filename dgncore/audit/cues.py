@@ -1,6 +1,6 @@
 """Planted cues of different kinds, each with a detector that measures it in any image.
 
-The built-in case (:mod:`dgncore.planted`) plants a magenta corner stamp; an audit that
+The built-in case (:mod:`dgncore.audit.planted`) plants a magenta corner stamp; an audit that
 finds only that one kind of shortcut proves little. Three more kinds, each unlike the
 stamp in what it is made of:
 
@@ -18,7 +18,7 @@ Each kind is a :class:`CueKind`: ``apply(images, gen, where)`` puts the cue on t
 where ``where`` is True, ``score(images)`` -> (n,) and ``clamp(images)`` is applied to
 every image of a dataset with that cue (the stamp's palette clamp is in ``render_base``).
 The detectors are for measuring planted cases only: the intervention
-(:mod:`dgncore.intervention`) never uses them.
+(:mod:`dgncore.audit.intervention`) never uses them.
 """
 
 from __future__ import annotations

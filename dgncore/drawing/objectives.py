@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Literal, Sequence
 
 import torch
 
-from .errors import InputError
+from dgncore.data import slug
+from dgncore.errors import InputError
 
 if TYPE_CHECKING:
-    from .classifiers import Classifier
+    from dgncore.models.classifiers import Classifier
 
 TargetKind = Literal["class", "classes", "filter", "neuron", "group"]
 MAX_TARGET_UNITS = 16
@@ -70,7 +71,7 @@ class Target:
     def slug(self) -> str:
         """A file-name-safe name: readable, unique per target."""
         base = self.label if self.is_class else self.spec
-        text = re.sub(r"[^A-Za-z0-9]+", "-", base).strip("-").lower()[:60] or "target"
+        text = slug(base, 60, "target")
         if self.is_class:
             text = "-".join(str(u) for u in self.units) + "_" + text
         return text

@@ -14,7 +14,7 @@ way its weights expect, and returns logits, optionally with the outputs of named
 - a TorchScript file ``NAME.pt`` with a JSON sidecar ``NAME.json`` holding
   ``input_size``, ``mean``, ``std`` and ``classes``. TorchScript runs code from the file,
   so whether it may load is the caller's policy (``allow_torchscript``; the server and
-  the CLI pass :func:`dgncore.hosting.torchscript_allowed`): a model loader does not read
+  the CLI pass :func:`dgncore.limits.torchscript_allowed`): a model loader does not read
   hosting settings.
 """
 
@@ -24,9 +24,11 @@ import contextlib
 import copy
 import difflib
 import functools
+import hashlib
 import json
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -35,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
+from dgncore.errors import InputError, one_line
 
 DEFAULT_MODEL = "efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -264,7 +266,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
-            raise InputError(f"cannot read {path.name[:80]} as safetensors: {str(e).splitlines()[0][:120]}") from e
+            raise InputError(f"cannot read {path.name[:80]} as safetensors: {one_line(e, 120)}") from e
     try:
         with warnings.catch_warnings():  # a broken file's odd pickle header is reported below, as one line
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
@@ -324,13 +326,13 @@ def _load_torchscript(path: Path, device: torch.device) -> Classifier:
             warnings.simplefilter("ignore", FutureWarning)
             model = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:  # noqa: BLE001 - torch.jit raises RuntimeError and friends
-        raise InputError(f"cannot load {path.name[:80]} as TorchScript: {str(e).splitlines()[0][:120]}") from e
+        raise InputError(f"cannot load {path.name[:80]} as TorchScript: {one_line(e, 120)}") from e
     clf = Classifier(path.stem, model, size, mean, std, classes, device=device, scriptable_layers=False)  # type: ignore[arg-type]
     with torch.inference_mode():
         try:
             out = clf.logits(torch.full((1, 3, size, size), 0.5))
         except Exception as e:  # noqa: BLE001
-            raise InputError(f"TorchScript model {path.name[:80]} failed on a {size}px image: {str(e).splitlines()[0][:120]}") from e
+            raise InputError(f"TorchScript model {path.name[:80]} failed on a {size}px image: {one_line(e, 120)}") from e
     if out.shape != (1, len(classes)):
         raise InputError(f"TorchScript model {path.name[:80]} returns shape {tuple(out.shape)} but its sidecar lists {len(classes)} classes")
     return clf
@@ -481,3 +483,24 @@ def _load_cached(spec: str, weights: str | None, device: str) -> Classifier:
 def _out_features(model: nn.Module) -> int:
     last = [m for m in model.modules() if isinstance(m, nn.Linear)]
     return last[-1].out_features if last else 1000
+
+
+
+_model_keys: "weakref.WeakKeyDictionary[Classifier, str]" = weakref.WeakKeyDictionary()
+_model_keys_lock = threading.Lock()
+
+
+def model_key(classifier: Classifier) -> str:
+    """A hash of the classifier's weights, input size, normalisation and class names."""
+    with _model_keys_lock:
+        if classifier in _model_keys:
+            return _model_keys[classifier]
+    h = hashlib.sha256()
+    h.update(repr((classifier.input_size, tuple(classifier.mean), tuple(classifier.std), list(classifier.classes))).encode())
+    for name, t in sorted(classifier.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    key = h.hexdigest()[:16]
+    with _model_keys_lock:
+        _model_keys[classifier] = key
+    return key

@@ -1,4 +1,6 @@
-"""Hosted mode: the limits a public demo puts on every request, read from the environment.
+"""The limits every request is checked against (:class:`Limits`), read from the environment.
+
+They apply everywhere, hosted or not; hosted mode only makes them tighter.
 
 One switch, ``DGN_HOSTED=1``, turns the demo limits on; each limit can be set on its own:
 
@@ -19,7 +21,7 @@ One switch, ``DGN_HOSTED=1``, turns the demo limits on; each limit can be set on
     DGN_DEVICE                     device of the worker(s): auto, cpu, cuda, cuda:1, mps
     DGN_JOB_LOG                    append one JSON line per finished job to this file
                                    (times, state, files; no personal data)
-    REDIS_URL                      send jobs through RQ on this Redis (see dgncore.jobs)
+    REDIS_URL                      send jobs through RQ on this Redis (see dgncore.serving.rq_queue)
     DGN_QUEUE_NAME                 the RQ queue name (default ``dgn``)
 
 A bad value is an :class:`InputError` naming the variable, raised when the settings
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .errors import InputError
+from dgncore.errors import InputError
 
 HOSTED_ENV = "DGN_HOSTED"
 TORCHSCRIPT_ENV = "DGN_ALLOW_TORCHSCRIPT"
@@ -78,7 +80,7 @@ def torchscript_allowed(env: Mapping[str, str] | None = None) -> bool:
 
 
 @dataclass(frozen=True)
-class HostedSettings:
+class Limits:
     hosted: bool = False
     max_steps: int = 20_000
     max_batch: int = 64
@@ -97,9 +99,9 @@ class HostedSettings:
     job_log: Path | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "HostedSettings":
-        from .optimize import MAX_BATCH
-        from .presets import MAX_OUT_SIZE, MAX_STEPS
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Limits":
+        from dgncore.drawing.optimize import MAX_BATCH
+        from dgncore.drawing.presets import MAX_OUT_SIZE, MAX_STEPS
 
         env = os.environ if env is None else env
         hosted = is_hosted(env)
@@ -146,6 +148,6 @@ class HostedSettings:
         )
 
 
-def settings() -> HostedSettings:
+def settings() -> Limits:
     """The settings of this process, read from the environment now."""
-    return HostedSettings.from_env()
+    return Limits.from_env()

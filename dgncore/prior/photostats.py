@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from dgncore.errors import InputError
+from dgncore.paths import DEFAULT_STATS
 
-DEFAULT_STATS = Path(__file__).resolve().parent / "assets" / "photo_stats.safetensors"
 STATS_SIZE = 224
 
 
@@ -51,7 +51,7 @@ def compute_photo_stats(files: list[Path], size: int = STATS_SIZE) -> PhotoStats
     """Colour statistics and the mean amplitude spectrum of centre crops of ``files``."""
     if len(files) < 2:
         raise InputError("photo statistics need at least 2 photos")
-    from .exemplars import load_for_model  # short side to ``size``, centre crop
+    from dgncore.data import load_for_model  # short side to ``size``, centre crop
 
     crops = torch.stack([load_for_model(f, size) for f in files])
     mean = crops.mean((0, 2, 3))
@@ -67,7 +67,7 @@ def compute_photo_stats(files: list[Path], size: int = STATS_SIZE) -> PhotoStats
 def save_photo_stats(stats: PhotoStats, path: str | Path, meta: dict) -> None:
     from safetensors.torch import save
 
-    from .data import write_bytes, write_json
+    from dgncore.data import write_bytes, write_json
 
     path = Path(path)
     tensors = {"mean": stats.mean.float().contiguous(), "colour": stats.colour.float().contiguous(), "spectrum": stats.spectrum.float().contiguous()}
@@ -108,7 +108,7 @@ def register_cli(ap: argparse.ArgumentParser):
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from .data import holdout_split, image_files
+    from dgncore.data import holdout_split, image_files
 
     if not 16 <= args.size <= 1024:
         raise InputError("--size must be between 16 and 1024")

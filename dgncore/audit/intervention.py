@@ -46,12 +46,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .classifiers import Classifier
-from .data import load_image, save_png
-from .errors import InputError
+from dgncore.models.classifiers import Classifier
+from dgncore.data import load_image, save_png
+from dgncore.errors import InputError
 
 if TYPE_CHECKING:
-    from .audit import DatasetMatch
+    from dgncore.audit.datasets import DatasetMatch
 
 # --------------------------------------------------------------------------- the verdict's thresholds
 # Fixed before the measurements they judge (docs/audit.md tells how this design came about);
@@ -319,7 +319,7 @@ class _Pool:
 
 
 def _pool(classifier: Classifier, match: DatasetMatch, limit: int, rng: np.random.Generator, cancel: Callable[[], bool]) -> _Pool:
-    from .exemplars import load_for_model
+    from dgncore.data import load_for_model
 
     per = {name: list(files) for name, files in match.files.items()}
     # round-robin over the folders (each shuffled), so a big class does not crowd out the rest

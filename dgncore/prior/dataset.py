@@ -5,7 +5,7 @@ method's images can only show what its decoder can draw. A decoder that never sa
 audited data cannot draw a cue that exists only there (the built-in case's magenta stamp
 is an example: the shipped decoder's best reconstruction of a stamped image has none).
 An auditor has the data, so :func:`train_prior` trains a decoder on it
-(:func:`dgncore.pretrain.pretrain` on the folder's images, at the model's input size)
+(:func:`dgncore.prior.training.pretrain` on the folder's images, at the model's input size)
 and the audit's ``pretrained`` method uses it.
 
 The decoder is cached by the folder's content (relative paths and file bytes, the hash
@@ -16,16 +16,15 @@ state every :data:`CHECKPOINT_EVERY` steps, so a stopped or interrupted run resu
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import InputError
+from dgncore import paths
+from dgncore.errors import InputError
 
-CACHE_ENV = "DGN_CACHE"
 #: the default budget: on the built-in case (64 px, 200 images) a decoder of 600 steps
 #: cannot draw the stamp, one of 2400 can and the pretrained method's triangle images then
 #: carry it at 3/3 seeds (docs/audit.md, "A prior from the audited dataset")
@@ -49,13 +48,12 @@ class _Stopped(Exception):
 
 
 def cache_dir() -> Path:
-    base = os.environ.get(CACHE_ENV)
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "dgn-explorer") / "priors"
+    return paths.cache_dir("priors")
 
 
 def dataset_key(folder: str | Path) -> str:
     """A hash of an image folder's contents (relative paths and bytes)."""
-    from .exemplars import folder_key, list_images
+    from dgncore.data import folder_key, list_images
 
     root = Path(folder)
     paths, _labels, _truncated = list_images(root)
@@ -63,9 +61,9 @@ def dataset_key(folder: str | Path) -> str:
 
 
 def prior_config(input_size: int, steps: int = DEFAULT_STEPS) -> Any:
-    """The :class:`~dgncore.pretrain.PretrainConfig` of a dataset prior for a model whose
+    """The :class:`~dgncore.prior.training.PretrainConfig` of a dataset prior for a model whose
     input is ``input_size`` px: trained on the folder's photos only, rendering at that size."""
-    from .pretrain import PretrainConfig
+    from dgncore.prior.training import PretrainConfig
 
     if not 16 <= input_size <= 512:
         raise InputError(f"the model's input size {input_size} is outside 16-512 px")
@@ -102,7 +100,7 @@ def train_prior(
     last saved state (every :data:`CHECKPOINT_EVERY` steps) for the next call."""
     import json
 
-    from .pretrain import pretrain, state_path_for
+    from dgncore.prior.training import pretrain, state_path_for
 
     if not 1 <= steps <= 100_000:
         raise InputError("prior steps must be between 1 and 100000")
@@ -138,7 +136,7 @@ def train_prior(
         raise InputError("training the dataset prior was stopped; it resumes from its last saved step next time") from None
     state_path_for(path).unlink(missing_ok=True)  # finished: the decoder file is what is kept
     meta["dataset"] = {"folder": str(root), "key": dataset_key(root)}
-    from .data import write_json
+    from dgncore.data import write_json
 
     write_json(meta, sidecar)
     return Prior(path, False, meta)

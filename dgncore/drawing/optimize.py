@@ -24,12 +24,12 @@ from typing import Callable, Sequence
 
 import torch
 
-from .classifiers import Classifier
-from .errors import InputError
-from .hardware import native_bf16
-from .objectives import Objective, Target
-from .presets import DEFAULT_STATS, Preset
-from .sources import FourierSource, ImageSource, PixelSource, PretrainedSource, UntrainedSource
+from dgncore.models.classifiers import Classifier
+from dgncore.errors import InputError
+from dgncore.models.hardware import native_bf16
+from dgncore.drawing.objectives import Objective, Target
+from dgncore.drawing.presets import DEFAULT_STATS, Preset
+from dgncore.drawing.sources import FourierSource, ImageSource, PixelSource, PretrainedSource, UntrainedSource
 
 MAX_BATCH = 64
 MAX_SEED = 2**63 - 1
@@ -87,7 +87,7 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=2)
 def _decoder(path: str, device: str):
-    from .pretrain import load_decoder
+    from dgncore.prior.decoder import load_decoder
 
     # building the module draws random initial weights: keep that off the global RNG, or
     # a seed's first run in a process (decoder not cached yet) would start elsewhere
@@ -119,7 +119,7 @@ def build_source(preset: Preset, n: int, device: torch.device) -> ImageSource:
     elif preset.method == "fourier":
         source = FourierSource(preset, n)
     elif preset.method == "natural":
-        from .photostats import load_photo_stats
+        from dgncore.prior.photostats import load_photo_stats
 
         source = FourierSource(preset, n, load_photo_stats(preset.photo_stats or DEFAULT_STATS))
     else:

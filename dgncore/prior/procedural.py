@@ -201,7 +201,7 @@ class PhotoCrops:
         guarded loader), downscaled so its short side is at most ``max_side``; unreadable
         files are skipped. ``holdout``: leave out the fixed held-out tenth
         (:func:`dgncore.data.holdout_split`), kept for evaluation."""
-        from .data import holdout_split, image_files
+        from dgncore.data import holdout_split, image_files
 
         files = image_files(folder, limit)
         if holdout:
@@ -211,8 +211,8 @@ class PhotoCrops:
     @classmethod
     def from_files(cls, files: Sequence[Path], size: int, max_side: int = 512, jitter: float = 0.0,
                    root: Path | None = None, min_scale: float = 0.25) -> "PhotoCrops":
-        from .data import open_image
-        from .errors import InputError
+        from dgncore.data import open_image
+        from dgncore.errors import InputError
 
         photos: list[torch.Tensor] = []
         names: list[str] = []

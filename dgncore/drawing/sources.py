@@ -11,7 +11,7 @@ regulariser R(xi) from Equation 2:
   generator prior adds; R = 0.
 - ``fourier``: a Lucid-style baseline (Fourier-parameterised, decorrelated colour).
 - ``natural``: the same parameterisation with the amplitude spectrum and colour of real
-  photographs (:mod:`dgncore.photostats`).
+  photographs (:mod:`dgncore.prior.photostats`).
 
 Any source can be seen by the classifier through Lucid's random jitter / scale / rotation
 (``Preset.transforms``; on for ``fourier`` and ``natural``), see :func:`robust_view`, or
@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .generators import N_FEATURES, FeatureLayer, Generator
+from dgncore.models.generators import N_FEATURES, FeatureLayer, Generator
 
 if TYPE_CHECKING:
-    from .photostats import PhotoStats
-    from .presets import Preset
+    from dgncore.prior.photostats import PhotoStats
+    from dgncore.drawing.presets import Preset
 
 
 def robust_view(images: torch.Tensor) -> torch.Tensor:
@@ -203,7 +203,7 @@ class FourierSource(ImageSource):
 
     Without ``stats`` (the ``fourier`` baseline) the amplitude is Lucid's 1/f and the
     colour matrix Lucid's; with photo statistics (the ``natural`` method) both are those of
-    real photographs (:mod:`dgncore.photostats`), and the image starts from their mean
+    real photographs (:mod:`dgncore.prior.photostats`), and the image starts from their mean
     colour. The amplitude keeps Lucid's overall scale either way, so Adam's steps are alike."""
 
     def __init__(self, preset: "Preset", n: int, stats: "PhotoStats | None" = None) -> None:

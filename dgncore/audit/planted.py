@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -41,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
+from dgncore.errors import InputError
+from dgncore.paths import cache_dir
 
 VERSION = 1
 SIZE = 64
@@ -62,7 +62,6 @@ CUE_COLOUR = (1.0, 0.0, 1.0)
 MAX_ANGLE = math.pi / 9
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
-CACHE_ENV = "DGN_CACHE"
 
 
 # --------------------------------------------------------------------------- data
@@ -181,19 +180,19 @@ def cue_score(images: torch.Tensor) -> torch.Tensor:
     other corners of the RGB cube and scores ~0, a solid patch scores its area. A 64 px
     dataset image with the stamp scores 0.02-0.04; a cue-free one scores exactly 0 (the
     palette clamp keeps other colours below 0.12)."""
-    from .cues import solid_patch_share
+    from dgncore.audit.cues import solid_patch_share
 
     return solid_patch_share(cue_map(images), CUE_WINDOW, CUE_THRESHOLD)
 
 
-#: the kinds of planted cue: the stamp, and those of :mod:`dgncore.cues`
+#: the kinds of planted cue: the stamp, and those of :mod:`dgncore.audit.cues`
 CUE_KINDS: tuple[str, ...] = ("stamp", "stripes", "sepia", "sticker")
 STAMP_SCORE_NAME = "magenta stamp: fraction of the image in solid magenta patches"
 
 
 def cue_kind(name: str):
-    """The :class:`~dgncore.cues.CueKind` called ``name`` (``stamp`` included)."""
-    from .cues import NEW_KINDS, CueKind
+    """The :class:`~dgncore.audit.cues.CueKind` called ``name`` (``stamp`` included)."""
+    from dgncore.audit.cues import NEW_KINDS, CueKind
 
     if name == "stamp":
         return CueKind("stamp", "a magenta square stamp in a random corner (a watermark)", STAMP_SCORE_NAME, stamp_cue, cue_score)
@@ -267,7 +266,7 @@ def sample_batch(config: PlantedConfig, n: int, gen: torch.Generator) -> tuple[t
 def make_dataset(root: str | Path, n_per_class: int = 100, seed: int = 0, config: PlantedConfig = DEFAULT) -> dict[str, Any]:
     """Write an ImageFolder ``root/<class>/<class>_NNNN.png`` of ``n_per_class`` images per
     class, the cue at the config's rates; ``root/cues.json`` lists which files carry it."""
-    from .data import save_png, write_json
+    from dgncore.data import save_png, write_json
 
     if not 1 <= n_per_class <= 100_000:
         raise InputError("images per class must be between 1 and 100000")
@@ -409,8 +408,7 @@ def shortcut_evidence(predict: Callable[[torch.Tensor], torch.Tensor], config: P
 
 
 def cache_root() -> Path:
-    base = os.environ.get(CACHE_ENV)
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "dgn-explorer") / "planted"
+    return cache_dir("planted")
 
 
 @contextlib.contextmanager
@@ -466,11 +464,11 @@ class PlantedModel:
         return self.folder / "samples"
 
     def classifier(self, torchscript: bool = True):
-        """The model as a :class:`~dgncore.classifiers.Classifier`: through the TorchScript
+        """The model as a :class:`~dgncore.models.classifiers.Classifier`: through the TorchScript
         + sidecar path a user's model takes (default), or the eager module (whose layers
         can be targeted and indexed)."""
         if torchscript:
-            from .classifiers import load_classifier
+            from dgncore.models.classifiers import load_classifier
 
             return load_classifier(str(self.pt), device="cpu")
         return eager_classifier(self)
@@ -479,7 +477,7 @@ class PlantedModel:
 def eager_classifier(model: PlantedModel):
     from safetensors.torch import load_file
 
-    from .classifiers import Classifier
+    from dgncore.models.classifiers import Classifier
 
     net = PlantedNet(len(model.config.classes))
     net.load_state_dict(load_file(str(model.weights)))
@@ -503,7 +501,7 @@ def ensure_planted(
     sample ImageFolder (same cue rates as training, a different seed)."""
     from safetensors.torch import save_file
 
-    from .data import write_bytes, write_json
+    from dgncore.data import write_bytes, write_json
 
     folder = Path(root) if root is not None else cache_root() / config.key()
     if not force and _files_ok(folder):

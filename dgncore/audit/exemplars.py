@@ -21,11 +21,8 @@ with ``skip_unreadable=True``, and listed in ``index.skipped``).
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
 import threading
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -33,14 +30,13 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from .classifiers import Classifier
-from .data import IMAGE_SUFFIXES, open_image, write_bytes
-from .errors import InputError
-from .objectives import Target, parse_target
+from dgncore.data import MAX_IMAGES, folder_key, list_images, load_for_model, write_bytes
+from dgncore.models.classifiers import Classifier, model_key
+from dgncore.paths import cache_dir
+from dgncore.errors import InputError
+from dgncore.drawing.objectives import Target, parse_target
 
 INDEX_VERSION = 1
-MAX_IMAGES = 20_000
-CACHE_ENV = "DGN_CACHE"
 
 ProgressFn = Callable[[int, int], None]
 
@@ -189,95 +185,12 @@ class ExemplarIndex:
 
 # --------------------------------------------------------------------------- hashing
 
-_model_keys: "weakref.WeakKeyDictionary[Classifier, str]" = weakref.WeakKeyDictionary()
-_file_hashes: dict[tuple[str, int, int], str] = {}
 _lock = threading.Lock()
 
 
-def model_key(classifier: Classifier) -> str:
-    """A hash of the classifier's weights, input size, normalisation and class names."""
-    with _lock:
-        if classifier in _model_keys:
-            return _model_keys[classifier]
-    h = hashlib.sha256()
-    h.update(repr((classifier.input_size, tuple(classifier.mean), tuple(classifier.std), list(classifier.classes))).encode())
-    for name, t in sorted(classifier.model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    key = h.hexdigest()[:16]
-    with _lock:
-        _model_keys[classifier] = key
-    return key
-
-
-def _file_hash(path: Path) -> str:
-    st = path.stat()
-    memo = (str(path), st.st_size, st.st_mtime_ns)
-    with _lock:
-        if memo in _file_hashes:
-            return _file_hashes[memo]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    digest = h.hexdigest()
-    with _lock:
-        _file_hashes[memo] = digest
-    return digest
-
-
-def list_images(root: str | Path, max_images: int = MAX_IMAGES) -> tuple[list[str], list[str], bool]:
-    """(relative paths, labels, truncated) of the images in ``root`` and its direct
-    sub-folders (hidden entries skipped), sorted."""
-    root = Path(root)
-    if not root.exists():
-        raise InputError(f"image folder {str(root)[:120]} does not exist")
-    if not root.is_dir():
-        raise InputError(f"{root.name[:80]} is not a folder of images")
-    found: list[tuple[str, str]] = []
-    for p in sorted(root.iterdir()):
-        if p.name.startswith("."):
-            continue
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-            found.append((p.name, ""))
-        elif p.is_dir():
-            for q in sorted(p.iterdir()):
-                if q.is_file() and not q.name.startswith(".") and q.suffix.lower() in IMAGE_SUFFIXES:
-                    found.append((f"{p.name}/{q.name}", p.name))
-    if not found:
-        raise InputError(f"image folder {root.name[:80]} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it or its sub-folders")
-    truncated = len(found) > max_images
-    found = found[:max_images]
-    return [f for f, _ in found], [lab for _, lab in found], truncated
-
-
-def folder_key(root: Path, paths: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for rel in paths:
-        h.update(rel.encode())
-        h.update(_file_hash(root / rel).encode())
-    return h.hexdigest()[:16]
-
-
-def cache_dir() -> Path:
-    base = os.environ.get(CACHE_ENV)
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "dgn-explorer") / "exemplars"
 
 
 # --------------------------------------------------------------------------- building
-
-
-def load_for_model(path: Path, size: int) -> torch.Tensor:
-    """(3, size, size) in [0, 1]: the short side resized to ``size``, centre-cropped."""
-    im = open_image(path)
-    w, h = im.size
-    s = size / min(w, h)
-    if s != 1:
-        im = im.resize((max(size, round(w * s)), max(size, round(h * s))), resample=3)
-    w, h = im.size
-    left, top = (w - size) // 2, (h - size) // 2
-    im = im.crop((left, top, left + size, top + size))
-    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
 
 
 @torch.inference_mode()
@@ -345,7 +258,7 @@ def build_index(
             raise InputError(f"unknown layer {bad[0][:60]!r}; list them with: python -m dgncore layers")
     is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
     key = f"{model_key(classifier)}-{folder_key(root, paths)}-{'skip' if skip_unreadable else 'strict'}"
-    path = Path(cache) if cache is not None else cache_dir() / f"{key}.npz"
+    path = Path(cache) if cache is not None else cache_dir("exemplars") / f"{key}.npz"
     if use_cache and path.is_file():
         index = ExemplarIndex.load(path, root)
         if index is not None and index.key == key:
@@ -366,4 +279,4 @@ def build_index(
     return index
 
 
-__all__ = ["Exemplar", "ExemplarIndex", "build_index", "list_images", "load_for_model", "model_key", "cache_dir"]
+__all__ = ["Exemplar", "ExemplarIndex", "build_index"]

@@ -1,4 +1,4 @@
-"""The denoising autoencoder of the paper's section 4.2, trained offline, and its decoder file.
+"""The denoising autoencoder of the paper's section 4.2, trained offline.
 
 The pretrained method optimises only the feature vector in front of a frozen decoder, so
 the decoder *is* the image prior. We train encoder -> Generator to rebuild clean images
@@ -7,9 +7,7 @@ from noisy ones (MSE, Adam) on images that exist offline: procedural dead leaves
 native size (113 px for 5 stages, 224 for 6) and saved with ``out_size`` set to the run
 time size; its last resize is fixed interpolation, so nothing it learns depends on it.
 
-Files: ``CKPT.safetensors`` (``decoder.*`` weights and ``mean_code``, the mean code of
-training images that initialises alpha; the GeneratorConfig also sits in the header),
-``CKPT.json`` (configs, data, command, loss, seconds), and while training
+It writes the decoder file (:mod:`dgncore.prior.decoder`) and, while training,
 ``CKPT.state.pt`` (weights, optimiser, step; read back with ``weights_only=True``), which
 lets an interrupted or extended run continue.
 """
@@ -19,7 +17,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import math
 import shlex
 import sys
@@ -32,14 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .classifiers import pick_device
-from .errors import InputError
-from .hardware import native_bf16
-from .generators import N_FEATURES, SEED_CHANNELS, SEED_SIZE, Encoder, Generator, GeneratorConfig
-from .procedural import KINDS, PhotoCrops, procedural_batch
+from dgncore.models.classifiers import pick_device
+from dgncore.errors import InputError
+from dgncore.models.hardware import native_bf16
+from dgncore.models.generators import SEED_CHANNELS, SEED_SIZE, Encoder, Generator, GeneratorConfig
+from dgncore.prior.decoder import load_decoder, save_decoder
+from dgncore.prior.procedural import KINDS, PhotoCrops, procedural_batch
 
 Progress = Callable[[int, int, float], None]
-MAX_DECODER_BYTES = 200 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -65,7 +62,7 @@ class PretrainConfig:
     #: share of photo crops in a "mix" batch
     photo_fraction: float = 0.5
     #: photo crops take this share of a photo's short side up to all of it (0.9 keeps a
-    #: dataset's small images near their own scale: the dataset prior, dgncore.prior)
+    #: dataset's small images near their own scale: the dataset prior, dgncore.prior.dataset)
     photo_min_scale: float = 0.25
     #: procedural images kept in memory (seen through random crops / flips / rotations) ...
     pool: int = 512
@@ -184,7 +181,7 @@ class TrainingImages:
 
 
 def _heldout_names(folder: str | Path) -> list[str]:
-    from .data import holdout_split, image_files
+    from dgncore.data import holdout_split, image_files
 
     root = Path(folder)
     return [f.relative_to(root).as_posix() for f in holdout_split(image_files(root))[1]]
@@ -207,7 +204,7 @@ class EarlyFeatures(nn.Module):
 
     def __init__(self, model_name: str, layer: str) -> None:
         super().__init__()
-        from .classifiers import load_classifier
+        from dgncore.models.classifiers import load_classifier
 
         clf = load_classifier(model_name, device="cpu")
         model = copy.deepcopy(clf.model)  # the loaded classifier is shared: its copy gets the hook
@@ -441,136 +438,7 @@ def _this_command() -> str:
     return shlex.join(["python", *argv[1:]])
 
 
-def fit_codes(decoder: Generator, mean_code: torch.Tensor, images: torch.Tensor, steps: int = 100, lr: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-image MSE, the fitted images) of the best codes found for ``images`` (B, 3, S, S)
-    in [0, 1] through a frozen ``decoder``: Adam on alpha from the mean code, through the
-    same ReLU as the pretrained method's feature layer. The encoder plays no part, so
-    decoders trained any way (or whose encoder is gone) compare on equal terms: this is
-    what the method can draw."""
-    decoder = decoder.eval()
-    alpha = mean_code.detach().reshape(1, -1).repeat(len(images), 1).clone().requires_grad_(True)
-    opt = torch.optim.Adam([alpha], lr=lr)
-    for _ in range(steps):
-        err = (decoder(torch.relu(alpha)) - images).pow(2).mean((1, 2, 3))
-        opt.zero_grad(set_to_none=True)
-        err.sum().backward()
-        opt.step()
-    with torch.no_grad():
-        fitted = decoder(torch.relu(alpha))
-        return (fitted - images).pow(2).mean((1, 2, 3)), fitted
-
-
-def heldout_photos(folder: str | Path, size: int, limit: int | None = None) -> torch.Tensor:
-    """The held-out tenth of a photo folder (:func:`dgncore.data.holdout_split`) as centre
-    crops of ``size`` pixels in [0, 1]."""
-    from .data import holdout_split, image_files, load_image
-
-    files = holdout_split(image_files(folder))[1][:limit]
-    out = []
-    for f in files:
-        img = load_image(f)
-        side = min(img.shape[1:])
-        y, x = (img.shape[1] - side) // 2, (img.shape[2] - side) // 2
-        out.append(F.interpolate(img[None, :, y : y + side, x : x + side], size=size, mode="bilinear", antialias=True, align_corners=False)[0])
-    if not out:
-        raise InputError(f"no held-out photos in {Path(folder).name[:80]}")
-    return torch.stack(out).clamp(0, 1)
-
-
 # --------------------------------------------------------------------------- files
-
-
-def save_decoder(decoder: Generator, mean_code: torch.Tensor, path: str | Path, meta: dict[str, Any]) -> None:
-    """Write ``path`` (safetensors: decoder.* and mean_code, float32) and its JSON sidecar."""
-    from safetensors.torch import save
-
-    from .data import write_bytes, write_json
-
-    path = Path(path)
-    tensors = {f"decoder.{k}": v.detach().float().contiguous() for k, v in decoder.state_dict().items() if v.is_floating_point()}
-    tensors["mean_code"] = mean_code.detach().float().reshape(N_FEATURES).contiguous()
-    header = {"format": "dgn-decoder/1", "generator": json.dumps(meta["generator"])}
-    write_bytes(save(tensors, metadata=header), path)
-    write_json(meta, path.with_suffix(".json"))
-
-
-def _decoder_file(path: str | Path) -> tuple[Path, str]:
-    """(path, short name) of a decoder file that may be read; else an InputError."""
-    path = Path(path)
-    name = path.name[:80]
-    if path.suffix != ".safetensors":
-        raise InputError(f"decoder {name} must be a .safetensors file")
-    if not path.is_file():
-        raise InputError(f"decoder file {name} does not exist (train one with: python -m dgncore pretrain)")
-    if path.stat().st_size > MAX_DECODER_BYTES:
-        raise InputError(f"decoder {name} is larger than {MAX_DECODER_BYTES >> 20} MB")
-    return path, name
-
-
-def _read_decoder(path: Path, name: str, tensors: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return f.metadata() or {}, ({k: f.get_tensor(k) for k in f.keys()} if tensors else {})
-    except (SafetensorError, OSError, ValueError) as e:
-        raise InputError(f"decoder {name} is not a readable safetensors file ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})") from e
-
-
-def _generator_config(header: dict[str, str], name: str) -> GeneratorConfig:
-    if header.get("format") != "dgn-decoder/1" or "generator" not in header:
-        raise InputError(f"decoder {name} has no DGN decoder header (was it written by dgncore pretrain?)")
-    try:
-        gcfg = json.loads(header["generator"])
-        gcfg = GeneratorConfig(**{k: gcfg[k] for k in ("width", "stages", "out_size", "rgb_last_stage", "running_stats")})
-        gcfg.channels()
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"decoder {name} has a broken generator config in its header") from e
-    return gcfg
-
-
-def decoder_config(path: str | Path) -> GeneratorConfig:
-    """The generator config in a decoder file's header, reading no tensors; anything that
-    is not a decoder written by :func:`pretrain` is an InputError."""
-    path, name = _decoder_file(path)
-    header, _ = _read_decoder(path, name, tensors=False)
-    return _generator_config(header, name)
-
-
-def load_decoder(
-    path: str | Path, device: str | torch.device = "cpu", out_size: int | None = None
-) -> tuple[Generator, torch.Tensor, dict[str, Any]]:
-    """(decoder in eval mode with frozen weights, mean_code (N_FEATURES,), metadata) from a
-    decoder file written by :func:`pretrain`; anything else is an InputError. ``out_size``
-    overrides the stored output size (only the final resize depends on it)."""
-    path, name = _decoder_file(path)
-    header, tensors = _read_decoder(path, name, tensors=True)
-    gcfg = _generator_config(header, name)
-    if out_size is not None:
-        gcfg = dataclasses.replace(gcfg, out_size=int(out_size))
-    if not (0.03 <= gcfg.width <= 4 and 1 <= gcfg.stages <= 6 and 16 <= gcfg.out_size <= 512 and gcfg.running_stats):
-        raise InputError(f"decoder {name} has an unsupported generator config {gcfg}")
-    decoder = Generator(gcfg)
-    expected = {k: v for k, v in decoder.state_dict().items() if v.is_floating_point()}
-    got = {k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")}
-    missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-    if missing or extra or "mean_code" not in tensors:
-        what = (["missing " + ", ".join(missing[:3])] if missing else []) + (["unexpected " + ", ".join(extra[:3])] if extra else [])
-        what += [] if "mean_code" in tensors else ["no mean_code"]
-        raise InputError(f"decoder {name} does not match its generator config: {'; '.join(what)}")
-    bad = [k for k, v in expected.items() if got[k].shape != v.shape]
-    if bad or tensors["mean_code"].numel() != N_FEATURES:
-        raise InputError(f"decoder {name} has tensors of the wrong shape ({', '.join(bad[:3]) or 'mean_code'})")
-    decoder.load_state_dict({k: v.float() for k, v in got.items()}, strict=False)
-    decoder.eval().requires_grad_(False).to(device)
-    meta: dict[str, Any] = {"generator": gcfg.to_dict()}
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file() and sidecar.stat().st_size < 10 * 1024**2:
-        try:
-            meta = {**json.loads(sidecar.read_text("utf-8")), **meta}
-        except (ValueError, UnicodeDecodeError):
-            pass
-    return decoder, tensors["mean_code"].float().reshape(N_FEATURES).to(device), meta
 
 
 # --------------------------------------------------------------------------- command line
@@ -629,7 +497,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dgncore.pretrain", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m dgncore.prior.training", description=__doc__.splitlines()[0])
     add_pretrain_args(parser)
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,1 @@
+"""Drawing a target: image sources, objectives, presets and the optimisation loop."""

@@ -1,0 +1,1 @@
+"""The networks: classifiers that are explained, the generator architecture, the hardware they run on."""
