@@ -47,7 +47,8 @@ for _p in (ROOT, ROOT / "bench"):
 import torch  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from dgncore.runs import class_targets, generate, make_preset  # noqa: E402
+from dgncore.runs import class_targets, generate  # noqa: E402
+from dgncore.drawing.registry import make_preset  # noqa: E402
 from dgncore.models.classifiers import Classifier, load_classifier  # noqa: E402
 from dgncore.data import load_image  # noqa: E402
 from dgncore.errors import InputError  # noqa: E402
@@ -55,7 +56,8 @@ from dgncore.evaluation import DEFAULT_PHOTOS, PhotoBank, diversity, judge, judg
 from dgncore.data import load_for_model  # noqa: E402
 from dgncore.drawing.objectives import Target  # noqa: E402
 from dgncore.drawing.optimize import optimize  # noqa: E402
-from dgncore.drawing.presets import METHODS, PRESETS, Preset  # noqa: E402
+from dgncore.drawing.registry import METHODS, PRESETS  # noqa: E402
+from dgncore.drawing.presets import Preset  # noqa: E402
 from dgncore.results import save_result  # noqa: E402
 from peers import install_shims, parse_peer, run_lucent  # noqa: E402  (imports lucent only when run)
 

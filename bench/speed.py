@@ -57,11 +57,12 @@ for _p in (ROOT, ROOT / "bench"):
 
 import torch  # noqa: E402
 
-from dgncore.runs import make_preset  # noqa: E402
+from dgncore.drawing.registry import make_preset  # noqa: E402
 from dgncore.models.classifiers import Classifier, load_classifier  # noqa: E402
 from dgncore.drawing.objectives import Objective, parse_target  # noqa: E402
 from dgncore.drawing.optimize import build_source, optimize, use_bf16  # noqa: E402
-from dgncore.drawing.presets import DEFAULT_DECODER, Preset  # noqa: E402
+from dgncore.paths import DEFAULT_DECODER  # noqa: E402
+from dgncore.drawing.presets import Preset  # noqa: E402
 from peers import parse_peer  # noqa: E402  (lucent itself is imported only when a peer runs)
 
 RESULTS = ROOT / "bench" / "results"
@@ -322,18 +323,18 @@ def throughput(clf: Classifier, args: argparse.Namespace, device: torch.device) 
 def ab(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     """Each speed switch off vs on: bare forward+backward steps (the only part a switch
     touches) alternated step by step, so each pair shares the machine's load."""
-    import importlib
 
     from dgncore.models import generators
 
-    opt_mod = importlib.import_module("dgncore.drawing.optimize")
+    from dgncore.drawing.methods import paper
+    from dgncore.drawing.methods.paper import cached_decoder
 
     def set_gen_cl(on: bool) -> None:
         generators.CHANNELS_LAST = on
-        opt_mod._decoder.cache_clear()  # the cached decoder was built under the old setting
+        cached_decoder.cache_clear()  # the cached decoder was built under the old setting
 
     n_threads = torch.get_num_threads()
-    has_g = lambda p: p.method in ("pretrained", "untrained")  # noqa: E731
+    has_g = lambda p: p.method in (paper.PRETRAINED.name, paper.UNTRAINED.name)  # noqa: E731  (the methods that draw with G)
     # (label, switch(on), whether the switch acts when the source is built, which presets)
     switches: list[tuple[str, Callable[[bool], None], bool, Callable[[Preset], bool]]] = [
         ("classifier BN-fold + channels-last", lambda on: setattr(clf, "fast", on), False, lambda p: True),

@@ -39,6 +39,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, flow, page, runner, samples, state, words
+from dgncore.drawing.registry import AUDIT_DEFAULT_METHODS
 from dgncore.errors import InputError
 
 DEMO = "A built-in model with a planted shortcut (the demo)"
@@ -52,7 +53,6 @@ SOURCES = {"generated": ("pasted from the generated images", "#d62728"), "locate
            "real": ("control: random places of the class's real images", "#9aa7b8"), "random": ("control: random places of other classes' images", "#5f6b7a")}
 BIASED_FILL = "#f3d3ee"
 THUMB_W = 72
-DEFAULT_METHODS = ["pretrained", "untrained"]
 
 
 @dataclass
@@ -190,7 +190,7 @@ def audit_spec(ctx: AuditContext, builtin: str | None, root: Path | None, lim):
     demo = builtin is not None
     with st.expander("Advanced: methods, seeds, steps, classes, prior"):
         c1, c2, c3 = st.columns([3, 1, 1])
-        methods = state.widget(c1.multiselect, "Methods", "whole.methods", DEFAULT_METHODS, "audit_methods", options=runner.methods(),
+        methods = state.widget(c1.multiselect, "Methods", "whole.methods", list(AUDIT_DEFAULT_METHODS), "audit_methods", options=runner.methods(),
                                format_func=words.method_label,
                                help="\n\n".join(f"**{words.method_label(m)}**: {words.method_blurb(m)}" for m in runner.methods()))
         with c2:

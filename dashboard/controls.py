@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboard import page, runner, state, words
 from dgncore.errors import InputError
-from dgncore.drawing.presets import get_preset
+from dgncore.drawing.registry import get_preset
 
 SIZES = [32, 64, 96, 128, 160, 224, 256, 320, 384, 512]
 DEFAULT_SIZE = 224
@@ -134,7 +134,7 @@ def advanced(page_key: str, compare: bool = False, samples: bool = False, extra=
 
 def size_arg(size: int | None, method: str) -> int | None:
     """None when the size is the preset's default (keeps folder names short)."""
-    from dgncore.drawing.presets import get_preset
+    from dgncore.drawing.registry import get_preset
 
     try:
         return None if size == get_preset(method).generator.out_size else size

@@ -89,7 +89,7 @@ RATES = StepRates()
 
 def request_seconds(model: str, method: str, steps: int | None, size: int | None, targets: int, seeds: int) -> float:
     """At most how long a request takes (it stops early once the classifier is sure)."""
-    from dgncore.drawing.presets import get_preset
+    from dgncore.drawing.registry import get_preset
 
     preset = get_preset(method)
     steps = int(steps or preset.steps)

@@ -22,7 +22,7 @@ import streamlit as st
 
 from dashboard import eta, page, runner, words
 from dashboard.runner import BackgroundRun, Request
-from dgncore.drawing.presets import get_preset
+from dgncore.drawing.registry import get_preset
 
 RUNS = "_dgn_runs"
 #: how often the live view redraws itself (seconds)

@@ -65,7 +65,7 @@ def model_folder_name(model_name: str) -> str:
 
 
 def preset_folder_name(preset) -> str:
-    from dgncore.drawing.presets import get_preset
+    from dgncore.drawing.registry import get_preset
 
     name = f"{preset.name}-{preset.steps}"
     default = get_preset(preset.name).generator.out_size
@@ -81,14 +81,14 @@ def out_dir_for(model_name: str, preset, seed: int, root: Path | None = None) ->
 
 def methods() -> list[str]:
     """The methods people can pick, in dgncore's order (a method added there appears here)."""
-    from dgncore.drawing.presets import METHODS
+    from dgncore.drawing.registry import METHODS
 
     return list(METHODS)
 
 
 def method_ready(method: str) -> bool:
     """False when the method needs a checkpoint that is not on disk."""
-    from dgncore.drawing.presets import get_preset
+    from dgncore.drawing.registry import get_preset
 
     ckpt = get_preset(method).checkpoint
     return not ckpt or Path(ckpt).is_file()
@@ -101,7 +101,7 @@ def default_method() -> str:
 
 def build_preset(method: str, steps: int | None = None, size: int | None = None, width: float | None = None, overrides: dict[str, Any] | None = None):
     """The preset of a request, with the checks a person can fail (missing decoder, limits)."""
-    from dgncore.runs import make_preset
+    from dgncore.drawing.registry import make_preset
     from dgncore.limits import settings
 
     limits = settings()

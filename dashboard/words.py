@@ -2,7 +2,7 @@
 
 Every sentence the pages show about a result is made here, so the wording is the same
 on every page (and testable without Streamlit). Method names come from
-:data:`dgncore.drawing.presets.METHOD_INFO`, so a method added there is named here too.
+:mod:`dgncore.drawing.registry`, so a method added there is named here too.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dgncore.drawing.presets import method_info
+from dgncore.drawing import registry
 
 #: characters that make markup in Streamlit's markdown (a user's class name may hold them);
 #: without [ ] no link or colour directive can form
@@ -36,11 +36,11 @@ def plural(n: int, word: str) -> str:
 
 def method_label(method: str) -> str:
     """What a person gets, the paper's name second: "Image prior (paper, 4.2)"."""
-    return method_info(method).label
+    return registry.method_label(method)
 
 
 def method_blurb(method: str) -> str:
-    return method_info(method).blurb
+    return registry.method_blurb(method)
 
 
 def method_short(method: str) -> str:

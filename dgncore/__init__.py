@@ -6,7 +6,8 @@
     records = generate(clf, [parse_target("class:tench", clf)], make_preset(), "out/")
 """
 
-from dgncore.runs import class_targets, gallery, generate, make_preset
+from dgncore.runs import class_targets, gallery, generate
+from dgncore.drawing.registry import make_preset
 from dgncore.models.classifiers import Classifier, load_classifier
 from dgncore.errors import InputError
 from dgncore.drawing.objectives import Target, parse_target

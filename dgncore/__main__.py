@@ -29,7 +29,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _method_args(p: argparse.ArgumentParser) -> None:
-    from dgncore.drawing.presets import DEFAULT_METHOD, METHODS
+    from dgncore.drawing.registry import DEFAULT_METHOD, METHODS
 
     others = ", ".join(m for m in METHODS if m != DEFAULT_METHOD)
     p.add_argument("--method", default=DEFAULT_METHOD, help=f"{DEFAULT_METHOD} (default), {others}, or a paper preset: untrained-paper, pretrained-paper")
@@ -50,7 +50,7 @@ def _method_args(p: argparse.ArgumentParser) -> None:
 
 
 def _preset(args: argparse.Namespace):
-    from dgncore.runs import make_preset
+    from dgncore.drawing.registry import make_preset
 
     names = ("lr", "penalty", "reg_weight", "noise_sigma", "early_stop", "final", "checkpoint", "restarts", "init_jitter", "prune_after")
     given: dict[str, Any] = {k: getattr(args, k) for k in names if getattr(args, k) is not None}

@@ -7,7 +7,6 @@ request twice is served from disk.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -17,32 +16,9 @@ from dgncore.errors import InputError
 from dgncore.models.generators import GeneratorConfig
 from dgncore.drawing.objectives import Target, parse_target
 from dgncore.drawing.optimize import MAX_BATCH, CancelFn, ProgressFn, optimize
-from dgncore.drawing.presets import DEFAULT_METHOD, Preset, get_preset
+from dgncore.drawing.presets import Preset
+from dgncore.drawing.registry import make_preset
 from dgncore.results import preset_record, read_result, run_records, save_result, write_index
-
-
-def make_preset(method: str = DEFAULT_METHOD, steps: int | None = None, size: int | None = None, width: float | None = None, **overrides: Any) -> Preset:
-    """A named preset with some settings changed.
-
-    ``steps``, ``size`` and ``width`` may be None (not given: the preset's value stays);
-    every other keyword is set as given, so ``early_stop=None`` switches the early stop off,
-    and so does ``early_stop=0`` (the command line's and the job queue's "0 = never").
-    Front ends pass only the options a person gave."""
-    preset = get_preset(method)
-    if size is not None or width is not None:
-        g = preset.generator
-        try:
-            gen = dataclasses.replace(g, out_size=g.out_size if size is None else int(size), width=g.width if width is None else float(width))
-        except (TypeError, ValueError) as e:
-            raise InputError(f"bad generator size or width: {e}") from e
-        if not 0.05 <= gen.width <= 2:
-            raise InputError(f"generator width must be between 0.05 and 2, got {gen.width:g}")
-        overrides["generator"] = gen
-    if steps is not None:
-        overrides["steps"] = steps
-    if overrides.get("early_stop") == 0 and not isinstance(overrides["early_stop"], bool):
-        overrides["early_stop"] = None
-    return preset.replace(**overrides)
 
 
 def _request_key(rec: dict[str, Any]) -> tuple:

@@ -17,7 +17,7 @@ from dgncore.audit import exemplars as E
 from dgncore.__main__ import main
 from dgncore.models.classifiers import Classifier, load_classifier
 from dgncore.errors import InputError
-from dgncore.drawing.presets import DEFAULT_DECODER
+from dgncore.paths import DEFAULT_DECODER
 
 CLASSES = ["cat", "dog", "tiger shark"]
 
@@ -299,7 +299,8 @@ def test_generation_after_an_exemplar_index_on_a_batchnorm_model(dataset, tmp_pa
     """The BN-folded copy is built lazily; built first inside the index's inference_mode,
     its weights used to be inference tensors and generating then failed (the audit of an
     EfficientNet with a dataset indexes first, then generates)."""
-    from dgncore.runs import generate, make_preset
+    from dgncore.runs import generate
+    from dgncore.drawing.registry import make_preset
     from dgncore.drawing.objectives import parse_target
 
     torch.manual_seed(0)

@@ -18,7 +18,7 @@ import quality  # noqa: E402
 from dgncore.data import holdout_split, image_files  # noqa: E402
 from dgncore.errors import InputError  # noqa: E402
 from dgncore.evaluation import DEFAULT_PHOTOS, PhotoBank, photo_class  # noqa: E402
-from dgncore.drawing.presets import PRESETS  # noqa: E402
+from dgncore.drawing.registry import PRESETS  # noqa: E402
 
 
 def test_peer_and_method_names():
@@ -38,7 +38,7 @@ def test_peer_and_method_names():
 
 def test_decoder_methods_name_their_file(tmp_path):
     """pretrained[:STEPS]=FILE draws through that decoder file; other methods take none."""
-    from dgncore.drawing.presets import DEFAULT_DECODER
+    from dgncore.paths import DEFAULT_DECODER
 
     other = tmp_path / "photos.safetensors"
     other.write_bytes(b"")  # only its existence is checked here

@@ -119,7 +119,7 @@ def test_start_page_shows_examples_and_three_doors(monkeypatch):
     assert len(images(at)) == 6
     assert sum("second network" in c.value for c in at.caption) >= 4  # the examples carry a second opinion
     from dashboard import words
-    from dgncore.drawing.presets import METHODS
+    from dgncore.drawing.registry import METHODS
 
     shown = [m for c in at.caption for m in METHODS if c.value.endswith(words.method_short(m))]
     assert sorted(shown.count(m) for m in set(shown)) == [3, 3]  # the two methods that ship take turns
@@ -188,14 +188,14 @@ def test_the_class_list_is_one_searchable_select_and_the_rest_is_under_advanced(
 
 
 def test_methods_are_named_by_what_a_person_gets_and_come_from_dgncore(monkeypatch):
-    from dgncore.drawing import presets
+    from dgncore.drawing import registry
 
     at = app("single_class")
     method = at.selectbox(key="single.method")
-    assert list(method.options) == [presets.method_info(m).label for m in presets.METHODS]
+    assert list(method.options) == [registry.method_label(m) for m in registry.METHODS]
     assert "Raw pixels: the noise baseline" in method.options and "Fourier: Lucid-style" in method.options
     # a method dgncore adds later is listed (by its id until it has a label)
-    monkeypatch.setattr(presets, "METHODS", presets.METHODS + ("brand-new",))
+    monkeypatch.setattr(registry, "METHODS", registry.METHODS + ("brand-new",))
     assert "brand-new" in app("single_class").selectbox(key="single.method").options
 
 
@@ -225,10 +225,10 @@ def test_single_class_two_methods_side_by_side(tmp_path):
 
 
 def test_a_method_without_its_decoder_is_an_error_line(monkeypatch, tmp_path):
-    from dgncore.drawing import presets
+    from dgncore.drawing import registry
 
-    missing = presets.PRESETS["pretrained"].replace(checkpoint=str(tmp_path / "missing.safetensors"))
-    monkeypatch.setitem(presets.PRESETS, "pretrained", missing)
+    missing = registry.PRESETS["pretrained"].replace(checkpoint=str(tmp_path / "missing.safetensors"))
+    monkeypatch.setitem(registry.PRESETS, "pretrained", missing)
     at = app("single_class", method="pretrained", steps="2", size="64")
     assert any("decoder" in e.value for e in at.error)
     assert next(b for b in at.button if b.label == "Generate").disabled

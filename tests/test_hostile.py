@@ -26,7 +26,8 @@ from PIL import Image
 
 from conftest import TINY_CLASSES, TinyNet, make_tiny_classifier
 from dgncore import data
-from dgncore.runs import class_targets, gallery, generate, make_preset, parse_shard, parse_targets
+from dgncore.runs import class_targets, gallery, generate, parse_shard, parse_targets
+from dgncore.drawing.registry import make_preset
 from dgncore.models.classifiers import Classifier, _load_cached, load_classifier, read_state_dict
 from dgncore.errors import InputError
 from dgncore.drawing.objectives import Target, parse_target

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from dgncore.__main__ import main as cli
-from dgncore.runs import generate, make_preset
+from dgncore.runs import generate
+from dgncore.drawing.registry import make_preset
 from dgncore.errors import InputError
 from dgncore.drawing.objectives import parse_target
 from dgncore.drawing.optimize import build_source

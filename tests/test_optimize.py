@@ -3,7 +3,8 @@ import threading
 import pytest
 import torch
 
-from dgncore.runs import class_targets, gallery, generate, make_preset, parse_shard
+from dgncore.runs import class_targets, gallery, generate, parse_shard
+from dgncore.drawing.registry import make_preset
 from dgncore.data import load_image
 from dgncore.errors import InputError
 from dgncore.drawing.objectives import parse_target
@@ -20,7 +21,7 @@ def _tiny(method="pixel", steps=30, **kw):
 def test_an_early_stop_switches_off_explicitly(tiny_classifier):
     from dgncore.__main__ import build_parser
     from dgncore.__main__ import _preset as cli_preset
-    from dgncore.drawing.presets import get_preset
+    from dgncore.drawing.registry import get_preset
 
     base = get_preset("pixel")
     assert base.early_stop == 0.99

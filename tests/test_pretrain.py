@@ -12,7 +12,7 @@ from PIL import Image
 
 from dgncore.errors import InputError
 from dgncore.models.generators import N_FEATURES
-from dgncore.drawing.presets import DEFAULT_DECODER
+from dgncore.paths import DEFAULT_DECODER
 from dgncore.prior.training import PretrainConfig, main, pretrain, state_path_for
 from dgncore.prior.decoder import load_decoder
 from dgncore.prior.procedural import PhotoCrops, procedural_images
@@ -198,7 +198,7 @@ def tiny_decoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _pretrained(decoder: Path, **kw):
-    from dgncore.runs import make_preset
+    from dgncore.drawing.registry import make_preset
 
     return make_preset("pretrained", checkpoint=str(decoder), early_stop=None, **kw)
 
@@ -282,11 +282,12 @@ def test_a_seed_gives_the_same_image_whether_the_decoder_is_cached_or_not(tiny_c
     """Loading the decoder must not draw from the seeded RNG (it once did: a process's
     first run of a seed started from another alpha than every later run)."""
     from dgncore.drawing.objectives import parse_target
-    from dgncore.drawing.optimize import _decoder, optimize
+    from dgncore.drawing.methods.paper import cached_decoder
+    from dgncore.drawing.optimize import optimize
 
     t = [parse_target("class:hen", tiny_classifier)]
     preset = _pretrained(tiny_decoder, steps=2, restarts=2)
-    _decoder.cache_clear()
+    cached_decoder.cache_clear()
     cold = optimize(tiny_classifier, t, preset, seed=0)
     warm = optimize(tiny_classifier, t, preset, seed=0)
     assert torch.equal(cold.images, warm.images)

@@ -11,7 +11,8 @@ import torch
 
 from conftest import TinyNet
 from dgncore.__main__ import main
-from dgncore.runs import gallery, generate, make_preset
+from dgncore.runs import gallery, generate
+from dgncore.drawing.registry import make_preset
 from dgncore.models.classifiers import Classifier, _imagenet_names, load_classifier
 from dgncore.data import load_image
 from dgncore.drawing.objectives import parse_target
@@ -78,9 +79,9 @@ def test_the_gallery_command_makes_a_compact_gallery(tmp_path, capsys):
 
 
 def test_every_method_has_a_plain_name_and_an_unknown_one_is_its_id():
-    from dgncore.drawing.presets import METHOD_INFO, METHODS, method_info
+    from dgncore.drawing.registry import METHODS, REGISTRY, method_blurb, method_label
 
     for m in METHODS:
-        assert m in METHOD_INFO and METHOD_INFO[m].label and METHOD_INFO[m].blurb, m
-    assert method_info("pixel").label == "Raw pixels: the noise baseline"
-    assert method_info("something-new").label == "something-new"
+        assert REGISTRY[m].label and REGISTRY[m].blurb and method_label(m) == REGISTRY[m].label, m
+    assert method_label("pixel") == "Raw pixels: the noise baseline"
+    assert method_label("something-new") == "something-new" and method_blurb("something-new") == ""

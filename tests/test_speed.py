@@ -75,7 +75,7 @@ def test_fold_refuses_a_model_whose_module_order_is_not_its_data_flow():
 
 @pytest.mark.slow
 def test_bf16_autocast_run_gives_fp32_8bit_images(tiny_classifier):
-    from dgncore.runs import make_preset
+    from dgncore.drawing.registry import make_preset
     from dgncore.drawing.objectives import parse_target
     from dgncore.drawing.optimize import optimize
 
@@ -88,7 +88,7 @@ def test_bf16_autocast_run_gives_fp32_8bit_images(tiny_classifier):
 
 
 def test_fourier_baseline_uses_lucents_scale(tiny_classifier):
-    from dgncore.runs import make_preset
+    from dgncore.drawing.registry import make_preset
     from dgncore.drawing.objectives import parse_target
     from dgncore.drawing.optimize import optimize
     from dgncore.drawing.sources import FourierSource
@@ -108,7 +108,7 @@ def test_transforms_are_a_preset_setting_of_any_method():
     the classifier sees a transformed copy while training, never the saved image."""
     import pytest
 
-    from dgncore.runs import make_preset
+    from dgncore.drawing.registry import make_preset
     from dgncore.errors import InputError
     from dgncore.drawing.optimize import build_source
 
@@ -131,7 +131,7 @@ def test_bf16_follows_the_preset_the_hardware_and_the_environment(monkeypatch, t
     devices with native bf16 units; DGN_BF16=0/1 forces it; the run records what ran."""
     import importlib
 
-    from dgncore.runs import make_preset
+    from dgncore.drawing.registry import make_preset
     from dgncore.drawing.objectives import parse_target
 
     opt_mod = importlib.import_module("dgncore.drawing.optimize")

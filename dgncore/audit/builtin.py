@@ -53,7 +53,7 @@ def audit_builtin(out_dir: str | Path, model: Any = "planted", dataset: str | Pa
     kwargs.setdefault("intervention", InterventionConfig())
     methods = parse_methods(kwargs.get("methods", DEFAULT_METHODS))
     if "pretrained" in methods:
-        from dgncore.runs import make_preset
+        from dgncore.drawing.registry import make_preset
 
         ckpt = kwargs.get("checkpoint") or make_preset("pretrained").checkpoint
         if ckpt and Path(ckpt).is_file() and _is_decoder(Path(ckpt)):

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from dgncore.models.classifiers import Classifier
 from dgncore.data import load_image, save_png
+from dgncore.drawing.registry import INTERVENTION_METHODS
 from dgncore.errors import InputError
 
 if TYPE_CHECKING:
@@ -79,9 +80,9 @@ CRITERION = (
     "(a pasted patch; the whole image's texture; its colours) and method; a class takes the strongest."
 )
 
-#: methods whose images are tested by default: the generator priors (the pixel baseline's
-#: images are adversarial noise; pasted, they measure adversarial fragility, not bias)
-DEFAULT_METHODS: tuple[str, ...] = ("natural", "pretrained", "untrained", "fourier")
+#: methods whose images are tested by default (the registry's say: every generator prior,
+#: not the pixel baseline)
+DEFAULT_METHODS: tuple[str, ...] = INTERVENTION_METHODS
 MAX_POOL = 400
 KINDS: tuple[str, ...] = ("patch", "texture", "colour")
 PICTURE_THUMB = 112

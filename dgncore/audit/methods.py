@@ -1,72 +1,35 @@
-"""The methods an audit draws with, and the settings each one uses there."""
+"""The methods an audit draws with (read from :mod:`dgncore.drawing.registry`), the preset
+each uses at the audited classifier's size, and the seeds."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
-
+from dgncore.drawing.methods.paper import AUDIT_EARLY_STOP
+from dgncore.drawing.presets import Preset
+from dgncore.drawing.registry import AUDIT_DEFAULT_METHODS as DEFAULT_METHODS
+from dgncore.drawing.registry import METHODS as AUDIT_METHODS
+from dgncore.drawing.registry import REGISTRY
 from dgncore.errors import InputError
 from dgncore.models.classifiers import Classifier
 
-
-
-DEFAULT_METHODS: tuple[str, ...] = ("pretrained", "untrained", "pixel")
-
-
-#: every method an audit can draw with
-AUDIT_METHODS: tuple[str, ...] = ("natural", "pretrained", "untrained", "pixel", "fourier")
-
-
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
 
-
-#: the audit's early stop for ``pretrained`` (:func:`method_preset`), the one its figures were measured with
-AUDIT_EARLY_STOP = 0.99
+__all__ = ["AUDIT_EARLY_STOP", "AUDIT_METHODS", "DEFAULT_METHODS", "DEFAULT_SEEDS", "method_preset", "parse_methods", "parse_seeds"]
 
 
-def method_preset(method: str, classifier: Classifier, steps: int | None = None, early_stop: float | None = None, checkpoint: str | Path | None = None):
-    """The preset an audit uses for ``method``, or (None, reason) when it cannot run here.
-
-    ``untrained`` and ``pixel`` make images at the classifier's input size (the
-    untrained G at quarter width with as many stages as reach that size); ``pretrained``
-    uses its decoder's 224 px (the classifier resizes). ``early_stop``: None keeps the
-    preset's, and for ``pretrained`` (whose preset runs all its steps for the picture's
-    sake) :data:`AUDIT_EARLY_STOP`: the audit shows the *first* image the classifier is
-    sure of, i.e. the easiest route to the class, which is where a shortcut shows; pushed
-    for the whole budget the images drift into saturated patterns. 0 turns it off."""
-    from dgncore.runs import make_preset
-    from dgncore.models.generators import GeneratorConfig
-
-    size = classifier.input_size
-    if method == "pretrained":
-        preset = make_preset("pretrained", steps=steps, early_stop=AUDIT_EARLY_STOP, **({"checkpoint": str(checkpoint)} if checkpoint else {}))
-        ckpt = Path(preset.checkpoint or "")
-        if checkpoint and not ckpt.is_file():
-            raise InputError(f"decoder checkpoint {str(ckpt)[:120]} does not exist")
-        if not ckpt.is_file():
-            return None, f"no decoder checkpoint at {ckpt} (train one with: python -m dgncore pretrain)"
-        from dgncore.prior.decoder import decoder_config
-
-        try:  # the decoder's own generator, so that the report shows what made the images
-            gen = decoder_config(ckpt)
-        except InputError:
-            if checkpoint:
-                raise InputError(f"{ckpt.name[:80]} is not a decoder written by: python -m dgncore pretrain") from None
-            return None, f"{ckpt.name} is not a readable decoder file"
-        preset = preset.replace(generator=gen)
-    elif method == "untrained":
-        stages = min(range(1, 7), key=lambda s: abs(math.log(GeneratorConfig(stages=s).native_size / max(size, 16))))
-        gen = GeneratorConfig(width=0.25, stages=stages, out_size=max(16, min(size, 512)), rgb_last_stage=True)
-        preset = make_preset("untrained", steps=steps, generator=gen)
-    elif method in ("pixel", "fourier", "natural"):
-        preset = make_preset(method, steps=steps, size=max(16, min(size, 512)))
-    else:
+def method_preset(method: str, classifier: Classifier, steps: int | None = None, early_stop: float | None = None,
+                  checkpoint: str | Path | None = None) -> tuple[Preset | None, str | None]:
+    """The preset an audit uses for ``method`` (the method's own audit settings, at the
+    classifier's input size), or (None, reason) when it cannot run here. ``early_stop``:
+    None keeps the method's audit setting, 0 turns it off."""
+    if method not in REGISTRY:
         raise InputError(f"unknown audit method {method[:30]!r}: choose from {', '.join(AUDIT_METHODS)}")
-    if early_stop is not None:
+    preset, why = REGISTRY[method].audit.preset(classifier.input_size, steps, str(checkpoint) if checkpoint else None)
+    if preset is not None and early_stop is not None:
         preset = preset.replace(early_stop=early_stop if early_stop > 0 else None)
-    return preset, None
+    return preset, why
 
 
 def parse_seeds(text: str | Sequence[int]) -> list[int]:

@@ -13,13 +13,11 @@ uses that score, never the noisy training pass.
 
 from __future__ import annotations
 
-import functools
 import numbers
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -28,8 +26,9 @@ from dgncore.models.classifiers import Classifier
 from dgncore.errors import InputError
 from dgncore.models.hardware import native_bf16
 from dgncore.drawing.objectives import Objective, Target
-from dgncore.drawing.presets import DEFAULT_STATS, Preset
-from dgncore.drawing.sources import FourierSource, ImageSource, PixelSource, PretrainedSource, UntrainedSource
+from dgncore.drawing.presets import Preset
+from dgncore.drawing.registry import get_method
+from dgncore.drawing.sources import ImageSource
 
 MAX_BATCH = 64
 MAX_SEED = 2**63 - 1
@@ -85,16 +84,6 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
     return (images.clamp(0, 1) * 255).round() / 255
 
 
-@functools.lru_cache(maxsize=2)
-def _decoder(path: str, device: str):
-    from dgncore.prior.decoder import load_decoder
-
-    # building the module draws random initial weights: keep that off the global RNG, or
-    # a seed's first run in a process (decoder not cached yet) would start elsewhere
-    with torch.random.fork_rng(devices=[]):
-        return load_decoder(Path(path), torch.device(device))
-
-
 def use_bf16(preset: Preset, device: torch.device) -> bool:
     """bf16 autocast for this run: ``DGN_BF16=1`` / ``0`` forces it, else the preset's
     ``bf16`` on a device with native bf16 units."""
@@ -106,24 +95,7 @@ def use_bf16(preset: Preset, device: torch.device) -> bool:
 
 def build_source(preset: Preset, n: int, device: torch.device) -> ImageSource:
     """The trainable image source for ``preset.method`` with ``n`` independent rows."""
-    source: ImageSource
-    if preset.method == "untrained":
-        source = UntrainedSource(preset, n)
-    elif preset.method == "pretrained":
-        if not preset.checkpoint:
-            raise InputError("the pretrained method needs a decoder checkpoint")
-        decoder, mean_code, _meta = _decoder(str(preset.checkpoint), str(device))
-        source = PretrainedSource(preset, n, decoder, mean_code.to(device))
-    elif preset.method == "pixel":
-        source = PixelSource(preset, n)
-    elif preset.method == "fourier":
-        source = FourierSource(preset, n)
-    elif preset.method == "natural":
-        from dgncore.prior.photostats import load_photo_stats
-
-        source = FourierSource(preset, n, load_photo_stats(preset.photo_stats or DEFAULT_STATS))
-    else:
-        raise InputError(f"unknown method {preset.method!r}")
+    source = get_method(preset.method).source(preset, n, device)
     source.transforms, source.transform_set = preset.transforms, preset.transform_set
     return source.to(device)
 

@@ -1,9 +1,9 @@
-"""Named optimisation settings: the paper's Table 1, and measured CPU defaults.
+"""What a run is set to (:class:`Preset`), and what a drawing method is (:class:`Method`).
 
-``untrained-paper`` and ``pretrained-paper`` carry Table 1 and the original code's step
-counts exactly. ``untrained``, ``pretrained``, ``pixel`` and ``fourier`` are the
-defaults, chosen by measurement on 2 CPU cores (see README, "Presets"). Every field can
-be overridden with :meth:`Preset.replace`.
+The methods themselves, with their presets, live one family a file under
+:mod:`dgncore.drawing.methods`; :mod:`dgncore.drawing.registry` lists them. Every field of
+a preset can be changed with :meth:`Preset.replace` (exact) or :meth:`Preset.with_options`
+(what a person asked for).
 """
 
 from __future__ import annotations
@@ -12,20 +12,16 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from dgncore.errors import InputError
-from dgncore.paths import DEFAULT_DECODER, DEFAULT_STATS
 from dgncore.models.generators import GeneratorConfig
 
-Method = Literal["untrained", "pretrained", "pixel", "fourier", "natural"]
-#: in the order front ends list them; the first is the default. ``natural`` leads because
-#: it measured best of ours for people (bench/README.md, "Quality"): on 16 classes it was
-#: not tuned on, a held-out network names 42/48 of its images (the real Lucent: 47/48; the
-#: paper's methods far fewer), they sit near real photos of the class (median rank 2.5 of
-#: 950; Lucent 1.0), in 0.38x Lucent's time. The paper's two methods follow, one click away.
-METHODS: tuple[str, ...] = ("natural", "pretrained", "untrained", "fourier", "pixel")
-DEFAULT_METHOD = METHODS[0]
+if TYPE_CHECKING:
+    import torch
+
+    from dgncore.drawing.sources import ImageSource
+
 
 MAX_STEPS = 20_000
 MAX_OUT_SIZE = 512
@@ -35,7 +31,8 @@ MAX_RESTARTS = 16
 @dataclass(frozen=True)
 class Preset:
     name: str
-    method: Method
+    #: the registered method that draws it (:mod:`dgncore.drawing.registry`)
+    method: str
     steps: int
     optimizer: Literal["adamax", "adam", "sgd"]
     lr: float
@@ -127,91 +124,64 @@ class Preset:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def with_options(self, steps: int | None = None, size: int | None = None, width: float | None = None, **overrides: Any) -> "Preset":
+        """This preset with the options a person gave.
 
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in [
-        # Paper, Table 1 and generative_net.ipynb: 10 epochs x 50 steps, batch 1.
-        Preset(
-            name="untrained-paper", method="untrained", steps=500, optimizer="adamax", lr=0.002,
-            noise_sigma=2.0, reg_weight=0.01, penalty=0.01, final="last",
-            generator=GeneratorConfig(width=1.0, stages=6, out_size=224, rgb_last_stage=True),
-        ),
-        # Paper, Table 1 and generative_net_with_trained_decoder.ipynb: 30 epochs x 40 steps,
-        # median of the images after the last 10 epochs.
-        Preset(
-            name="pretrained-paper", method="pretrained", steps=1200, optimizer="sgd", lr=0.01,
-            momentum=0.1, nesterov=True, noise_sigma=0.05, reg_weight=0.1, penalty=0.01,
-            final="median", median_of=10, median_every=40, checkpoint=str(DEFAULT_DECODER),
-        ),
-        # CPU defaults (measured; README "Presets").
-        Preset(
-            name="untrained", method="untrained", steps=200, optimizer="adamax", lr=0.02,
-            noise_sigma=0.0, reg_weight=0.01, penalty=0.01, final="last", early_stop=0.99,
-            generator=GeneratorConfig(width=0.25, stages=6, out_size=224, rgb_last_stage=True),
-        ),
-        # No early stop: with the photo-trained decoder p passes 0.99 within 10-20 steps, long
-        # before the picture forms; all 200 steps took Lite2 top-1 from 3/16 to 11/16 on the
-        # tuning classes (bench/README.md, "Quality").
-        Preset(
-            name="pretrained", method="pretrained", steps=200, optimizer="adam", lr=0.3,
-            noise_sigma=0.0, reg_weight=0.1, penalty=0.01, final="last", early_stop=None, checkpoint=str(DEFAULT_DECODER),
-            init_jitter=0.5, restarts=1, prune_after=10, bf16=True,
-        ),
-        Preset(name="pixel", method="pixel", steps=200, optimizer="adam", lr=0.05, early_stop=0.99),
-        Preset(name="fourier", method="fourier", steps=256, optimizer="adam", lr=0.05, early_stop=0.99, transforms=True),
-        Preset(name="natural", method="natural", steps=128, optimizer="adam", lr=0.05, transforms=True, transform_set="lucent",
-               photo_stats=str(DEFAULT_STATS)),
-    ]
-}
+        ``steps``, ``size`` and ``width`` may be None (not given: the preset's value stays);
+        every other keyword is set as given, so ``early_stop=None`` switches the early stop
+        off, and so does ``early_stop=0`` (the command line's and the job queue's "0 =
+        never"). Front ends pass only the options a person gave."""
+        if size is not None or width is not None:
+            g = self.generator
+            try:
+                gen = dataclasses.replace(g, out_size=g.out_size if size is None else int(size), width=g.width if width is None else float(width))
+            except (TypeError, ValueError) as e:
+                raise InputError(f"bad generator size or width: {e}") from e
+            if not 0.05 <= gen.width <= 2:
+                raise InputError(f"generator width must be between 0.05 and 2, got {gen.width:g}")
+            overrides["generator"] = gen
+        if steps is not None:
+            overrides["steps"] = steps
+        if overrides.get("early_stop") == 0 and not isinstance(overrides["early_stop"], bool):
+            overrides["early_stop"] = None
+        return self.replace(**overrides)
 
 
-def get_preset(name: str) -> Preset:
-    """The preset called ``name``; a method name gives its CPU default."""
-    key = name.strip().lower()
-    if key not in PRESETS:
-        raise InputError(f"unknown method or preset {name[:40]!r}: choose one of {', '.join(PRESETS)}")
-    return PRESETS[key]
-
-
-# --------------------------------------------------------------------------- plain words
+#: an image source for ``n`` independent rows on a device, built from a preset
+SourceFn = Callable[[Preset, int, "torch.device"], "ImageSource"]
+#: the preset an audit uses at a classifier's input size: ``(size, steps, checkpoint)`` ->
+#: (preset, None), or (None, why the method cannot run here)
+AuditPresetFn = Callable[[int, "int | None", "str | None"], "tuple[Preset | None, str | None]"]
 
 
 @dataclass(frozen=True)
-class MethodInfo:
-    """How a method is named to people: what they get first, the paper's name second."""
+class AuditUse:
+    """How the bias audit uses a method."""
 
+    preset: AuditPresetFn
+    #: drawn when an audit names no methods
+    default: bool = True
+    #: its images are pasted by the intervention (a baseline whose images are adversarial
+    #: noise would measure adversarial fragility, not bias)
+    intervention: bool = True
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way to draw: its image source, its presets, how it is named to people, and how
+    the audit uses it. Families of methods declare these in :mod:`dgncore.drawing.methods`."""
+
+    name: str
+    #: what people read first, and one plain sentence on what changes and how pictures look
     label: str
-    #: one plain sentence: what changes, and what the pictures tend to look like
     blurb: str
+    source: SourceFn
+    #: the method's presets; the first is its default and bears its name
+    presets: tuple[Preset, ...]
+    audit: AuditUse
+
+    def __post_init__(self) -> None:
+        if not self.presets or self.presets[0].name != self.name or any(p.method != self.name for p in self.presets):
+            raise ValueError(f"method {self.name}: its first preset must bear its name, and every preset must name it")
 
 
-#: people-facing names of the methods (front ends list ``METHODS`` and look them up here;
-#: a method without an entry is shown by its id, see :func:`method_info`)
-METHOD_INFO: dict[str, MethodInfo] = {
-    "pretrained": MethodInfo(
-        "Image prior (paper, 4.2)",
-        "A network trained to redraw photographs does the drawing; only the code it draws from changes. Soft, photo-like pictures.",
-    ),
-    "untrained": MethodInfo(
-        "Random generator (paper, 4.1)",
-        "A drawing network starts from random weights and learns this one picture. Bold shapes and colours.",
-    ),
-    "pixel": MethodInfo(
-        "Raw pixels: the noise baseline",
-        "The pixels themselves change. The classifier is convinced quickly, but the picture usually looks like noise to us.",
-    ),
-    "fourier": MethodInfo(
-        "Fourier: Lucid-style",
-        "Pixels change through their frequencies and colours, checked under small shifts and turns. Detailed textures; fast.",
-    ),
-    "natural": MethodInfo(
-        "Photo-like: colours and detail of real photos",
-        "Like Fourier, but with the colours and the balance of coarse and fine detail measured on real photographs.",
-    ),
-}
-
-
-def method_info(method: str) -> MethodInfo:
-    """The plain name and one-liner of ``method``; an id without an entry is its own label."""
-    return METHOD_INFO.get(method) or MethodInfo(method, "")

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from dgncore.errors import InputError
 from dgncore.limits import Limits
-from dgncore.drawing.presets import DEFAULT_METHOD
+from dgncore.drawing.registry import DEFAULT_METHOD
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,9 @@ class JobSpec(_Spec):
     def validate(self, settings: Limits):
         """Check every field against the server's limits (no model is loaded); return the
         preset the job will run with. Bad values are one-line InputErrors."""
-        from dgncore.runs import make_preset
+        from dgncore.drawing.registry import make_preset
         from dgncore.drawing.optimize import MAX_BATCH, MAX_SEED
-        from dgncore.drawing.presets import PRESETS
+        from dgncore.drawing.registry import PRESETS
 
         targets = self.targets
         if not isinstance(targets, tuple) or not targets:
@@ -188,7 +188,7 @@ class AuditSpec(_Spec):
         from dgncore.audit.methods import parse_methods, parse_seeds
         from dgncore.audit.planted import is_builtin
         from dgncore.drawing.optimize import MAX_SEED
-        from dgncore.drawing.presets import get_preset
+        from dgncore.drawing.registry import get_preset
 
         if self.kind != "audit":
             raise InputError("an audit job has kind 'audit'")

@@ -1,0 +1,49 @@
+"""Pixels drawn through their frequencies and colours (Lucid's parameterisation): ``fourier``,
+and ``natural``, the same with the colours and spectrum measured on real photographs.
+
+``natural`` is the default method: measured best of ours for people (bench/README.md,
+"Quality"), with Lucent's standard transformations (``transform_set="lucent"``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dgncore.drawing.presets import AuditUse, Method, Preset
+from dgncore.drawing.sources import FourierSource, ImageSource
+from dgncore.paths import DEFAULT_STATS
+
+
+def sized_for_audit(preset: Preset):
+    """An audit preset at the classifier's input size (16-512 px), for methods whose image is its own size."""
+
+    def audit_preset(size: int, steps: int | None, checkpoint: str | None) -> tuple[Preset, None]:
+        return preset.with_options(steps=steps, size=max(16, min(size, 512))), None
+
+    return audit_preset
+
+
+def _fourier(preset: Preset, n: int, device: torch.device) -> ImageSource:
+    return FourierSource(preset, n)
+
+
+def _natural(preset: Preset, n: int, device: torch.device) -> ImageSource:
+    from dgncore.prior.photostats import load_photo_stats
+
+    return FourierSource(preset, n, load_photo_stats(preset.photo_stats or DEFAULT_STATS))
+
+
+_FOURIER = Preset(name="fourier", method="fourier", steps=256, optimizer="adam", lr=0.05, early_stop=0.99, transforms=True)
+_NATURAL = Preset(name="natural", method="natural", steps=128, optimizer="adam", lr=0.05, transforms=True, transform_set="lucent",
+                  photo_stats=str(DEFAULT_STATS))
+
+NATURAL = Method(
+    "natural", "Photo-like: colours and detail of real photos",
+    "Like Fourier, but with the colours and the balance of coarse and fine detail measured on real photographs.",
+    _natural, (_NATURAL,), AuditUse(sized_for_audit(_NATURAL), default=False),
+)
+FOURIER = Method(
+    "fourier", "Fourier: Lucid-style",
+    "Pixels change through their frequencies and colours, checked under small shifts and turns. Detailed textures; fast.",
+    _fourier, (_FOURIER,), AuditUse(sized_for_audit(_FOURIER), default=False),
+)
