@@ -52,7 +52,7 @@ from dgncore.drawing.registry import make_preset  # noqa: E402
 from dgncore.models.classifiers import Classifier, load_classifier  # noqa: E402
 from dgncore.data import load_image  # noqa: E402
 from dgncore.errors import InputError  # noqa: E402
-from dgncore.evaluation import DEFAULT_PHOTOS, PhotoBank, diversity, judge, judge_images, photo_bank  # noqa: E402
+from dgncore.evaluation import DEFAULT_PHOTOS, PhotoBank, diversity, judge_images, load_judge, photo_bank  # noqa: E402
 from dgncore.data import load_for_model  # noqa: E402
 from dgncore.drawing.objectives import Target  # noqa: E402
 from dgncore.drawing.optimize import optimize  # noqa: E402
@@ -159,7 +159,7 @@ def measure(clf: Classifier, methods: list[Method], targets: list[Target], seeds
     units: list[list[Method]] = [[m] for m in methods if not m.is_peer]
     for size in dict.fromkeys(m.size for m in methods if m.is_peer):
         units.append([m for m in methods if m.is_peer and m.size == size])
-    lite2 = judge(str(clf.device))
+    lite2 = load_judge(str(clf.device))
     rows = []
     for t in targets:
         for seed in seeds:
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     bank = None
     if Path(args.photos).is_dir():
         print(f"photo bank {args.photos} (embedded once, then cached) ...", file=sys.stderr, flush=True)
-        bank = photo_bank(args.photos, judge(str(clf.device)), progress=lambda i, n: print(f"\r  {i}/{n}", end="", file=sys.stderr, flush=True))
+        bank = photo_bank(args.photos, load_judge(str(clf.device)), progress=lambda i, n: print(f"\r  {i}/{n}", end="", file=sys.stderr, flush=True))
         print(file=sys.stderr)
     else:
         print(f"warning: no photo folder at {args.photos}: no plausibility ranks", file=sys.stderr)

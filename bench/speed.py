@@ -408,10 +408,10 @@ def print_throughput(rows: list[dict[str, Any]]) -> None:
 
 def time_to_target(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     from dgncore.data import load_image, save_png
-    from dgncore.evaluation import judge, judge_images, photo_bank
+    from dgncore.evaluation import judge_images, load_judge, photo_bank
     from peers import install_shims, lucent_until, run_lucent
 
-    held_out = judge(str(device))
+    held_out = load_judge(str(device))
     bank = None
     if Path(args.photos).is_dir():
         bank = photo_bank(args.photos, held_out)

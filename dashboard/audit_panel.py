@@ -390,7 +390,7 @@ def show_report(report: dict[str, Any], folder: Path) -> None:
         st.markdown("##### The cue detector's view (built-in models only)")
         verdicts(cue)
         st.plotly_chart(cue_chart(report), key="audit.cue", width="stretch")
-    gallery(report, folder)
+    class_boxes(report, folder)
 
 
 def suspects(iv: dict[str, Any]) -> None:
@@ -517,7 +517,7 @@ def _peak(rows: list[dict[str, Any]]) -> float:
     return max((r["cue"] or 0.0 for r in rows), default=0.0)
 
 
-def gallery(report: dict[str, Any], folder: Path) -> None:
+def class_boxes(report: dict[str, Any], folder: Path) -> None:
     """Per class, top suspects first: its verdict with the numbers and the intervention
     picture, then the generated images beside the dataset's samples and exemplars."""
     dc = report.get("dataset_classes") or {}

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from dashboard import eta
+from dashboard.records import attach_files
+from dgncore.cancel import Cancel, cancel_fn
 from dgncore.errors import InputError
 
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -152,7 +154,7 @@ def run_generation(
     model_name: str | None = None,
     overrides: dict[str, Any] | None = None,
     on_progress: ProgressFn | None = None,
-    cancel: threading.Event | Callable[[], bool] | None = None,
+    cancel: Cancel = None,
     keep_frames: bool = True,
     reuse: bool = True,
     session_id: str | None = None,
@@ -189,7 +191,7 @@ def run_generation(
     side = preset.generator.out_size
     if keep_frames and len(targets) * 3 * side * side * 4 * (preset.steps // 10 + 1) > FRAMES_BUDGET_BYTES:
         keep_frames = False  # a big batch: no GIFs rather than gigabytes of frames
-    is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+    is_cancelled = cancel_fn(cancel)
     queue = get_queue()
     session = session_id or current_session_id()
     root = results_root()
@@ -211,12 +213,7 @@ def run_generation(
             error = st.error or "the job failed"
             raise RuntimeError(error) if error.startswith("internal error") else InputError(error)
         folder = st.out_dir or (root / spec.out_dir)
-        for rec in st.records:
-            rec["_file"] = str((folder / rec["png"]).resolve())
-            gif = folder / (Path(rec["png"]).stem + ".gif")
-            if gif.is_file():
-                rec["_gif"] = str(gif.resolve())
-        out.extend(st.records)
+        out.extend(attach_files(rec, folder) for rec in st.records)
     return out
 
 
@@ -283,10 +280,7 @@ def find_saved(model_spec: str, target_texts: Sequence[str], method: str, steps:
                 out.append(example)
                 continue
             rec["cached"] = True
-            rec["_file"] = str((folder / rec["png"]).resolve())
-            gif = folder / (t.slug + ".gif")
-            if gif.is_file():
-                rec["_gif"] = str(gif.resolve())
+            attach_files(rec, folder)
             out.append(rec)
     return out
 

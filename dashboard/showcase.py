@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboard import eta
+from dashboard.records import attach_files
 
 #: where the examples are; ``DGN_EXAMPLES`` points elsewhere (an empty folder: none)
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -32,7 +33,7 @@ def _load(root: str) -> tuple[dict[str, Any], ...]:
 
     out = []
     for rec in scan_results(Path(root)):
-        rec["_file"] = str((Path(root) / rec["path"]).parent / rec["png"])
+        attach_files(rec, (Path(root) / rec["path"]).parent)
         rec["example"] = True
         out.append(rec)
     eta.observe_all(out, prior=True)

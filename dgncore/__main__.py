@@ -99,7 +99,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_gallery(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from dgncore.runs import class_targets, gallery, parse_shard
+    from dgncore.runs import class_targets, draw_classes, parse_shard
 
     shard = parse_shard(args.shard)
     preset = _preset(args)
@@ -118,7 +118,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         bar.refresh()
 
     t0 = time.perf_counter()
-    made = gallery(clf, targets, preset, Path(args.out), seed=args.seed, model=args.model, batch=args.batch, shard=shard, progress=progress,
+    made = draw_classes(clf, targets, preset, Path(args.out), seed=args.seed, model=args.model, batch=args.batch, shard=shard, progress=progress,
                    image_format=args.format)
     seconds = time.perf_counter() - t0
     bar.close()

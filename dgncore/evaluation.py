@@ -35,23 +35,22 @@ from dgncore.models.classifiers import Classifier, load_classifier
 from dgncore.data import image_files, write_bytes
 from dgncore.errors import InputError
 from dgncore.data import load_for_model
-from dgncore.models.classifiers import model_key
+from dgncore.models.classifiers import imagenet_wnids, model_key
 from dgncore.paths import DEFAULT_PHOTOS, cache_dir
 
 JUDGE_MODEL = "efficientnet_lite2"
 #: the photo folder beside a checkout: ``<repo>/../shared/imagenet-samples``
 #: bump when the embedding changes (preprocessing, layer), so old caches are not read
 EMBED_VERSION = 1
-#: two images closer than this cosine distance count as near-duplicates. Measured on 20
-#: photos: the same photo shifted by 8 px or mirrored is 0.03 away (median; 0.08 at
-#: most); two different photos of the 950 are at least 0.27 apart
+#: two images closer than this cosine distance count as near-duplicates: a photo shifted
+#: or mirrored sits well inside it, two different photos well outside (bench/README.md)
 NEAR_DUPLICATE = 0.1
 
 ProgressFn = Callable[[int, int], None]
 
 
 @functools.lru_cache(maxsize=2)
-def judge(device: str = "auto") -> Classifier:
+def load_judge(device: str = "auto") -> Classifier:
     """EfficientNet-Lite2, loaded once per process (and device)."""
     return load_classifier(JUDGE_MODEL, device=device)
 
@@ -69,7 +68,7 @@ def logits_and_embeddings(images: torch.Tensor, classifier: Classifier | None = 
     """One forward pass of the judge over [0, 1] images: (B, classes) logits and (B, D)
     L2-normalised penultimate features, both float32 on the CPU. The judge must be a timm
     model (``forward_features`` / ``forward_head``)."""
-    clf = classifier or judge()
+    clf = classifier or load_judge()
     images = _batch(images)
     fast = clf.fast_model if clf.fast else None
     model = fast if fast is not None else clf.model
@@ -93,14 +92,6 @@ def embed(images: torch.Tensor, classifier: Classifier | None = None, batch_size
 
 
 # --------------------------------------------------------------------------- photos
-
-
-@functools.lru_cache(maxsize=1)
-def imagenet_wnids() -> tuple[str, ...]:
-    """The 1,000 ImageNet WordNet ids in class-index order (timm's synset list)."""
-    from timm.data import ImageNetInfo
-
-    return tuple(ImageNetInfo().label_names())
 
 
 def photo_class(path: str | Path, wnids: Sequence[str] | None = None) -> int | None:
@@ -158,8 +149,6 @@ class PhotoBank:
         return out
 
 
-
-
 def bank_key(root: Path, files: Sequence[Path], classifier: Classifier) -> str:
     """A hash of the judge's weights and the folder's file list with sizes and mtimes."""
     h = hashlib.sha256(f"v{EMBED_VERSION}:{model_key(classifier)}:{classifier.input_size}".encode())
@@ -180,7 +169,7 @@ def photo_bank(
     """Embed every photo of ``folder`` with the judge (or load the cached embeddings of
     the same files and judge). Photos are resized on their short side and centre-cropped
     to the judge's input size."""
-    clf = classifier or judge()
+    clf = classifier or load_judge()
     root = Path(folder)
     files = image_files(root)
     if not files:
@@ -276,6 +265,6 @@ def diversity(embeddings: torch.Tensor | Sequence[torch.Tensor], near: float = N
 
 
 __all__ = [
-    "JUDGE_MODEL", "DEFAULT_PHOTOS", "NEAR_DUPLICATE", "judge", "logits_and_embeddings", "embed", "imagenet_wnids",
+    "JUDGE_MODEL", "DEFAULT_PHOTOS", "NEAR_DUPLICATE", "load_judge", "logits_and_embeddings", "embed",
     "photo_class", "PhotoBank", "photo_bank", "bank_key", "Judgement", "judge_images", "Diversity", "diversity",
 ]

@@ -7,17 +7,15 @@ request twice is served from disk.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from dgncore.cancel import Cancel, cancel_fn
 from dgncore.models.classifiers import Classifier
 from dgncore.errors import InputError
-from dgncore.models.generators import GeneratorConfig
 from dgncore.drawing.objectives import Target, parse_target
-from dgncore.drawing.optimize import MAX_BATCH, CancelFn, ProgressFn, optimize
+from dgncore.drawing.optimize import MAX_BATCH, ProgressFn, optimize
 from dgncore.drawing.presets import Preset
-from dgncore.drawing.registry import make_preset
 from dgncore.results import preset_record, read_result, run_records, save_result, write_index
 
 
@@ -59,7 +57,7 @@ def generate(
     model: str | None = None,
     stems: Sequence[str] | None = None,
     progress: ProgressFn | None = None,
-    cancel: CancelFn | threading.Event | None = None,
+    cancel: Cancel = None,
     reuse: bool = True,
     keep_frames: bool = False,
     check_every: int = 10,
@@ -133,7 +131,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return int(a), int(b)
 
 
-def gallery(
+def draw_classes(
     classifier: Classifier,
     targets: Sequence[Target],
     preset: Preset,
@@ -143,7 +141,7 @@ def gallery(
     batch: int = 8,
     shard: tuple[int, int] = (1, 1),
     progress: Callable[[int, int, list[dict[str, Any]]], None] | None = None,
-    cancel: CancelFn | threading.Event | None = None,
+    cancel: Cancel = None,
     image_format: str = "png",
 ) -> list[dict[str, Any]]:
     """Results for many targets in batches; resumable (done targets are skipped) and
@@ -160,7 +158,7 @@ def gallery(
     if progress:
         progress(finished, len(mine), [])
     for start in range(0, len(pending), batch):
-        if cancel is not None and (cancel.is_set() if isinstance(cancel, threading.Event) else cancel()):
+        if cancel_fn(cancel)():
             break
         chunk = pending[start : start + batch]
         recs = generate(classifier, chunk, preset, out_dir, seed=seed, model=model, cancel=cancel, image_format=image_format)
@@ -172,4 +170,4 @@ def gallery(
     return done
 
 
-__all__ = ["make_preset", "generate", "gallery", "parse_targets", "class_targets", "parse_shard", "cached_result", "GeneratorConfig"]
+__all__ = ["generate", "draw_classes", "parse_targets", "class_targets", "parse_shard", "cached_result"]

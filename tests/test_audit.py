@@ -111,10 +111,10 @@ def test_audit_with_a_cue_detector_judges_the_biased_class(ts_model, tmp_path):
 
 def test_judge_cue_criterion():
     per_seed = {"a": [0.02, 0.02, 0.001], "b": [0.001, 0.009, 0.0], "c": [0.0, 0.0, 0.0]}
-    v = run.judge_cue(per_seed, "a", [0, 1, 2])
+    v = run.cue_verdict(per_seed, "a", [0, 1, 2])
     assert [r["pass"] for r in v["per_seed"]] == [True, True, False]  # seed 2: below the margin
     assert not v["pass"] and v["passes"] == 2
-    v = run.judge_cue({"a": [0.02], "b": [0.011]}, "a", [0])
+    v = run.cue_verdict({"a": [0.02], "b": [0.011]}, "a", [0])
     assert not v["pass"]  # less than twice the next class
 
 

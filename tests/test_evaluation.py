@@ -13,7 +13,7 @@ from torch import nn
 
 from dgncore import evaluation as ev
 from dgncore import paths
-from dgncore.models.classifiers import Classifier
+from dgncore.models.classifiers import Classifier, imagenet_wnids
 from dgncore.data import holdout_split, image_files
 from dgncore.errors import InputError
 
@@ -49,7 +49,7 @@ def tiny_judge() -> Classifier:
 def _write_photos(folder, wnid_indices, seed=0):
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    wnids = ev.imagenet_wnids()
+    wnids = imagenet_wnids()
     for i in wnid_indices:
         arr = (rng.random((40, 48, 3)) * 255).astype(np.uint8)
         Image.fromarray(arr).save(folder / f"{wnids[i]}_class{i}.png")
@@ -81,7 +81,7 @@ def test_rank_takes_the_nearest_photo_of_the_class_and_ties_count_for_it():
 
 
 def test_wnid_mapping():
-    wnids = ev.imagenet_wnids()
+    wnids = imagenet_wnids()
     assert len(wnids) == 1000 and wnids[0] == "n01440764" and len(set(wnids)) == 1000
     assert ev.photo_class("n01440764_tench.JPEG") == 0
     assert ev.photo_class(f"/a/b/{wnids[999]}_toilet_tissue.JPEG") == 999
@@ -157,7 +157,7 @@ def test_real_photo_folder_maps_to_classes_and_the_judge_sees_them():
     assert len(held) == len(files) // 10
     from dgncore.data import load_for_model
 
-    judge = ev.judge()
+    judge = ev.load_judge()
     tench = next(f for f in files if ev.photo_class(f) == 0)
     img = load_for_model(tench, judge.input_size)
     (j,) = ev.judge_images(img, [0], None, judge)

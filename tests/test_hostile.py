@@ -26,7 +26,7 @@ from PIL import Image
 
 from conftest import TINY_CLASSES, TinyNet, make_tiny_classifier
 from dgncore import data
-from dgncore.runs import class_targets, gallery, generate, parse_shard, parse_targets
+from dgncore.runs import class_targets, draw_classes, generate, parse_shard, parse_targets
 from dgncore.drawing.registry import make_preset
 from dgncore.models.classifiers import Classifier, _load_cached, load_classifier, read_state_dict
 from dgncore.errors import InputError
@@ -479,7 +479,7 @@ def test_absurd_batches_shards_and_class_ranges_are_input_errors(tmp_path):
         generate(CLF, targets, make_preset("pixel", steps=1, size=16), tmp_path / "out")
     for batch in (0, -3, 10**6):
         with pytest.raises(InputError, match="batch"):
-            gallery(CLF, targets[:1], make_preset("pixel", steps=1, size=16), tmp_path / "out", batch=batch)
+            draw_classes(CLF, targets[:1], make_preset("pixel", steps=1, size=16), tmp_path / "out", batch=batch)
     for text in ("0-99999999999999", "5-2", "-1", "0-9,99", ""):
         with pytest.raises(InputError):
             class_targets(CLF, text)

@@ -84,7 +84,7 @@ def test_the_cycle_finder_finds_a_cycle():
 #: dgncore's parts from the ground up (docs/architecture.md): a module may import its own
 #: part and the parts below it, never one above
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("dgncore.errors", "dgncore.paths", "dgncore.data"),
+    ("dgncore.errors", "dgncore.paths", "dgncore.cancel", "dgncore.data"),
     ("dgncore.models",),
     ("dgncore.prior",),
     ("dgncore.drawing",),

@@ -52,22 +52,22 @@ def test_judge_verdicts():
     seeds = {0: _r(30, 64), 1: _r(35, 64), 2: _r(20, 64)}
     gen = _r(85, 192)
     # generated and the class's own patches both move images far above the controls
-    v = I.judge(gen, seeds, _r(60, 128), ctrl)
+    v = I.verdict(gen, seeds, _r(60, 128), ctrl)
     assert v["verdict"] == "confirmed shortcut" and all(v["checks"].values()) and not v["super_stimulus"]
     # the same generated patches, but nothing in the class's real images does it: a super-stimulus
-    v = I.judge(gen, seeds, _r(1, 128), ctrl)
+    v = I.verdict(gen, seeds, _r(1, 128), ctrl)
     assert v["verdict"] == "none" and v["super_stimulus"]
     # both move images, weakly: suspected
-    v = I.judge(_r(20, 192), seeds, _r(12, 128), ctrl)
+    v = I.verdict(_r(20, 192), seeds, _r(12, 128), ctrl)
     assert v["verdict"] == "suspected"
     # controls as strong as the patches: none
-    v = I.judge(gen, seeds, _r(60, 128), [_r(90, 200), _r(2, 200)])
+    v = I.verdict(gen, seeds, _r(60, 128), [_r(90, 200), _r(2, 200)])
     assert v["verdict"] == "none"
     # only one seed of three reaches the level: not confirmed
-    v = I.judge(gen, {0: _r(60, 64), 1: _r(5, 64), 2: _r(4, 64)}, _r(60, 128), ctrl)
+    v = I.verdict(gen, {0: _r(60, 64), 1: _r(5, 64), 2: _r(4, 64)}, _r(60, 128), ctrl)
     assert v["verdict"] == "suspected" and not v["checks"]["seeds"]
     # no real images of the class: the generated patches can raise a suspicion, never confirm it
-    v = I.judge(gen, seeds, I.rate(0, 0), ctrl)
+    v = I.verdict(gen, seeds, I.rate(0, 0), ctrl)
     assert v["verdict"] == "suspected" and not v["super_stimulus"]
     assert I.strongest(["none", "suspected"]) == "suspected" and I.strongest([]) == "none"
 

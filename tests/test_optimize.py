@@ -3,7 +3,7 @@ import threading
 import pytest
 import torch
 
-from dgncore.runs import class_targets, gallery, generate, parse_shard
+from dgncore.runs import class_targets, draw_classes, generate, parse_shard
 from dgncore.drawing.registry import make_preset
 from dgncore.data import load_image
 from dgncore.errors import InputError
@@ -97,10 +97,10 @@ def test_gallery_is_resumable_and_shardable(tiny_classifier, tmp_path):
     preset = _tiny(steps=2)
     targets = class_targets(tiny_classifier, "0-4,hen")
     assert [t.units[0] for t in targets] == [0, 1, 2, 3, 4, 8]
-    a = gallery(tiny_classifier, targets, preset, tmp_path, batch=2, shard=parse_shard("1/2"))
-    b = gallery(tiny_classifier, targets, preset, tmp_path, batch=2, shard=parse_shard("2/2"))
+    a = draw_classes(tiny_classifier, targets, preset, tmp_path, batch=2, shard=parse_shard("1/2"))
+    b = draw_classes(tiny_classifier, targets, preset, tmp_path, batch=2, shard=parse_shard("2/2"))
     assert len(a) == 3 and len(b) == 3
-    assert gallery(tiny_classifier, targets, preset, tmp_path, batch=2) == []  # all done: nothing recomputed
+    assert draw_classes(tiny_classifier, targets, preset, tmp_path, batch=2) == []  # all done: nothing recomputed
     import json
 
     index = json.loads((tmp_path / "index.json").read_text())

@@ -15,7 +15,8 @@ from dgncore.models.generators import N_FEATURES
 from dgncore.paths import DEFAULT_DECODER
 from dgncore.prior.training import PretrainConfig, main, pretrain, state_path_for
 from dgncore.prior.decoder import load_decoder
-from dgncore.prior.procedural import PhotoCrops, procedural_images
+from dgncore.prior.photos import PhotoCrops
+from dgncore.prior.procedural import procedural_images
 
 TINY = dict(width=0.0625, stages=4, out_size=32, batch=2, pool=6, refresh=1, mean_code_images=4, checkpoint_every=2)
 

@@ -11,7 +11,7 @@ import torch
 
 from conftest import TinyNet
 from dgncore.__main__ import main
-from dgncore.runs import gallery, generate
+from dgncore.runs import draw_classes, generate
 from dgncore.drawing.registry import make_preset
 from dgncore.models.classifiers import Classifier, _imagenet_names, load_classifier
 from dgncore.data import load_image
@@ -55,13 +55,13 @@ def test_lite2_gets_lite0s_opinion_and_other_models_none(tiny_classifier, tmp_pa
 
 def test_a_webp_gallery_is_scored_on_the_webp_and_reused(tiny_classifier, tmp_path):
     targets = [parse_target(t, tiny_classifier) for t in ("class:hen", "class:ostrich")]
-    made = gallery(tiny_classifier, targets, pixel(), tmp_path, image_format="webp")
+    made = draw_classes(tiny_classifier, targets, pixel(), tmp_path, image_format="webp")
     assert [r["png"] for r in made] == ["8_hen.webp", "9_ostrich.webp"]
     for rec, t in zip(made, targets):
         assert rec["p_target"] == score_image(tiny_classifier, load_image(tmp_path / rec["png"]), t)["p_target"]
         assert "WEBP" in rec["scored_on"]
     assert not list(tmp_path.glob("*.png"))
-    assert gallery(tiny_classifier, targets, pixel(), tmp_path, image_format="webp") == []  # all on disk already
+    assert draw_classes(tiny_classifier, targets, pixel(), tmp_path, image_format="webp") == []  # all on disk already
     index = json.loads((tmp_path / "index.json").read_text())
     assert {r["png"] for r in index["results"]} == {"8_hen.webp", "9_ostrich.webp"}
 

@@ -39,11 +39,11 @@ def predictions(paths: tuple[str, ...], mtimes: tuple[float, ...], model: str, _
 
 
 def matching_folder(folders: list[str], idx: int, clf) -> str:
-    names = {clf.classes[idx].lower(), str(idx)} | {s.strip().lower() for s in clf.descriptions[idx].split(",")}
-    for f in folders:
-        if f.lower() in names or f.lower().replace("_", " ") in names:
-            return f
-    return folders[0]
+    """The folder whose name means class ``idx`` (as the whole-model audit reads folder names), else the first."""
+    from dgncore.audit.datasets import folder_classes
+
+    means = folder_classes(folders, clf)
+    return next((f for f in folders if means[f] == idx), folders[0])
 
 
 st.title("Audit a model")

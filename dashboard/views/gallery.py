@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import cards, page, runner, showcase, state, words
+from dashboard.records import attach_files
 
 PAGE = "gallery"
 PAGE_SIZE = 24
@@ -49,12 +50,7 @@ def scan(folder: str, fp: tuple[int, float]) -> list[dict]:
     from dgncore.results import scan_results
 
     recs = scan_results(Path(folder))
-    for r in recs:
-        r["_file"] = str((Path(folder) / r["path"]).parent / r["png"])
-        gif = Path(r["_file"]).with_suffix(".gif")
-        if gif.is_file():
-            r["_gif"] = str(gif)
-    return recs
+    return [attach_files(r, (Path(folder) / r["path"]).parent) for r in recs]
 
 
 if not root.is_dir() and root != runner.results_root().expanduser():

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 
 from dgncore.data import IMAGE_SUFFIXES
 from dgncore.errors import InputError
-from dgncore.models.classifiers import Classifier
+from dgncore.models.classifiers import Classifier, imagenet_wnids
 
 
 
@@ -25,6 +26,29 @@ class DatasetMatch:
     folders: list[str]
     class_of: dict[str, int]
     files: dict[str, list[Path]]
+
+
+def folder_classes(names: Sequence[str], classifier: Classifier) -> dict[str, int | None]:
+    """The class each folder name means for ``classifier`` (None: no class): a class name or
+    one of its synonyms (case and ``_``/``-`` ignored), a class index, or an ImageNet
+    WordNet id for 1000-class models."""
+    lookup: dict[str, int] = {}
+    for i, d in enumerate(classifier.descriptions):
+        for syn in d.split(","):
+            lookup.setdefault(_norm(syn), i)
+    for i, c in enumerate(classifier.classes):  # the short name wins over another class's synonym
+        lookup[_norm(c)] = i
+    wnids = {w: i for i, w in enumerate(imagenet_wnids())} if classifier.n_classes == 1000 else {}
+    out: dict[str, int | None] = {}
+    for name in names:
+        key = _norm(name)
+        if key in lookup:
+            out[name] = lookup[key]
+        elif key.isdigit() and int(key) < classifier.n_classes:
+            out[name] = int(key)
+        else:
+            out[name] = wnids.get(name)
+    return out
 
 
 def check_dataset(folder: str | Path, classifier: Classifier) -> DatasetMatch:
@@ -51,26 +75,8 @@ def check_dataset(folder: str | Path, classifier: Classifier) -> DatasetMatch:
                 raise InputError(f"class folder {sub.name[:60]!r} in {root.name[:60]} holds no images: {len(entries)} other file(s), e.g. {entries[0].name[:40]!r}")
             raise InputError(f"class folder {sub.name[:60]!r} in {root.name[:60]} is empty")
         files[sub.name] = imgs
-    lookup: dict[str, int] = {}
-    for names in (classifier.descriptions, classifier.classes):
-        for i, d in enumerate(names):
-            for syn in d.split(",") if names is classifier.descriptions else [d]:
-                lookup.setdefault(_norm(syn), i)
-    for i, c in enumerate(classifier.classes):  # the short name wins over another class's synonym
-        lookup[_norm(c)] = i
-    wnids = _wnids() if classifier.n_classes == 1000 else {}
-    class_of: dict[str, int] = {}
-    unmatched = []
-    for name in files:
-        key = _norm(name)
-        if key in lookup:
-            class_of[name] = lookup[key]
-        elif key.isdigit() and int(key) < classifier.n_classes:
-            class_of[name] = int(key)
-        elif name in wnids:
-            class_of[name] = wnids[name]
-        else:
-            unmatched.append(name)
+    class_of = {name: i for name, i in folder_classes(list(files), classifier).items() if i is not None}
+    unmatched = [name for name in files if name not in class_of]
     if unmatched:
         shown = ", ".join(repr(n[:40]) for n in unmatched[:4]) + (f" and {len(unmatched) - 4} more" if len(unmatched) > 4 else "")
         some = ", ".join(classifier.classes[:6]) + (", ..." if classifier.n_classes > 6 else "")
@@ -83,11 +89,3 @@ def check_dataset(folder: str | Path, classifier: Classifier) -> DatasetMatch:
     return DatasetMatch(root, list(files), class_of, files)
 
 
-def _wnids() -> dict[str, int]:
-    try:
-        from timm.data import ImageNetInfo
-
-        info = ImageNetInfo()
-        return {info.index_to_label_name(i): i for i in range(1000)}
-    except Exception:  # noqa: BLE001 - optional convenience
-        return {}

@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from dgncore.cancel import Cancel, cancel_fn
 from dgncore.data import MAX_IMAGES, folder_key, list_images, load_for_model, write_bytes
 from dgncore.models.classifiers import Classifier, model_key
 from dgncore.paths import cache_dir
@@ -241,7 +242,7 @@ def build_index(
     use_cache: bool = True,
     cache: str | Path | None = None,
     progress: ProgressFn | None = None,
-    cancel: Callable[[], bool] | threading.Event | None = None,
+    cancel: Cancel = None,
 ) -> ExemplarIndex:
     """The exemplar index of ``folder`` for ``classifier`` (from the cache when the same
     model and the same files were indexed before); ``layers`` are layer names from
@@ -256,7 +257,7 @@ def build_index(
             if not known:
                 raise InputError(f"model {classifier.name} has no layers that can be indexed (TorchScript models give class exemplars only)")
             raise InputError(f"unknown layer {bad[0][:60]!r}; list them with: python -m dgncore layers")
-    is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+    is_cancelled = cancel_fn(cancel)
     key = f"{model_key(classifier)}-{folder_key(root, paths)}-{'skip' if skip_unreadable else 'strict'}"
     path = Path(cache) if cache is not None else cache_dir("exemplars") / f"{key}.npz"
     if use_cache and path.is_file():

@@ -22,7 +22,7 @@ patch" from "any patch": same-size patches cut at random places from real images
 ``c`` and from real images of other classes. Every rate comes with a 95% Wilson interval
 over its (patch, image) pairs; G's rate per seed shows whether it holds at each seed.
 
-The verdict per class and method (:func:`judge`, :data:`CRITERION`) uses thresholds
+The verdict per class and method (:func:`verdict`, :data:`CRITERION`) uses thresholds
 fixed in this file before the measurements they judge; a class's verdict is the
 strongest of its methods'. "Confirmed shortcut" means: a small patch, found in generated
 images without knowing the cue, moves real images of other classes to this class, and so
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -46,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dgncore.cancel import Cancel, cancel_fn
 from dgncore.models.classifiers import Classifier
 from dgncore.data import load_image, save_png
 from dgncore.drawing.registry import INTERVENTION_METHODS
@@ -142,7 +142,7 @@ def rate(k: int, n: int) -> dict[str, Any]:
     return {"flips": int(k), "n": int(n), "rate": round(k / n, 4) if n else None, "ci": [round(lo, 4), round(hi, 4)]}
 
 
-def judge(generated: dict[str, Any], per_seed: dict[Any, dict[str, Any]], located: dict[str, Any] | None,
+def verdict(generated: dict[str, Any], per_seed: dict[Any, dict[str, Any]], located: dict[str, Any] | None,
           controls: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
     """The verdict for one class and method (:data:`CRITERION`). ``generated`` (G),
     ``located`` (L: the class's real images' own most class-carrying patches) and each
@@ -172,12 +172,12 @@ def judge(generated: dict[str, Any], per_seed: dict[Any, dict[str, Any]], locate
             "located_real": bool(located and located.get("n")) and located["rate"] >= SUSPECT_RATE and located["ci"][0] > c_hi}
     no_real = not (located and located.get("n"))
     if all(checks.values()):
-        verdict = "confirmed shortcut"
+        outcome = "confirmed shortcut"
     elif all(weak.values()) or (no_real and checks["generated"] and checks["seeds"]):
-        verdict = "suspected"  # (without real images of the class, the generated patches alone can raise a suspicion, never confirm one)
+        outcome = "suspected"  # (without real images of the class, the generated patches alone can raise a suspicion, never confirm one)
     else:
-        verdict = "none"
-    return {"verdict": verdict, "checks": checks, "control_rate": round(c_rate, 4), "control_upper": round(c_hi, 4),
+        outcome = "none"
+    return {"verdict": outcome, "checks": checks, "control_rate": round(c_rate, 4), "control_upper": round(c_hi, 4),
             "seeds_at_confirm_level": seeds_ok, "super_stimulus": bool(checks["generated"] and not weak["located_real"] and not no_real)}
 
 
@@ -360,7 +360,7 @@ def run_intervention(
     out: str | Path,
     config: InterventionConfig = InterventionConfig(),
     progress: ProgressFn | None = None,
-    cancel: Callable[[], bool] | threading.Event | None = None,
+    cancel: Cancel = None,
 ) -> dict[str, Any]:
     """Test every class's generated images by intervention; returns the report's
     ``intervention`` entry and writes ``OUT/intervention/<class>.png`` (the patches and a
@@ -370,7 +370,7 @@ def run_intervention(
     ``seed``); ``class_index`` maps the report's class names to the model's indices;
     ``match`` is the checked dataset whose images are pasted onto."""
     config.validate()
-    is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+    is_cancelled = cancel_fn(cancel)
     report = progress or (lambda _s, _d, _t: None)
     root, out = Path(root), Path(out)
     size = classifier.input_size
@@ -432,7 +432,7 @@ def _one_class(classifier: Classifier, name: str, cls: int, generated: dict[str,
         test = _patch_test if kind == "patch" else _transfer_test
         res = test(kind, classifier, cls, gen_imgs, real_imgs, random_imgs, targets, side, config, rng)
         for m, r in res["methods"].items():
-            r.update(judge(r, r["per_seed"], res["located_real"], list(res["controls"].values())))
+            r.update(verdict(r, r["per_seed"], res["located_real"], list(res["controls"].values())))
         entry["kinds"][kind] = res
     best_kind, best = min(((k, m) for k, res in entry["kinds"].items() for m in res["methods"]),
                           key=lambda km: (VERDICTS.index(entry["kinds"][km[0]]["methods"][km[1]]["verdict"]),
@@ -565,5 +565,5 @@ def _picture(classifier: Classifier, name: str, cls: int, kind: str, patches: li
 
 __all__ = [
     "CONFIRM_LOWER", "CRITERION", "DEFAULT_METHODS", "KINDS", "InterventionConfig", "RATIO", "SUSPECT_RATE", "VERDICTS",
-    "flips", "judge", "locate", "paste", "rate", "run_intervention", "strongest", "transfer", "wilson", "window_positions",
+    "flips", "verdict", "locate", "paste", "rate", "run_intervention", "strongest", "transfer", "wilson", "window_positions",
 ]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 
+from dgncore.cancel import Cancel, cancel_fn
 from dgncore.errors import InputError
 from dgncore.audit.builtin import audit_builtin
 from dgncore.audit.intervention import InterventionConfig
@@ -94,7 +94,7 @@ def audit(
     device: str = "auto",
     allow_torchscript: bool = True,
     progress: Callable[[AuditProgress], None] | None = None,
-    cancel: Callable[[], bool] | threading.Event | None = None,
+    cancel: Cancel = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Audit a model and write its report folder; the one call the CLI and a page make.
@@ -117,7 +117,7 @@ def audit(
         + (["index"] if dataset or isinstance(model, str) and planted.is_builtin(model) else []) + ["generate"] \
         + (["intervention"] if intervention is not None else []) + ["report"]
     clock = ProgressClock(progress or (lambda _p: None), phases)
-    is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+    is_cancelled = cancel_fn(cancel)
     built = None
     if isinstance(model, str) and planted.is_builtin(model):
         built = planted.builtin(model, progress=lambda step, total, _loss: clock("training the built-in model (once)", step, total))

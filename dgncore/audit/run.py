@@ -21,7 +21,6 @@ for a method when, at every seed, the biased class's generated images carry the 
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import torch
 
+from dgncore.cancel import Cancel, cancel_fn
 from dgncore.models.classifiers import Classifier
 from dgncore.data import load_image, save_png, write_json
 from dgncore.data import slug
@@ -83,7 +83,7 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
     return {"mean": round(float(a.mean()), 5), "sd": round(float(a.std(ddof=1)) if len(a) > 1 else 0.0, 5), "n": int(len(a))}
 
 
-def judge_cue(per_seed: dict[str, list[float]], biased: str, seeds: Sequence[int]) -> dict[str, Any]:
+def cue_verdict(per_seed: dict[str, list[float]], biased: str, seeds: Sequence[int]) -> dict[str, Any]:
     """Apply :data:`CRITERION` to ``per_seed[class][i]`` = mean cue score of that class's
     images at ``seeds[i]``."""
     rows = []
@@ -119,7 +119,7 @@ def run_audit(
     checkpoint: str | Path | None = None,
     reuse: bool = True,
     progress: ProgressFn | None = None,
-    cancel: Callable[[], bool] | threading.Event | None = None,
+    cancel: Cancel = None,
     intervention: InterventionConfig | None = None,
 ) -> dict[str, Any]:
     """Run an audit and write the report folder; returns the report (also in
@@ -141,7 +141,7 @@ def run_audit(
     t_start = time.perf_counter()
     out = Path(out_dir)
     model_name = model_name or classifier.name
-    is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+    is_cancelled = cancel_fn(cancel)
     report_progress = progress or (lambda _s, _d, _t: None)
     if not 1 <= k <= 16:
         raise InputError("k (images per class, method and seed) must be between 1 and 16")
@@ -366,7 +366,7 @@ def cue_summary(report: dict[str, Any], cue_name: str, biased: str | None) -> di
         means = {c: float(np.mean(v)) for c, v in per_seed.items()}
         entry["top_class"] = max(means, key=lambda c: means[c]) if means and max(means.values()) > 0 else None
         if biased is not None and len(per_seed) > 1:
-            entry["verdict"] = judge_cue(per_seed, biased, seeds)
+            entry["verdict"] = cue_verdict(per_seed, biased, seeds)
         out["methods"][m] = entry
     out["dataset"] = {c: v.get("cue") for c, v in report.get("dataset_classes", {}).items() if v.get("cue")}
     return out
@@ -408,4 +408,4 @@ def load_report(out_dir: str | Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- CLI
 
 
-__all__ = ["CRITERION", "cue_rows", "cue_summary", "judge_cue", "load_report", "run_audit"]
+__all__ = ["CRITERION", "cue_rows", "cue_summary", "cue_verdict", "load_report", "run_audit"]

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import numbers
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
 
+from dgncore.cancel import Cancel, CancelFn, cancel_fn
 from dgncore.models.classifiers import Classifier
 from dgncore.errors import InputError
 from dgncore.models.hardware import native_bf16
@@ -76,7 +76,6 @@ class RunResult:
 
 
 ProgressFn = Callable[[Progress], None]
-CancelFn = Callable[[], bool]
 
 
 def quantize(images: torch.Tensor) -> torch.Tensor:
@@ -143,7 +142,7 @@ def optimize(
     preset: Preset,
     seed: int = 0,
     progress: ProgressFn | None = None,
-    cancel: CancelFn | threading.Event | None = None,
+    cancel: Cancel = None,
     check_every: int = 10,
     keep_frames: bool = False,
     bf16: bool | None = None,
@@ -166,7 +165,7 @@ def optimize(
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
         raise InputError(f"seed must be a whole number between 0 and {MAX_SEED}, got {str(seed)[:30]!r}")
     device = classifier.device
-    is_cancelled: CancelFn = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+    is_cancelled: CancelFn = cancel_fn(cancel)
     n = len(targets)
     n_starts = preset.restarts
     amp = use_bf16(preset, device) if bf16 is None else bool(bf16)

@@ -63,14 +63,11 @@ class Preset:
     init_jitter: float = 0.0
     #: independent starts per target, run in the same batch; each target returns the start
     #: whose saved image scores highest (and stops early as soon as one start reaches
-    #: ``early_stop``). Measured for ``pretrained`` with the shipped decoder: one start
-    #: jittered by 0.5 reached p >= 0.9 on 31 of 32 (class, seed) pairs in about half the
-    #: time of 4 raced starts jittered by 2 (29 of 32), so its preset runs one (README, "Presets").
+    #: ``early_stop``). One jittered start measured faster than raced starts for
+    #: ``pretrained`` (bench/README.md, "Presets").
     restarts: int = 1
     #: with restarts: after this many steps only each target's best start so far goes on
-    #: (0: every start runs until its target stops). Measured for ``pretrained`` with 4
-    #: starts (8 classes, batch 1, two seeds): 10 takes 0.57-0.61x the median time to
-    #: p >= 0.9 of 30 and reaches the same classes (README, "Presets").
+    #: (0: every start runs until its target stops; bench/README.md, "Presets").
     prune_after: int = 0
     #: the classifier sees each step's images padded, jittered, scaled and rotated at random
     #: (Lucid's transformation robustness; the saved image is never transformed)
@@ -79,8 +76,8 @@ class Preset:
     #: "lucent" (Lucent's standard set; measured better for ``natural``, bench/README.md)
     transform_set: Literal["robust", "lucent"] = "robust"
     #: run the training pass under bf16 autocast where the device has native bf16 units
-    #: (scores and saved images stay fp32). Measured per method (bench/README.md): same
-    #: classes reached in 0.68x the time for ``pretrained``; ``untrained`` reached none
+    #: (scores and saved images stay fp32). It pays for some methods and not others
+    #: (bench/README.md), so each preset says
     bf16: bool = False
 
     def replace(self, **changes: Any) -> "Preset":

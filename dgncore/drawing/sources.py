@@ -213,8 +213,7 @@ class FourierSource(ImageSource):
         fx = torch.fft.rfftfreq(size)[None, :]
         freqs = torch.sqrt(fx * fx + fy * fy)
         # Lucid/Lucent's fft_image: scale = 1 / max(f, 1/size) (decay power 1), image / 4.
-        # (An extra 1/size here once made every Adam step 56x smaller than Lucent's: the
-        # baseline then reached p >= 0.9 on 2 of 8 classes in 256 steps; bench/README.md.)
+        # (An extra 1/size here once made every Adam step far smaller than Lucent's; bench/README.md.)
         lucid = 1.0 / torch.clamp(freqs, min=1.0 / size)
         if stats is None:
             scale, colour, offset = lucid[None], _COLOR_CORRELATION, torch.zeros(3)

@@ -384,9 +384,7 @@ def fold_batchnorm(model: nn.Module, input_size: int, device: torch.device) -> n
     its data flow is left alone).
 
     The copy costs the model's memory once more, so models over ``FOLD_MAX_BYTES`` of
-    parameters keep the plain path. Measured on the 2-core dev box, EfficientNet-Lite0
-    forward + input gradient: 0.71-0.74x the time of the unfolded model at 1 thread
-    (batch 1 and 4; 0.60-0.65x at 2 threads), see bench/README.md."""
+    parameters keep the plain path. What it saves is measured in bench/README.md ("ab")."""
     if isinstance(model, torch.jit.ScriptModule):
         return None
     if sum(p.numel() * p.element_size() for p in model.parameters()) > FOLD_MAX_BYTES:
@@ -504,3 +502,13 @@ def model_key(classifier: Classifier) -> str:
     with _model_keys_lock:
         _model_keys[classifier] = key
     return key
+
+
+
+@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=1)
+def imagenet_wnids() -> tuple[str, ...]:
+    """The 1,000 ImageNet WordNet ids in class-index order (timm's synset list)."""
+    from timm.data import ImageNetInfo
+
+    return tuple(ImageNetInfo().label_names())

@@ -29,8 +29,8 @@ PAPER_STAGES: tuple[tuple[int, int], ...] = ((512, 2), (256, 3), (256, 3), (128,
 
 NoiseKind = Literal["additive", "multiplicative", "none"]
 
-#: Run G in channels-last memory format (read when a Generator is built): 0.66-0.89x the
-#: time of NCHW for G's forward+backward on 2 CPU cores (bench/README.md).
+#: Run G in channels-last memory format (read when a Generator is built; faster than NCHW
+#: on the CPUs measured in bench/README.md, "ab").
 CHANNELS_LAST = True
 
 

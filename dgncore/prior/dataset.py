@@ -16,18 +16,17 @@ state every :data:`CHECKPOINT_EVERY` steps, so a stopped or interrupted run resu
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from dgncore.cancel import Cancel, cancel_fn
 from dgncore import paths
 from dgncore.errors import InputError
 
-#: the default budget: on the built-in case (64 px, 200 images) a decoder of 600 steps
-#: cannot draw the stamp, one of 2400 can and the pretrained method's triangle images then
-#: carry it at 3/3 seeds (docs/audit.md, "A prior from the audited dataset")
+#: the default budget, the smallest measured to draw the built-in case's cue (docs/audit.md,
+#: "A prior from the audited dataset")
 DEFAULT_STEPS = 2400
 #: the decoder's channel width: 0.25 takes half the time of 0.5 per step, and a budget
 #: of steps matters more than width for drawing a small cue
@@ -90,7 +89,7 @@ def train_prior(
     input_size: int,
     steps: int = DEFAULT_STEPS,
     progress: PriorProgress | None = None,
-    cancel: Callable[[], bool] | threading.Event | None = None,
+    cancel: Cancel = None,
     force: bool = False,
     device: str = "cpu",
 ) -> Prior:
@@ -107,7 +106,7 @@ def train_prior(
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"dataset folder {str(root)[:120]} does not exist")
-    is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+    is_cancelled = cancel_fn(cancel)
     report = progress or (lambda *_a: None)
     report("hashing the dataset", 0, 1, None)
     path = prior_path(root, input_size, steps)

@@ -34,7 +34,8 @@ from dgncore.errors import InputError
 from dgncore.models.hardware import native_bf16
 from dgncore.models.generators import SEED_CHANNELS, SEED_SIZE, Encoder, Generator, GeneratorConfig
 from dgncore.prior.decoder import load_decoder, save_decoder
-from dgncore.prior.procedural import KINDS, PhotoCrops, procedural_batch
+from dgncore.prior.photos import PhotoCrops
+from dgncore.prior.procedural import KINDS, procedural_batch
 
 Progress = Callable[[int, int, float], None]
 
@@ -69,8 +70,8 @@ class PretrainConfig:
     #: ... of which this many are replaced by fresh ones every step
     refresh: int = 2
     checkpoint_every: int = 100
-    #: bfloat16 autocast where the device has native bf16 units (about 2x faster on such a
-    #: CPU, several times slower where it is emulated; weights and BatchNorm stay float32)
+    #: bfloat16 autocast where the device has native bf16 units (it is slower where it is
+    #: emulated; weights and BatchNorm stay float32)
     bf16: bool = True
     #: photo folders: leave out the fixed held-out tenth (:func:`dgncore.data.holdout_split`),
     #: on which the finished decoder's reconstruction error is measured
