@@ -176,14 +176,10 @@ def run_generation(
     seeds = [int(seed)] if isinstance(seed, int) else [int(s) for s in seed]
     if not seeds:
         raise InputError("give at least one seed")
-    if any(not 0 <= s < 2**31 for s in seeds):
-        raise InputError("seeds must be whole numbers from 0 to 2147483647")
     texts = [t for t in (str(x).strip() for x in target_texts) if t]
     if not texts:
         raise InputError("nothing to generate: give at least one target")
     limits = settings()
-    if len(texts) > limits.max_batch:
-        raise InputError(f"at most {limits.max_batch} targets in one run, got {len(texts)}")
     preset = build_preset(method, steps, size, width, overrides)
     clf = load(model_spec, weights)
     targets = parse_targets(texts, clf)
@@ -195,15 +191,17 @@ def run_generation(
     queue = get_queue()
     session = session_id or current_session_id()
     root = results_root()
+    specs = [JobSpec(
+        tuple(t.spec for t in targets), model=model_spec, method=method, steps=steps, seed=s, size=size, width=width,
+        out_dir=out_dir_for(name, preset, s, root=Path(".")).as_posix(), weights=weights, reuse=reuse,
+        overrides=dict(overrides or {}), model_name=name, gif=keep_frames,
+    ) for s in seeds]
+    for spec in specs:  # the job's own checks (seeds, batch, limits) before any seed waits in the queue
+        spec.validate(limits)
     out: list[dict[str, Any]] = []
-    for k, s in enumerate(seeds):
+    for k, (s, spec) in enumerate(zip(seeds, specs)):
         if is_cancelled():
             break
-        spec = JobSpec(
-            tuple(t.spec for t in targets), model=model_spec, method=method, steps=steps, seed=s, size=size, width=width,
-            out_dir=out_dir_for(name, preset, s, root=Path(".")).as_posix(), weights=weights, reuse=reuse,
-            overrides=dict(overrides or {}), model_name=name, gif=keep_frames,
-        )
         job = queue.submit(spec, session)
         st = _follow(queue, job, is_cancelled, on_progress and (lambda p, s=s, k=k: on_progress(RunProgress(p, s, k, len(seeds)))), on_queued)
         if st.started and st.finished and st.state == "done":
@@ -211,7 +209,7 @@ def run_generation(
         eta.observe_all(st.records)
         if st.state == "failed":
             error = st.error or "the job failed"
-            raise RuntimeError(error) if error.startswith("internal error") else InputError(error)
+            raise RuntimeError(error) if st.error_kind == "internal" else InputError(error)
         folder = st.out_dir or (root / spec.out_dir)
         out.extend(attach_files(rec, folder) for rec in st.records)
     return out

@@ -72,7 +72,7 @@ def test_audit_writes_report_for_a_torchscript_model(ts_model, dataset, tmp_path
     out = tmp_path / "report"
     stages = []
     rep = run.run_audit(clf, out, dataset=dataset, methods=["pixel", "untrained"], seeds=[0, 1], steps=2, samples=2, exemplars=2,
-                      progress=lambda s, d, t: stages.append(s))
+                      progress=lambda s, d, t, **_: stages.append(s))
     assert (out / "report.json").is_file() and (out / "report.html").is_file()
     assert json.loads((out / "report.json").read_text())["classes"] == CLASSES
     assert rep["methods"] == ["pixel", "untrained"] and rep["seeds"] == [0, 1]

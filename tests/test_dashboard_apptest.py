@@ -450,7 +450,7 @@ def test_audit_page_leads_with_the_whole_model_and_explains_the_demo(demo_env):
     assert at.selectbox(key="whole.builtin").value == "planted"
     assert "Sepia tone on 70% of the triangles" in at.selectbox(key="whole.builtin").options
     assert [m.label for m in at.metric][0] == "Other shapes called triangle with the cue"
-    assert at.multiselect(key="whole.methods").value == ["pretrained", "untrained"] and at.text_input(key="whole.seeds").value == "0,1,2"
+    assert at.multiselect(key="whole.methods").value == ["pretrained", "untrained", "pixel"] and at.text_input(key="whole.seeds").value == "0,1,2"
     assert not at.checkbox(key="whole.prior.demo").value  # training a prior takes long: a person asks for it
     assert any("No report for these settings yet" in c.value for c in at.caption)
     assert any("uses its own small built-in model" in c.value for c in at.sidebar.caption)

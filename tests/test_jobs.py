@@ -164,10 +164,23 @@ def test_a_job_finishes_and_saves_after_its_session_went_away(queue, tiny_model)
 
 def test_a_bad_target_fails_the_job_with_one_line_and_writes_nothing(queue, tiny_model):
     st = queue.wait(queue.submit(small(tiny_model, "class:tench", "class:99999", out_dir="bad"), "s"), timeout=60)
-    assert st.state == "failed" and "out of range" in st.error and "\n" not in st.error
+    assert st.state == "failed" and "out of range" in st.error and "\n" not in st.error and st.error_kind == "input"
     assert not (queue.settings.results_dir / "bad").exists()
     ok = queue.wait(queue.submit(small(tiny_model, out_dir="after"), "s"), timeout=60)
-    assert ok.state == "done"  # the worker survived
+    assert ok.state == "done" and ok.error_kind is None  # the worker survived
+
+
+def test_a_bug_in_a_job_is_an_internal_failure_and_the_worker_survives(queue, tiny_model, monkeypatch):
+    from dgncore.serving import local_queue
+
+    def broken(*a, **k):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(local_queue, "execute", broken)
+    st = queue.wait(queue.submit(small(tiny_model, out_dir="bug"), "s"), timeout=60)
+    assert st.state == "failed" and st.error_kind == "internal" and "ZeroDivisionError" in st.error
+    monkeypatch.undo()
+    assert queue.wait(queue.submit(small(tiny_model, out_dir="after-bug"), "s"), timeout=60).state == "done"
 
 
 @pytest.mark.slow
@@ -434,7 +447,7 @@ def test_rq_jobs_run_in_order_in_a_worker_process_and_save_their_files(rq_settin
         assert s.step == s.total == 2 and s.queue_wait > 0 and s.preview
         assert_results_load(s)
     failed = q.status(bad)
-    assert failed.state == "failed" and "out of range" in failed.error and "\n" not in failed.error
+    assert failed.state == "failed" and "out of range" in failed.error and "\n" not in failed.error and failed.error_kind == "input"
     assert q.status(cancelled).state == "cancelled" and not (rq_settings.results_dir / "never").exists()
     assert not (rq_settings.results_dir / "bad").exists()
     assert q.session_jobs("s0") == []

@@ -58,7 +58,7 @@ def audit_builtin(out_dir: str | Path, model: Any = "planted", dataset: str | Pa
         ckpt = kwargs.get("checkpoint") or make_preset("pretrained").checkpoint
         if ckpt and Path(ckpt).is_file() and _is_decoder(Path(ckpt)):
             if kwargs.get("progress"):
-                kwargs["progress"]("checking that the decoder can draw the cue", 0, 1)
+                kwargs["progress"]("checking that the decoder can draw the cue", 0, 1, phase="generate")
             gen = torch.Generator().manual_seed(7)
             labels = torch.arange(3)  # circle, square, triangle, each with the cue
             cued = planted.add_cue(model.config, planted.render_clean(model.config, labels, gen), gen)

@@ -87,7 +87,8 @@ MAX_POOL = 400
 KINDS: tuple[str, ...] = ("patch", "texture", "colour")
 PICTURE_THUMB = 112
 
-ProgressFn = Callable[[str, int, int], None]
+#: ``progress(stage, done, total, *, phase)`` (see :data:`dgncore.audit.run.ProgressFn`)
+ProgressFn = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -371,7 +372,7 @@ def run_intervention(
     ``match`` is the checked dataset whose images are pasted onto."""
     config.validate()
     is_cancelled = cancel_fn(cancel)
-    report = progress or (lambda _s, _d, _t: None)
+    report = progress or (lambda *_a, **_k: None)
     root, out = Path(root), Path(out)
     size = classifier.input_size
     side = max(2, int(round(config.patch * size)))
@@ -379,7 +380,7 @@ def run_intervention(
     if not methods:
         raise InputError(f"no generated images to test: the intervention uses the methods {', '.join(config.methods or DEFAULT_METHODS)}")
     rng = np.random.default_rng(config.seed)
-    report("intervention: loading held-out images", 0, 1)
+    report("intervention: loading held-out images", 0, 1, phase="intervention")
     pool = _pool(classifier, match, MAX_POOL, rng, is_cancelled)
     folder_of = {idx: name for name, idx in match.class_of.items()}
     classes = list(class_index)
@@ -387,9 +388,9 @@ def run_intervention(
     for ci, name in enumerate(classes):
         if is_cancelled():
             raise InputError("the audit was cancelled")
-        report(f"intervention: {name}", ci, len(classes))
+        report(f"intervention: {name}", ci, len(classes), phase="intervention")
         results[name] = _one_class(classifier, name, class_index[name], generated, methods, pool, match, folder_of, root, out, side, config, rng)
-    report("intervention", len(classes), len(classes))
+    report("intervention", len(classes), len(classes), phase="intervention")
     ranking = sorted(classes, key=lambda c: (VERDICTS.index(results[c]["verdict"]), -(results[c]["ci"][0] or 0), -(results[c]["flip_rate"] or 0)))
     kinds = list(config.kinds)
     for i, c in enumerate(ranking):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,28 +36,11 @@ class AuditProgress:
 PHASES: tuple[str, ...] = ("model", "prior", "index", "generate", "intervention", "report")
 
 
-_STEP = re.compile(r"step (\d+)/(\d+)")
-
-
-def _phase_of(stage: str) -> str:
-    s = stage.lower()
-    if s.startswith(("training the demo model", "training the built-in")):
-        return "model"
-    if s.startswith(("training the dataset prior", "hashing the dataset")):
-        return "prior"
-    if s.startswith("indexing"):
-        return "index"
-    if s.startswith("intervention"):
-        return "intervention"
-    if s.startswith("writing"):
-        return "report"
-    return "generate"
-
-
 class ProgressClock:
-    """Turns run_audit's ``(stage, done, total)`` calls into :class:`AuditProgress` with a
-    time-left estimate per phase (elapsed / fraction done x fraction left; in the
-    generation phase the fraction counts the optimisation steps of the current batch)."""
+    """Turns the audit's progress calls (stage, count, phase and, while drawing, the
+    optimisation step) into :class:`AuditProgress` with a time-left estimate per phase
+    (elapsed / fraction done x fraction left; in the generation phase the fraction counts
+    the optimisation steps of the current batch)."""
 
     def __init__(self, sink: Callable[[AuditProgress], None], phases: Sequence[str]) -> None:
         self.sink, self.phases = sink, list(phases)
@@ -66,15 +48,14 @@ class ProgressClock:
         self.phase: str | None = None
         self.phase_t0 = self.t0
 
-    def __call__(self, stage: str, done: int, total: int, left: float | None = None) -> None:
-        phase = _phase_of(stage)
+    def __call__(self, stage: str, done: int, total: int, left: float | None = None, *, phase: str,
+                 step: tuple[int, int] | None = None) -> None:
         now = time.perf_counter()
         if phase != self.phase:
             self.phase, self.phase_t0 = phase, now
         frac = done / total if total else 0.0
-        m = _STEP.search(stage) if phase == "generate" else None
-        if m and total and int(m.group(2)):
-            frac = (done + int(m.group(1)) / int(m.group(2))) / total
+        if step is not None and total and step[1]:
+            frac = (done + step[0] / step[1]) / total
         if left is None and 0.02 <= frac < 1:
             left = (now - self.phase_t0) / frac * (1 - frac)
         no = self.phases.index(phase) + 1 if phase in self.phases else len(self.phases)
@@ -120,7 +101,7 @@ def audit(
     is_cancelled = cancel_fn(cancel)
     built = None
     if isinstance(model, str) and planted.is_builtin(model):
-        built = planted.builtin(model, progress=lambda step, total, _loss: clock("training the built-in model (once)", step, total))
+        built = planted.builtin(model, progress=lambda step, total, _loss: clock("training the built-in model (once)", step, total, phase="model"))
         clf = built.classifier()
         dataset = dataset or built.samples
     elif isinstance(model, Classifier):
@@ -139,7 +120,7 @@ def audit(
         if kwargs.get("checkpoint"):
             raise InputError("give either a decoder checkpoint or --train-prior, not both")
         got = prior_mod.train_prior(dataset, clf.input_size, steps=prior_steps or prior_mod.DEFAULT_STEPS,
-                                    progress=lambda st, d, t, left: clock(st, d, t, left), cancel=is_cancelled)
+                                    progress=lambda st, d, t, left: clock(st, d, t, left, phase="prior"), cancel=is_cancelled)
         kwargs["checkpoint"] = got.path
         kwargs["methods"] = parse_methods(kwargs.get("methods", DEFAULT_METHODS))
         extra["prior"] = {"checkpoint": str(got.path), "cached": got.cached, "steps": got.meta.get("steps_done"),

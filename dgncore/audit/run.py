@@ -57,7 +57,10 @@ CRITERION = (
     "a method passes when all seeds pass"
 )
 
-ProgressFn = Callable[[str, int, int], None]
+#: ``progress(stage, done, total, *, phase, step=None)``: the stage in plain words, its count,
+#: the phase it belongs to (:data:`dgncore.audit.pipeline.PHASES`) and, while drawing, the
+#: optimisation step of the current batch as (step, steps)
+ProgressFn = Callable[..., None]
 CueFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -142,7 +145,7 @@ def run_audit(
     out = Path(out_dir)
     model_name = model_name or classifier.name
     is_cancelled = cancel_fn(cancel)
-    report_progress = progress or (lambda _s, _d, _t: None)
+    report_progress = progress or (lambda *_a, **_k: None)
     if not 1 <= k <= 16:
         raise InputError("k (images per class, method and seed) must be between 1 and 16")
     if not 0 <= samples <= 64 or not 0 <= exemplars <= 32:
@@ -173,8 +176,8 @@ def run_audit(
     index = None
     dataset_info: dict[str, Any] = {}
     if match is not None:
-        report_progress("indexing the dataset", 0, 1)
-        index = build_index(classifier, match.root, progress=lambda d, t: report_progress("indexing the dataset", d, t), cancel=is_cancelled)
+        report_progress("indexing the dataset", 0, 1, phase="index")
+        index = build_index(classifier, match.root, progress=lambda d, t: report_progress("indexing the dataset", d, t, phase="index"), cancel=is_cancelled)
         labels = np.asarray(index.labels, dtype=object)
         pred = index.predicted
         probs = index.probabilities
@@ -237,12 +240,13 @@ def run_audit(
         for s in seeds:
             if is_cancelled():
                 raise InputError("the audit was cancelled")
-            report_progress(f"{m} seed {s}", done, total)
+            report_progress(f"{m} seed {s}", done, total, phase="generate")
             folder = out / "generated" / m / f"seed{s}"
             for lo in range(0, len(batch_targets), MAX_BATCH):
                 recs = generate(classifier, batch_targets[lo : lo + MAX_BATCH], preset, folder, seed=s, model=model_name,
                                 stems=batch_stems[lo : lo + MAX_BATCH], cancel=cancel, reuse=reuse,
-                                progress=lambda p, m=m, s=s, done=done: report_progress(f"{m} seed {s}: step {p.step}/{p.total}", done, total))
+                                progress=lambda p, m=m, s=s, done=done: report_progress(f"{m} seed {s}: step {p.step}/{p.total}", done, total,
+                                                                                                   phase="generate", step=(p.step, p.total)))
                 for j, rec in enumerate(recs):
                     name = names[(lo + j) // k]
                     png = folder / rec["png"]
@@ -266,7 +270,7 @@ def run_audit(
     if intervention is not None and match is not None and skipped_intervention is None:
         tested = run_intervention(classifier, generated, {n: t.units[0] for n, t in zip(names, targets)}, match, out, out, intervention,
                                   progress=report_progress, cancel=is_cancelled)
-    report_progress("writing the report", total, total)
+    report_progress("writing the report", total, total, phase="report")
 
     report: dict[str, Any] = {
         "version": 1,

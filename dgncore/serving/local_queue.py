@@ -144,15 +144,15 @@ class LocalQueue(JobQueue):
         try:
             result = execute(job.spec, self.settings, report, job.cancel.is_set)
             state: JobState = "cancelled" if result["cancelled"] else "done"
-            error = result.get("error")
+            error, kind = result.get("error"), None
             records = result["records"]
         except InputError as e:
-            state, error, records = "failed", one_line(e), []
+            state, error, kind, records = "failed", one_line(e), "input", []
         except Exception as e:  # noqa: BLE001 - a bug must not kill the worker thread
             log.error("job %s failed:\n%s", st.job_id, traceback.format_exc())
-            state, error, records = "failed", f"internal error: {type(e).__name__}: {one_line(e)}", []
+            state, error, kind, records = "failed", f"internal error: {type(e).__name__}: {one_line(e)}", "internal", []
         with self._cond:
-            st.state, st.error, st.records, st.finished = state, error, records, time.time()
+            st.state, st.error, st.error_kind, st.records, st.finished = state, error, kind, records, time.time()
             st.preview = None
             self._prune()
             final = dataclasses.replace(st)

@@ -149,11 +149,11 @@ class RedisQueue(JobQueue):
             st.records = list(result.get("records", []))
             st.error = result.get("error")
             if result.get("input_error"):
-                st.state = "failed"
+                st.state, st.error_kind = "failed", "input"
             else:
                 st.state = "cancelled" if result.get("cancelled") else "done"
         elif rq_state == "failed":
-            st.state = "failed"
+            st.state, st.error_kind = "failed", "internal"
             res = job.latest_result()
             exc = (getattr(res, "exc_string", None) or job.exc_info or "").strip()
             st.error = "internal error: " + (exc.splitlines()[-1][:300] if exc else "the worker failed")

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+ErrorKind = Literal["input", "internal"]
 
 
 FINAL_STATES = ("done", "failed", "cancelled")
@@ -52,7 +53,11 @@ class JobStatus:
     phases: int = 0
     left_s: float | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
+    #: one line for a person: why the job failed, or what stopped it early
     error: str | None = None
+    #: what kind of failure: "input" (a request the person can change) or "internal" (a bug
+    #: or a broken worker; the log has the rest); None when the job did not fail
+    error_kind: ErrorKind | None = None
     submitted: float | None = None
     started: float | None = None
     finished: float | None = None
