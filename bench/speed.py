@@ -289,9 +289,11 @@ def throughput(clf: Classifier, args: argparse.Namespace, device: torch.device) 
                     if what == "loop":
                         sync(device)
                         t = time.perf_counter()
-                        optimize(clf, targets, p, check_every=args.check_every)
+                        run = optimize(clf, targets, p, check_every=args.check_every)
                         sync(device)
                         loop_t.append((time.perf_counter() - t) / steps)
+                        if min(run.steps) < steps:  # a per-step time is only one if every row ran every step
+                            raise RuntimeError(f"{name} b{b}: rows stopped at {run.steps} of {steps} steps")
                     else:
                         sync(device)
                         t = time.perf_counter()

@@ -22,6 +22,17 @@ def test_the_readme_is_a_front_door_that_fits_one_screen():
     assert re.search(r"!\[[^\]]+\]\(docs/\w+\.png\)", text)  # one picture of real output
 
 
+def test_the_map_of_the_house_names_every_module_of_the_core():
+    """docs/architecture.md is the map a newcomer reads: a module it does not name is a room
+    nobody can find."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [p.relative_to(ROOT).as_posix() for p in (ROOT / "dgncore").rglob("*.py")
+               if p.name != "__init__.py" and p.name not in text]
+    assert not missing, f"docs/architecture.md does not name {missing}"
+    for part in ("models/", "prior/", "drawing/", "audit/", "serving/", "views/"):
+        assert part in text
+
+
 def test_every_relative_link_and_the_dockerfiles_reference_resolve():
     for doc in DOCS:
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):

@@ -20,8 +20,6 @@ from dgncore.models.generators import GeneratorConfig
 if TYPE_CHECKING:
     import torch
 
-    from dgncore.drawing.sources import ImageSource
-
 
 MAX_STEPS = 20_000
 MAX_OUT_SIZE = 512
@@ -144,8 +142,9 @@ class Preset:
         return self.replace(**overrides)
 
 
-#: an image source for ``n`` independent rows on a device, built from a preset
-SourceFn = Callable[[Preset, int, "torch.device"], "ImageSource"]
+#: an image source (a :class:`dgncore.drawing.sources.ImageSource`) for ``n`` independent
+#: rows on a device, built from a preset
+SourceFn = Callable[[Preset, int, "torch.device"], "torch.nn.Module"]
 #: the preset an audit uses at a classifier's input size: ``(size, steps, checkpoint)`` ->
 #: (preset, None), or (None, why the method cannot run here)
 AuditPresetFn = Callable[[int, "int | None", "str | None"], "tuple[Preset | None, str | None]"]
