@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from dgncore.audit.pipeline import AuditProgress, audit
 from dgncore.audit.cli import _print_summary
 from dgncore.audit.intervention import InterventionConfig
+from dgncore.audit.pipeline import AuditProgress, audit
 
 #: ImageNet classes with a known or reported shortcut (evaluation.md; Singla & Feizi 2022; the paper)
 SUSPECTS = ["tench", "hummingbird", "koala", "ibex", "otter", "Band Aid", "carton", "cradle", "crib", "harmonica", "monitor", "muzzle",

@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from dgncore.audit import planted
-from dgncore.prior import dataset as prior_mod
 from dgncore.audit.pipeline import audit
+from dgncore.prior import dataset as prior_mod
 
 
 def row(name: str, rep: dict) -> list[dict]:

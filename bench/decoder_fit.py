@@ -25,11 +25,11 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from dgncore.models.classifiers import pick_device  # noqa: E402
 from dgncore.data import save_png  # noqa: E402
 from dgncore.evaluation import DEFAULT_PHOTOS  # noqa: E402
-from dgncore.prior.fitting import fit_codes, heldout_photos  # noqa: E402
+from dgncore.models.classifiers import pick_device  # noqa: E402
 from dgncore.prior.decoder import load_decoder  # noqa: E402
+from dgncore.prior.fitting import fit_codes, heldout_photos  # noqa: E402
 
 
 def main() -> None:

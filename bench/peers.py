@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dgncore.models.classifiers import Classifier  # noqa: E402
 from dgncore.errors import InputError  # noqa: E402
+from dgncore.models.classifiers import Classifier  # noqa: E402
 
 LUCENT_STEPS = 256
 LUCENT_SIZE = 224

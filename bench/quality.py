@@ -45,21 +45,33 @@ for _p in (ROOT, ROOT / "bench"):
         sys.path.insert(0, str(_p))
 
 import torch  # noqa: E402
+from peers import install_shims, parse_peer, run_lucent  # noqa: E402  (imports lucent only when run)
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from dgncore.runs import class_targets, generate  # noqa: E402
-from dgncore.drawing.registry import make_preset  # noqa: E402
-from dgncore.models.classifiers import Classifier, load_classifier  # noqa: E402
-from dgncore.data import load_image  # noqa: E402
-from dgncore.errors import InputError  # noqa: E402
-from dgncore.evaluation import DEFAULT_PHOTOS, PhotoBank, diversity, judge_images, load_judge, photo_bank  # noqa: E402
-from dgncore.data import load_for_model  # noqa: E402
+from dgncore.data import (
+    load_for_model,  # noqa: E402
+    load_image,  # noqa: E402
+)
 from dgncore.drawing.objectives import Target  # noqa: E402
 from dgncore.drawing.optimize import optimize  # noqa: E402
-from dgncore.drawing.registry import METHODS, PRESETS  # noqa: E402
 from dgncore.drawing.presets import Preset  # noqa: E402
+from dgncore.drawing.registry import (  # noqa: E402
+    METHODS,
+    PRESETS,
+    make_preset,  # noqa: E402
+)
+from dgncore.errors import InputError  # noqa: E402
+from dgncore.evaluation import (  # noqa: E402
+    DEFAULT_PHOTOS,
+    PhotoBank,
+    diversity,
+    judge_images,
+    load_judge,
+    photo_bank,
+)
+from dgncore.models.classifiers import Classifier, load_classifier  # noqa: E402
 from dgncore.results import save_result  # noqa: E402
-from peers import install_shims, parse_peer, run_lucent  # noqa: E402  (imports lucent only when run)
+from dgncore.runs import class_targets, generate  # noqa: E402
 
 #: classes to tune on (all from the photos' training split)
 TUNE = ["tench", "koala", "goldfinch", "carton", "ski", "hummingbird", "daisy", "volcano"]

@@ -56,14 +56,14 @@ for _p in (ROOT, ROOT / "bench"):
         sys.path.insert(0, str(_p))
 
 import torch  # noqa: E402
+from peers import parse_peer  # noqa: E402  (lucent itself is imported only when a peer runs)
 
-from dgncore.drawing.registry import make_preset  # noqa: E402
-from dgncore.models.classifiers import Classifier, load_classifier  # noqa: E402
 from dgncore.drawing.objectives import Objective, parse_target  # noqa: E402
 from dgncore.drawing.optimize import build_source, optimize, use_bf16  # noqa: E402
-from dgncore.paths import DEFAULT_DECODER  # noqa: E402
 from dgncore.drawing.presets import Preset  # noqa: E402
-from peers import parse_peer  # noqa: E402  (lucent itself is imported only when a peer runs)
+from dgncore.drawing.registry import make_preset  # noqa: E402
+from dgncore.models.classifiers import Classifier, load_classifier  # noqa: E402
+from dgncore.paths import DEFAULT_DECODER  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 #: a spread of ImageNet classes (tench, goldfinch, tabby, volcano, pizza, daisy, school bus,
@@ -194,7 +194,7 @@ def preset_for(name: str, args: argparse.Namespace) -> tuple[Preset, str]:
         return preset.replace(checkpoint=str(ckpt)), ""
     path = RESULTS / f"random_decoder_w{args.decoder_width:g}.safetensors"
     if not path.is_file():
-        from dgncore.models.generators import Generator, GeneratorConfig, N_FEATURES
+        from dgncore.models.generators import N_FEATURES, Generator, GeneratorConfig
         from dgncore.prior.decoder import save_decoder
 
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -326,10 +326,9 @@ def ab(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[
     """Each speed switch off vs on: bare forward+backward steps (the only part a switch
     touches) alternated step by step, so each pair shares the machine's load."""
 
-    from dgncore.models import generators
-
     from dgncore.drawing.methods import paper
     from dgncore.drawing.methods.paper import cached_decoder
+    from dgncore.models import generators
 
     def set_gen_cl(on: bool) -> None:
         generators.CHANNELS_LAST = on
@@ -409,9 +408,10 @@ def print_throughput(rows: list[dict[str, Any]]) -> None:
 
 
 def time_to_target(clf: Classifier, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    from peers import install_shims, lucent_until, run_lucent
+
     from dgncore.data import load_image, save_png
     from dgncore.evaluation import judge_images, load_judge, photo_bank
-    from peers import install_shims, lucent_until, run_lucent
 
     held_out = load_judge(str(device))
     bank = None

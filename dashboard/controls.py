@@ -13,8 +13,8 @@ from typing import Any
 import streamlit as st
 
 from dashboard import page, runner, state, words
-from dgncore.errors import InputError
 from dgncore.drawing.registry import get_preset
+from dgncore.errors import InputError
 
 SIZES = [32, 64, 96, 128, 160, 224, 256, 320, 384, 512]
 DEFAULT_SIZE = 224

@@ -123,8 +123,8 @@ def build_preset(method: str, steps: int | None = None, size: int | None = None,
 
 
 def load(model_spec: str, weights: str | None = None):
-    from dgncore.models.classifiers import load_classifier
     from dgncore.limits import settings
+    from dgncore.models.classifiers import load_classifier
 
     limits = settings()
     limits.check_model(model_spec, weights)
@@ -168,8 +168,8 @@ def run_generation(
     :class:`InputError`. Each seed is one job in the queue, submitted for
     ``session_id`` (default: the current Streamlit session); ``on_queued`` gets the
     job's place in the queue while it waits (1 = next), then None."""
-    from dgncore.runs import parse_targets
     from dgncore.limits import settings
+    from dgncore.runs import parse_targets
     from dgncore.serving.specs import JobSpec
     from dgncore.serving.worker import get_queue
 

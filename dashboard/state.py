@@ -8,12 +8,11 @@ its value goes back into the URL (defaults are left out to keep links short).
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
-
-import os
 
 import streamlit as st
 

@@ -6,11 +6,11 @@
     records = generate(clf, [parse_target("class:tench", clf)], make_preset(), "out/")
 """
 
-from dgncore.runs import class_targets, draw_classes, generate
-from dgncore.drawing.registry import make_preset
-from dgncore.models.classifiers import Classifier, load_classifier
-from dgncore.errors import InputError
 from dgncore.drawing.objectives import Target, parse_target
 from dgncore.drawing.optimize import optimize
+from dgncore.drawing.registry import make_preset
+from dgncore.errors import InputError
+from dgncore.models.classifiers import Classifier, load_classifier
+from dgncore.runs import class_targets, draw_classes, generate
 
 __all__ = ["Classifier", "InputError", "Target", "class_targets", "draw_classes", "generate", "load_classifier", "make_preset", "optimize", "parse_target"]

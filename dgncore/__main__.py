@@ -58,8 +58,8 @@ def _preset(args: argparse.Namespace):
 
 
 def _classifier(args: argparse.Namespace):
-    from dgncore.models.classifiers import load_classifier
     from dgncore.limits import torchscript_allowed
+    from dgncore.models.classifiers import load_classifier
 
     return load_classifier(args.model, weights=args.weights, device=args.device, allow_torchscript=torchscript_allowed())
 

@@ -273,7 +273,6 @@ def iter_chunks(items: list, size: int) -> Iterable[list]:
         yield items[i : i + size]
 
 
-
 #: the most images a folder may offer (more are left out, and said)
 MAX_IMAGES = 20_000
 _file_hashes: dict[tuple[str, int, int], str] = {}

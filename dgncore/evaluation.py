@@ -31,11 +31,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dgncore.models.classifiers import Classifier, load_classifier
-from dgncore.data import image_files, write_bytes
+from dgncore.data import image_files, load_for_model, write_bytes
 from dgncore.errors import InputError
-from dgncore.data import load_for_model
-from dgncore.models.classifiers import imagenet_wnids, model_key
+from dgncore.models.classifiers import (
+    Classifier,
+    imagenet_wnids,
+    load_classifier,
+    model_key,
+)
 from dgncore.paths import DEFAULT_PHOTOS, cache_dir
 
 JUDGE_MODEL = "efficientnet_lite2"

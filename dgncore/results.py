@@ -23,11 +23,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dgncore.models.classifiers import Classifier, is_imagenet
 from dgncore.data import load_image, save_image, write_bytes, write_json
-from dgncore.errors import InputError
 from dgncore.drawing.objectives import Objective, Target
 from dgncore.drawing.presets import Preset
+from dgncore.errors import InputError
+from dgncore.models.classifiers import Classifier, is_imagenet
 
 VERSION = 1
 INDEX = "index.json"

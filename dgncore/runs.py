@@ -11,12 +11,18 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from dgncore.cancel import Cancel, cancel_fn
-from dgncore.models.classifiers import Classifier
-from dgncore.errors import InputError
 from dgncore.drawing.objectives import Target, parse_target
 from dgncore.drawing.optimize import MAX_BATCH, ProgressFn, optimize
 from dgncore.drawing.presets import Preset
-from dgncore.results import preset_record, read_result, run_records, save_result, write_index
+from dgncore.errors import InputError
+from dgncore.models.classifiers import Classifier
+from dgncore.results import (
+    preset_record,
+    read_result,
+    run_records,
+    save_result,
+    write_index,
+)
 
 
 def _request_key(rec: dict[str, Any]) -> tuple:

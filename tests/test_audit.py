@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from dgncore.__main__ import main
 from dgncore.audit import builtin, datasets, methods, run
 from dgncore.audit import exemplars as E
-from dgncore.__main__ import main
-from dgncore.models.classifiers import Classifier, load_classifier
 from dgncore.errors import InputError
+from dgncore.models.classifiers import Classifier, load_classifier
 from dgncore.paths import DEFAULT_DECODER
 
 CLASSES = ["cat", "dog", "tiger shark"]
@@ -299,9 +299,9 @@ def test_generation_after_an_exemplar_index_on_a_batchnorm_model(dataset, tmp_pa
     """The BN-folded copy is built lazily; built first inside the index's inference_mode,
     its weights used to be inference tensors and generating then failed (the audit of an
     EfficientNet with a dataset indexes first, then generates)."""
-    from dgncore.runs import generate
-    from dgncore.drawing.registry import make_preset
     from dgncore.drawing.objectives import parse_target
+    from dgncore.drawing.registry import make_preset
+    from dgncore.runs import generate
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
@@ -315,7 +315,7 @@ def test_generation_after_an_exemplar_index_on_a_batchnorm_model(dataset, tmp_pa
 def test_pretrained_method_with_a_decoder_file(ts_model, tmp_path):
     """A decoder rendering at another size than the preset's default works (the audit
     takes the generator config from the decoder file's header)."""
-    from dgncore.models.generators import Generator, GeneratorConfig, N_FEATURES
+    from dgncore.models.generators import N_FEATURES, Generator, GeneratorConfig
     from dgncore.prior.decoder import save_decoder
 
     cfg = GeneratorConfig(width=0.05, stages=2, out_size=40, running_stats=True)

@@ -15,10 +15,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import peers  # noqa: E402
 import quality  # noqa: E402
+
 from dgncore.data import holdout_split, image_files  # noqa: E402
+from dgncore.drawing.registry import PRESETS  # noqa: E402
 from dgncore.errors import InputError  # noqa: E402
 from dgncore.evaluation import DEFAULT_PHOTOS, PhotoBank, photo_class  # noqa: E402
-from dgncore.drawing.registry import PRESETS  # noqa: E402
 
 
 def test_peer_and_method_names():

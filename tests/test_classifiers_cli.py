@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_CLASSES, TinyNet
 from safetensors.torch import save_file
 
-from conftest import TINY_CLASSES, TinyNet
 from dgncore.__main__ import main
-from dgncore.models.classifiers import load_classifier, read_state_dict
 from dgncore.errors import InputError
+from dgncore.models.classifiers import load_classifier, read_state_dict
 
 
 @pytest.fixture

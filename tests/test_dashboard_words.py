@@ -84,8 +84,9 @@ def test_a_runs_time_left_follows_its_measured_steps():
 
 def test_colours_come_from_the_theme_and_no_page_writes_raw_html():
     import re
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parents[1]
     theme = tomllib.loads((root / ".streamlit" / "config.toml").read_text())["theme"]
@@ -94,7 +95,7 @@ def test_colours_come_from_the_theme_and_no_page_writes_raw_html():
         text = path.read_text()
         assert "unsafe_allow_html" not in text, path  # user names reach pages only through words.md
         assert "cache_resource" not in text, path  # the classifier is cached once, by dgncore (pages and queue alike)
-        if path.name != "audit_panel.py":  # the audit's cue chart (issue 15's) still names its colours
+        if path.name != "audit_report.py":  # the audit's cue chart (issue 15's) still names its colours
             assert not re.findall(r"#[0-9a-fA-F]{6}\b", text), path
 
 

@@ -56,9 +56,9 @@ def test_the_examples_are_small_complete_and_each_has_a_second_opinion():
 
 
 def test_an_examples_scores_are_those_of_its_stored_file():
-    from dgncore.models.classifiers import load_classifier
     from dgncore.data import load_image
     from dgncore.drawing.objectives import parse_target
+    from dgncore.models.classifiers import load_classifier
     from dgncore.results import score_image, second_opinion
 
     path = sorted(EXAMPLES.glob("*/105_koala.json"))[0]

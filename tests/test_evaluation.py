@@ -13,9 +13,9 @@ from torch import nn
 
 from dgncore import evaluation as ev
 from dgncore import paths
-from dgncore.models.classifiers import Classifier, imagenet_wnids
 from dgncore.data import holdout_split, image_files
 from dgncore.errors import InputError
+from dgncore.models.classifiers import Classifier, imagenet_wnids
 
 
 class TinyTimmNet(nn.Module):

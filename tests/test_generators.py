@@ -1,6 +1,12 @@
 import torch
 
-from dgncore.models.generators import Encoder, FeatureLayer, Generator, GeneratorConfig, paper_parameter_count
+from dgncore.models.generators import (
+    Encoder,
+    FeatureLayer,
+    Generator,
+    GeneratorConfig,
+    paper_parameter_count,
+)
 
 
 def test_paper_parameter_count_matches_table_1():

@@ -20,18 +20,29 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_CLASSES, TinyNet, make_tiny_classifier
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-
-from conftest import TINY_CLASSES, TinyNet, make_tiny_classifier
-from dgncore import data
-from dgncore.runs import class_targets, draw_classes, generate, parse_shard, parse_targets
-from dgncore.drawing.registry import make_preset
-from dgncore.models.classifiers import Classifier, _load_cached, load_classifier, read_state_dict
-from dgncore.errors import InputError
-from dgncore.drawing.objectives import Target, parse_target
 from tiny_torchscript import save_tiny_torchscript
+
+from dgncore import data
+from dgncore.drawing.objectives import Target, parse_target
+from dgncore.drawing.registry import make_preset
+from dgncore.errors import InputError
+from dgncore.models.classifiers import (
+    Classifier,
+    _load_cached,
+    load_classifier,
+    read_state_dict,
+)
+from dgncore.runs import (
+    class_targets,
+    draw_classes,
+    generate,
+    parse_shard,
+    parse_targets,
+)
 
 CLF = make_tiny_classifier()
 FAST = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])

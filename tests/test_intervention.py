@@ -13,11 +13,11 @@ from torch import nn
 
 from dgncore.audit import intervention as I
 from dgncore.audit import planted as P
-from dgncore.audit.pipeline import audit
 from dgncore.audit.datasets import check_dataset
-from dgncore.models.classifiers import Classifier
+from dgncore.audit.pipeline import audit
 from dgncore.data import save_png
 from dgncore.errors import InputError
+from dgncore.models.classifiers import Classifier
 
 
 @pytest.fixture(autouse=True)

@@ -14,17 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_torchscript import save_tiny_torchscript
 
 from dgncore.data import open_image
 from dgncore.errors import InputError
 from dgncore.limits import Limits
-from dgncore.serving.specs import AuditSpec, JobSpec, spec_from_dict
+from dgncore.results import read_result
+from dgncore.serving.execute import execute
 from dgncore.serving.local_queue import LocalQueue
 from dgncore.serving.rq_queue import RedisQueue
-from dgncore.serving.execute import execute
+from dgncore.serving.specs import AuditSpec, JobSpec, spec_from_dict
 from dgncore.serving.worker import get_queue, reset_queue
-from dgncore.results import read_result
-from tiny_torchscript import save_tiny_torchscript
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,12 +12,16 @@ import torch
 from PIL import Image
 
 from dgncore.__main__ import main as cli
-from dgncore.runs import generate
-from dgncore.drawing.registry import make_preset
-from dgncore.errors import InputError
 from dgncore.drawing.objectives import parse_target
 from dgncore.drawing.optimize import build_source
-from dgncore.prior.photostats import DEFAULT_STATS, compute_photo_stats, load_photo_stats
+from dgncore.drawing.registry import make_preset
+from dgncore.errors import InputError
+from dgncore.prior.photostats import (
+    DEFAULT_STATS,
+    compute_photo_stats,
+    load_photo_stats,
+)
+from dgncore.runs import generate
 
 
 def _photos(root: Path, n: int = 12) -> Path:

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from dgncore.errors import InputError
 from dgncore.drawing.objectives import Objective, parse_target
+from dgncore.errors import InputError
 
 
 def test_class_lookup(tiny_classifier):

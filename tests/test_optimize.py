@@ -3,13 +3,13 @@ import threading
 import pytest
 import torch
 
-from dgncore.runs import class_targets, draw_classes, generate, parse_shard
-from dgncore.drawing.registry import make_preset
 from dgncore.data import load_image
-from dgncore.errors import InputError
 from dgncore.drawing.objectives import parse_target
 from dgncore.drawing.optimize import optimize
+from dgncore.drawing.registry import make_preset
+from dgncore.errors import InputError
 from dgncore.results import score_image
+from dgncore.runs import class_targets, draw_classes, generate, parse_shard
 
 
 def _tiny(method="pixel", steps=30, **kw):
@@ -19,8 +19,8 @@ def _tiny(method="pixel", steps=30, **kw):
 
 
 def test_an_early_stop_switches_off_explicitly(tiny_classifier):
-    from dgncore.__main__ import build_parser
     from dgncore.__main__ import _preset as cli_preset
+    from dgncore.__main__ import build_parser
     from dgncore.drawing.registry import get_preset
 
     base = get_preset("pixel")

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from dgncore.audit import planted as P
-from dgncore.models.classifiers import load_classifier
 from dgncore.data import scan_image_folder
 from dgncore.errors import InputError
+from dgncore.models.classifiers import load_classifier
 
 
 @pytest.fixture(autouse=True)

@@ -13,10 +13,10 @@ from PIL import Image
 from dgncore.errors import InputError
 from dgncore.models.generators import N_FEATURES
 from dgncore.paths import DEFAULT_DECODER
-from dgncore.prior.training import PretrainConfig, main, pretrain, state_path_for
 from dgncore.prior.decoder import load_decoder
 from dgncore.prior.photos import PhotoCrops
 from dgncore.prior.procedural import procedural_images
+from dgncore.prior.training import PretrainConfig, main, pretrain, state_path_for
 
 TINY = dict(width=0.0625, stages=4, out_size=32, batch=2, pool=6, refresh=1, mean_code_images=4, checkpoint_every=2)
 
@@ -282,8 +282,8 @@ def test_prune_after_keeps_only_each_targets_best_start(tiny_classifier, tiny_de
 def test_a_seed_gives_the_same_image_whether_the_decoder_is_cached_or_not(tiny_classifier, tiny_decoder: Path) -> None:
     """Loading the decoder must not draw from the seeded RNG (it once did: a process's
     first run of a seed started from another alpha than every later run)."""
-    from dgncore.drawing.objectives import parse_target
     from dgncore.drawing.methods.paper import cached_decoder
+    from dgncore.drawing.objectives import parse_target
     from dgncore.drawing.optimize import optimize
 
     t = [parse_target("class:hen", tiny_classifier)]
@@ -367,8 +367,8 @@ def test_a_result_names_its_decoder_by_file_and_hash_and_its_real_generator(tiny
     import hashlib
     import shutil
 
-    from dgncore.runs import generate
     from dgncore.drawing.objectives import parse_target
+    from dgncore.runs import generate
 
     dec = tmp_path / "mine.safetensors"
     shutil.copy(tiny_decoder, dec)

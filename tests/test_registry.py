@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgncore.audit import intervention, methods as audit_methods
+from dgncore.audit import intervention
+from dgncore.audit import methods as audit_methods
 from dgncore.drawing import registry
 from dgncore.drawing.objectives import parse_target
 from dgncore.drawing.optimize import build_source, optimize

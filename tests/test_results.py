@@ -8,15 +8,15 @@ import json
 
 import pytest
 import torch
-
 from conftest import TinyNet
+
 from dgncore.__main__ import main
-from dgncore.runs import draw_classes, generate
-from dgncore.drawing.registry import make_preset
-from dgncore.models.classifiers import Classifier, _imagenet_names, load_classifier
 from dgncore.data import load_image
 from dgncore.drawing.objectives import parse_target
+from dgncore.drawing.registry import make_preset
+from dgncore.models.classifiers import Classifier, _imagenet_names, load_classifier
 from dgncore.results import score_image, second_opinion_model
+from dgncore.runs import draw_classes, generate
 
 
 def imagenet_tiny(name: str = "tiny-imagenet") -> Classifier:

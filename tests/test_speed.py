@@ -75,9 +75,9 @@ def test_fold_refuses_a_model_whose_module_order_is_not_its_data_flow():
 
 @pytest.mark.slow
 def test_bf16_autocast_run_gives_fp32_8bit_images(tiny_classifier):
-    from dgncore.drawing.registry import make_preset
     from dgncore.drawing.objectives import parse_target
     from dgncore.drawing.optimize import optimize
+    from dgncore.drawing.registry import make_preset
 
     t = parse_target("class:hen", tiny_classifier)
     for method, kw in (("pixel", {}), ("untrained", {"width": 0.0625})):
@@ -88,9 +88,9 @@ def test_bf16_autocast_run_gives_fp32_8bit_images(tiny_classifier):
 
 
 def test_fourier_baseline_uses_lucents_scale(tiny_classifier):
-    from dgncore.drawing.registry import make_preset
     from dgncore.drawing.objectives import parse_target
     from dgncore.drawing.optimize import optimize
+    from dgncore.drawing.registry import make_preset
     from dgncore.drawing.sources import FourierSource
 
     preset = make_preset("fourier", steps=20, size=32, early_stop=None)
@@ -108,9 +108,9 @@ def test_transforms_are_a_preset_setting_of_any_method():
     the classifier sees a transformed copy while training, never the saved image."""
     import pytest
 
+    from dgncore.drawing.optimize import build_source
     from dgncore.drawing.registry import make_preset
     from dgncore.errors import InputError
-    from dgncore.drawing.optimize import build_source
 
     assert make_preset("fourier").transforms and not make_preset("pixel").transforms
     torch.manual_seed(0)
@@ -131,8 +131,8 @@ def test_bf16_follows_the_preset_the_hardware_and_the_environment(monkeypatch, t
     devices with native bf16 units; DGN_BF16=0/1 forces it; the run records what ran."""
     import importlib
 
-    from dgncore.drawing.registry import make_preset
     from dgncore.drawing.objectives import parse_target
+    from dgncore.drawing.registry import make_preset
 
     opt_mod = importlib.import_module("dgncore.drawing.optimize")
     cpu = torch.device("cpu")

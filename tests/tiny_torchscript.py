@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from conftest import TINY_CLASSES, TinyNet
 
 

@@ -12,7 +12,20 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import audit_panel, cards, charts, controls, downloads, exemplar_view, flow, page, runner, samples, state, words
+from dashboard import (
+    audit_panel,
+    cards,
+    charts,
+    controls,
+    downloads,
+    exemplar_view,
+    flow,
+    page,
+    runner,
+    samples,
+    state,
+    words,
+)
 from dashboard.runner import Request
 from dgncore.errors import InputError
 

@@ -7,7 +7,17 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import cards, charts, controls, downloads, flow, page, runner, state, words
+from dashboard import (
+    cards,
+    charts,
+    controls,
+    downloads,
+    flow,
+    page,
+    runner,
+    state,
+    words,
+)
 from dashboard.runner import Request
 
 PAGE = "compound"

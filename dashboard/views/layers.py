@@ -6,7 +6,17 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import cards, controls, downloads, exemplar_view, flow, page, runner, state, words
+from dashboard import (
+    cards,
+    controls,
+    downloads,
+    exemplar_view,
+    flow,
+    page,
+    runner,
+    state,
+    words,
+)
 from dashboard.runner import Request
 from dgncore.errors import InputError
 

@@ -8,12 +8,10 @@ from typing import Any
 
 import torch
 
-from dgncore.errors import InputError
 from dgncore.audit.intervention import InterventionConfig
 from dgncore.audit.methods import DEFAULT_METHODS, parse_methods
 from dgncore.audit.run import CueFn, run_audit
-
-
+from dgncore.errors import InputError
 
 #: the built-in models with a planted shortcut (:mod:`dgncore.audit.planted`)
 BUILTIN_MODELS: tuple[str, ...] = ("planted", "planted-control")  # and the names planted.is_builtin accepts

@@ -9,12 +9,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dgncore.errors import InputError
 from dgncore.audit.intervention import InterventionConfig
-from dgncore.audit.methods import AUDIT_METHODS, DEFAULT_METHODS, parse_methods, parse_seeds
+from dgncore.audit.methods import (
+    AUDIT_METHODS,
+    DEFAULT_METHODS,
+    parse_methods,
+    parse_seeds,
+)
 from dgncore.audit.pipeline import AuditProgress, audit
 from dgncore.audit.report import percent_text
-
+from dgncore.errors import InputError
 
 
 def register_cli(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-
 from dgncore.data import IMAGE_SUFFIXES
 from dgncore.errors import InputError
 from dgncore.models.classifiers import Classifier, imagenet_wnids
-
 
 
 def _norm(name: str) -> str:

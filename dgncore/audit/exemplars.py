@@ -31,11 +31,17 @@ import numpy as np
 import torch
 
 from dgncore.cancel import Cancel, cancel_fn
-from dgncore.data import MAX_IMAGES, folder_key, list_images, load_for_model, write_bytes
+from dgncore.data import (
+    MAX_IMAGES,
+    folder_key,
+    list_images,
+    load_for_model,
+    write_bytes,
+)
+from dgncore.drawing.objectives import Target, parse_target
+from dgncore.errors import InputError
 from dgncore.models.classifiers import Classifier, model_key
 from dgncore.paths import cache_dir
-from dgncore.errors import InputError
-from dgncore.drawing.objectives import Target, parse_target
 
 INDEX_VERSION = 1
 
@@ -187,8 +193,6 @@ class ExemplarIndex:
 # --------------------------------------------------------------------------- hashing
 
 _lock = threading.Lock()
-
-
 
 
 # --------------------------------------------------------------------------- building

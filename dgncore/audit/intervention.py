@@ -46,10 +46,10 @@ import torch
 import torch.nn.functional as F
 
 from dgncore.cancel import Cancel, cancel_fn
-from dgncore.models.classifiers import Classifier
 from dgncore.data import load_image, save_png
 from dgncore.drawing.registry import INTERVENTION_METHODS
 from dgncore.errors import InputError
+from dgncore.models.classifiers import Classifier
 
 if TYPE_CHECKING:
     from dgncore.audit.datasets import DatasetMatch

@@ -7,15 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-
-from dgncore.cancel import Cancel, cancel_fn
-from dgncore.errors import InputError
 from dgncore.audit.builtin import audit_builtin
 from dgncore.audit.intervention import InterventionConfig
 from dgncore.audit.methods import DEFAULT_METHODS, parse_methods
 from dgncore.audit.run import run_audit
+from dgncore.cancel import Cancel, cancel_fn
+from dgncore.errors import InputError
 from dgncore.models.classifiers import Classifier
-
 
 
 @dataclass(frozen=True)

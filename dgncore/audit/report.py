@@ -1,15 +1,13 @@
 """The audit's HTML report: one self-contained page (images embedded) to open or share."""
 
 from __future__ import annotations
-from dgncore.data import slug
 
 import base64
 import html
 from pathlib import Path
 from typing import Any
 
-
-
+from dgncore.data import slug
 
 
 def _data_uri(path: Path) -> str:

@@ -28,17 +28,21 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import torch
 
-from dgncore.cancel import Cancel, cancel_fn
-from dgncore.models.classifiers import Classifier
-from dgncore.data import load_image, save_png, write_json
-from dgncore.data import slug
-from dgncore.errors import InputError
 from dgncore.audit.datasets import DatasetMatch, check_dataset
-from dgncore.audit.methods import DEFAULT_METHODS, DEFAULT_SEEDS, method_preset, parse_methods, parse_seeds
-from dgncore.audit.report import write_html
-from dgncore.drawing.objectives import Target, parse_target
-
 from dgncore.audit.intervention import InterventionConfig
+from dgncore.audit.methods import (
+    DEFAULT_METHODS,
+    DEFAULT_SEEDS,
+    method_preset,
+    parse_methods,
+    parse_seeds,
+)
+from dgncore.audit.report import write_html
+from dgncore.cancel import Cancel, cancel_fn
+from dgncore.data import load_image, save_png, slug, write_json
+from dgncore.drawing.objectives import Target, parse_target
+from dgncore.errors import InputError
+from dgncore.models.classifiers import Classifier
 
 if TYPE_CHECKING:
     from dgncore.audit.exemplars import Exemplar
@@ -137,9 +141,9 @@ def run_audit(
     ``intervention``: with a dataset, test each class's generated images by pasting
     their class-carrying patch onto other classes' images (:mod:`dgncore.audit.intervention`);
     the report then ranks the classes by it (``report["intervention"]["ranking"]``)."""
-    from dgncore.runs import generate
     from dgncore.audit.exemplars import build_index
     from dgncore.drawing.optimize import MAX_BATCH
+    from dgncore.runs import generate
 
     t_start = time.perf_counter()
     out = Path(out_dir)

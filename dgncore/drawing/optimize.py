@@ -22,13 +22,13 @@ from typing import Callable, Sequence
 import torch
 
 from dgncore.cancel import Cancel, CancelFn, cancel_fn
-from dgncore.models.classifiers import Classifier
-from dgncore.errors import InputError
-from dgncore.models.hardware import native_bf16
 from dgncore.drawing.objectives import Objective, Target
 from dgncore.drawing.presets import Preset
 from dgncore.drawing.registry import get_method
 from dgncore.drawing.sources import ImageSource
+from dgncore.errors import InputError
+from dgncore.models.classifiers import Classifier
+from dgncore.models.hardware import native_bf16
 
 MAX_BATCH = 64
 MAX_SEED = 2**63 - 1

@@ -30,8 +30,8 @@ from torch import nn
 from dgncore.models.generators import N_FEATURES, FeatureLayer, Generator
 
 if TYPE_CHECKING:
-    from dgncore.prior.photostats import PhotoStats
     from dgncore.drawing.presets import Preset
+    from dgncore.prior.photostats import PhotoStats
 
 
 def robust_view(images: torch.Tensor) -> torch.Tensor:

@@ -483,7 +483,6 @@ def _out_features(model: nn.Module) -> int:
     return last[-1].out_features if last else 1000
 
 
-
 _model_keys: "weakref.WeakKeyDictionary[Classifier, str]" = weakref.WeakKeyDictionary()
 _model_keys_lock = threading.Lock()
 
@@ -502,7 +501,6 @@ def model_key(classifier: Classifier) -> str:
     with _model_keys_lock:
         _model_keys[classifier] = key
     return key
-
 
 
 @functools.lru_cache(maxsize=1)

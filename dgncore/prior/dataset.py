@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from dgncore.cancel import Cancel, cancel_fn
 from dgncore import paths
+from dgncore.cancel import Cancel, cancel_fn
 from dgncore.errors import InputError
 
 #: the default budget, the smallest measured to draw the built-in case's cue (docs/audit.md,

@@ -17,8 +17,6 @@ import torch
 from dgncore.errors import InputError, one_line
 from dgncore.models.generators import N_FEATURES, Generator, GeneratorConfig
 
-
-
 MAX_DECODER_BYTES = 200 * 1024**2
 
 

@@ -11,7 +11,6 @@ from dgncore.errors import InputError
 from dgncore.models.generators import Generator
 
 
-
 def fit_codes(decoder: Generator, mean_code: torch.Tensor, images: torch.Tensor, steps: int = 100, lr: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """(per-image MSE, the fitted images) of the best codes found for ``images`` (B, 3, S, S)
     in [0, 1] through a frozen ``decoder``: Adam on alpha from the mean code, through the

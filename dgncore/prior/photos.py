@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 class PhotoCrops:
     """Random crops of a fixed set of photos: random scale (``min_scale`` of the short side,
     a quarter by default, up to all of it), position and horizontal flip, resized to
@@ -86,7 +85,6 @@ class PhotoCrops:
                 crop = _colour_jitter(crop, self.jitter, gen)
             out.append(crop)
         return torch.cat(out).clamp(0, 1)
-
 
 
 def _colour_jitter(img: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:

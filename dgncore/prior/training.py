@@ -29,10 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgncore.models.classifiers import pick_device
 from dgncore.errors import InputError
+from dgncore.models.classifiers import pick_device
+from dgncore.models.generators import (
+    SEED_CHANNELS,
+    SEED_SIZE,
+    Encoder,
+    Generator,
+    GeneratorConfig,
+)
 from dgncore.models.hardware import native_bf16
-from dgncore.models.generators import SEED_CHANNELS, SEED_SIZE, Encoder, Generator, GeneratorConfig
 from dgncore.prior.decoder import load_decoder, save_decoder
 from dgncore.prior.photos import PhotoCrops
 from dgncore.prior.procedural import KINDS, procedural_batch

@@ -8,16 +8,13 @@ import time
 from typing import Any, Callable
 
 from dgncore.errors import InputError
+from dgncore.limits import Limits
 from dgncore.serving.specs import AuditSpec, JobSpec
 from dgncore.serving.status import MAX_HISTORY, JobStatus
-from dgncore.limits import Limits
 
 log = logging.getLogger(__name__)
 
-
-
 PREVIEW_SIDE = 256
-
 
 PREVIEW_EVERY_S = 1.0
 
@@ -50,8 +47,8 @@ def execute(
     "probs", "preview"?}`` at every check (a preview at most once a second); ``cancel``
     is asked every step (a job past ``settings.job_timeout`` is cancelled too).
     An :class:`AuditSpec` goes to :func:`execute_audit`."""
-    from dgncore.runs import generate, parse_targets
     from dgncore.models.classifiers import load_classifier
+    from dgncore.runs import generate, parse_targets
 
     if isinstance(spec, AuditSpec):
         return execute_audit(spec, settings, report, cancel)

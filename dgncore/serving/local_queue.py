@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dgncore.errors import InputError, one_line
+from dgncore.limits import Limits
 from dgncore.serving.execute import execute, log_job
 from dgncore.serving.specs import AuditSpec, JobSpec, check_session
 from dgncore.serving.status import JobQueue, JobState, JobStatus
-from dgncore.limits import Limits
 
 log = logging.getLogger(__name__)
-
-
 
 #: finished jobs whose status a LocalQueue keeps
 KEEP_FINISHED = 2000

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
 from typing import Any
 
 from dgncore.errors import InputError, one_line
+from dgncore.limits import Limits
 from dgncore.serving.execute import execute, log_job
 from dgncore.serving.specs import AuditSpec, JobSpec, check_session, spec_from_dict
 from dgncore.serving.status import JobQueue, JobState, JobStatus
-from dgncore.limits import Limits
-
-log = logging.getLogger(__name__)
-
-
 
 CANCEL_KEY = "dgn:cancel:{}"
 
-
 PREVIEW_KEY = "dgn:preview:{}"
-
 
 SESSION_KEY = "dgn:session:{}"
 
-
 CANCEL_POLL_S = 0.25
-
 
 #: what RQ stores in Redis for a worker to import: the path that has always named
 #: :func:`execute_rq` (``dgncore/jobs.py`` hands it on), so that a web app and a worker

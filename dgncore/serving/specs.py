@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Mapping
 
+from dgncore.drawing.registry import DEFAULT_METHOD
 from dgncore.errors import InputError
 from dgncore.limits import Limits
-from dgncore.drawing.registry import DEFAULT_METHOD
-
-log = logging.getLogger(__name__)
-
-
 
 MAX_TARGET_CHARS = 500
 
-
 #: preset settings a job may change, with their types
 OVERRIDES: dict[str, type] = {"lr": float, "penalty": float, "reg_weight": float, "noise_sigma": float, "early_stop": float, "final": str}
-
 
 _SAFE_PART = re.compile(r"^[\w][\w.+\- ]{0,79}$")
 
@@ -91,9 +84,8 @@ class JobSpec(_Spec):
     def validate(self, settings: Limits):
         """Check every field against the server's limits (no model is loaded); return the
         preset the job will run with. Bad values are one-line InputErrors."""
-        from dgncore.drawing.registry import make_preset
         from dgncore.drawing.optimize import MAX_BATCH, MAX_SEED
-        from dgncore.drawing.registry import PRESETS
+        from dgncore.drawing.registry import PRESETS, make_preset
 
         targets = self.targets
         if not isinstance(targets, tuple) or not targets:
@@ -299,7 +291,6 @@ def _check_out_dir(out_dir: Any, settings: Limits) -> None:
     for part in posix.parts:
         if part != "." and not _SAFE_PART.match(part):
             raise InputError(f"output folder part {part[:40]!r} is not allowed: letters, digits, . - _ and spaces")
-
 
 
 def check_session(session_id: Any) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,15 +12,10 @@ from dgncore.limits import Limits
 if TYPE_CHECKING:
     from dgncore.serving.specs import AuditSpec, JobSpec
 
-log = logging.getLogger(__name__)
-
-
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 ErrorKind = Literal["input", "internal"]
 
-
 FINAL_STATES = ("done", "failed", "cancelled")
-
 
 #: steps of activation history a status carries
 MAX_HISTORY = 2000

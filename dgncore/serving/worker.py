@@ -8,14 +8,10 @@ import threading
 from typing import Callable
 
 from dgncore.errors import InputError, one_line
+from dgncore.limits import Limits
 from dgncore.serving.local_queue import LocalQueue
 from dgncore.serving.rq_queue import RedisQueue, rq_serializer
 from dgncore.serving.status import JobQueue
-from dgncore.limits import Limits
-
-log = logging.getLogger(__name__)
-
-
 
 _queue: JobQueue | None = None
 _queue_lock = threading.Lock()
