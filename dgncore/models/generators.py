@@ -189,6 +189,22 @@ class FeatureLayer(nn.Module):
         return torch.relu(f) if self.relu else f
 
 
+def vgg_blocks(channels: tuple[int, ...], width: float) -> tuple[list[nn.Module], int]:
+    """The encoders' blocks: per entry of ``channels`` (scaled by ``width``, at least 4),
+    (conv3x3 + ReLU, BN) x 2 + max-pool; returns the layers and the last block's channels."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for c in channels:
+        c = max(4, int(round(c * width)))
+        layers += [
+            nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c),
+            nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c),
+            nn.MaxPool2d(2),
+        ]
+        c_in = c
+    return layers, c_in
+
+
 class Encoder(nn.Module):
     """VGG-like encoder of the denoising autoencoder: five blocks of
     (conv3x3 + ReLU, BN) x 2 + max-pool, then dense -> dense -> N features (ReLU, so that
@@ -196,16 +212,7 @@ class Encoder(nn.Module):
 
     def __init__(self, width: float = 1.0, n_features: int = N_FEATURES, hidden: int = 2048) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 3
-        for c in (32, 64, 128, 256, 512):
-            c = max(4, int(round(c * width)))
-            layers += [
-                nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c),
-                nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c),
-                nn.MaxPool2d(2),
-            ]
-            c_in = c
+        layers, c_in = vgg_blocks((32, 64, 128, 256, 512), width)
         hidden = max(64, int(round(hidden * width)))
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten())
         self.head = nn.Sequential(

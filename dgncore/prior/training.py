@@ -37,6 +37,7 @@ from dgncore.models.generators import (
     Encoder,
     Generator,
     GeneratorConfig,
+    vgg_blocks,
 )
 from dgncore.models.hardware import native_bf16
 from dgncore.prior.decoder import load_decoder, save_decoder
@@ -262,16 +263,7 @@ class ConvEncoder(nn.Module):
 
     def __init__(self, width: float = 1.0) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 3
-        for c in (32, 64, 128, 256):
-            c = max(4, int(round(c * width)))
-            layers += [
-                nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c),
-                nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c),
-                nn.MaxPool2d(2),
-            ]
-            c_in = c
+        layers, c_in = vgg_blocks((32, 64, 128, 256), width)
         self.body = nn.Sequential(
             *layers, nn.AdaptiveAvgPool2d(SEED_SIZE), nn.Conv2d(c_in, SEED_CHANNELS, 3, padding=1), nn.ReLU(), nn.Flatten()
         )
