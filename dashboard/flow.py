@@ -25,8 +25,11 @@ from dashboard.runner import BackgroundRun, Request
 from dgncore.drawing.registry import get_preset
 
 RUNS = "_dgn_runs"
-#: how often the live view redraws itself (seconds)
-LIVE_EVERY_S = 0.5
+#: how often the live view redraws itself (seconds): as often as a job makes a new preview
+#: (``dgncore.serving.execute.PREVIEW_EVERY_S``); each redraw takes the interpreter from the
+#: job's loop in this process, so redrawing faster shows nothing new and slows the job
+#: (bench/README.md, "click_to_picture.py")
+LIVE_EVERY_S = 1.0
 
 
 def running(key: str) -> bool:
@@ -173,14 +176,13 @@ def live(key: str) -> None:
 def draw_preview(run: BackgroundRun, key: str, box) -> None:
     """The latest candidates and the curve of how sure the classifier is becoming, in ``box``."""
     from dashboard import charts
-    from dgncore.data import to_uint8
 
     rp = run.latest
     if rp is None or run.waiting or run.stage() == "starting":
         return
     req = run.requests[min(run.current, len(run.requests) - 1)]
     p = rp.progress
-    imgs = [to_uint8(im) for im in p.images[:16]]
+    imgs = list(p.preview or [])[:16]  # the job's own PNGs, drawn as they came
     labels = list(req.target_labels or req.target_texts)
     captions = [words.md(words.short(t, 22)) for t in labels[: len(imgs)]]
     figure = charts.curve(p.activation, p.checks, labels, height=240)

@@ -133,9 +133,11 @@ def load(model_spec: str, weights: str | None = None):
 
 @dataclass
 class RunProgress:
-    """What :func:`run_generation` reports: dgncore's Progress, and which seed of how many."""
+    """What :func:`run_generation` reports: the running job's status (step, total, history,
+    and its latest preview PNGs, fetched only when the job made new ones), and which seed
+    of how many."""
 
-    progress: Any  # dgncore.drawing.optimize.Progress
+    progress: Any  # dgncore.serving.status.JobStatus
     seed: int
     index: int  # 0-based position of this seed in the request
     count: int  # number of seeds in the request
@@ -220,7 +222,7 @@ def _follow(queue, job_id: str, is_cancelled: Callable[[], bool], on_progress: C
     cancel it when ``is_cancelled()`` turns true. Returns its final JobStatus."""
     asked_to_cancel = False
     place_shown: Any = "none yet"
-    step_shown = -1
+    step_shown, preview_shown, preview = -1, 0, None
     while True:
         st = queue.status(job_id, preview=False)
         if not st.final and not asked_to_cancel and is_cancelled():
@@ -230,10 +232,12 @@ def _follow(queue, job_id: str, is_cancelled: Callable[[], bool], on_progress: C
         if on_queued is not None and place != place_shown:
             on_queued(place)
             place_shown = place
-        if on_progress is not None and st.state == "running" and st.step != step_shown:
-            progress = queue.status(job_id).as_progress()  # with the preview images
-            if progress is not None:
-                on_progress(progress)
+        if on_progress is not None and st.state == "running" and st.step != step_shown and st.total:
+            if st.preview_no != preview_shown:  # new pictures: fetch their PNGs once (they are shown as they are)
+                preview, preview_shown = queue.status(job_id).preview, st.preview_no
+            st.preview = preview
+            if st.preview:
+                on_progress(st)
                 step_shown = st.step
         if st.final:
             return st

@@ -92,7 +92,7 @@ class LocalQueue(JobQueue):
             job = self._jobs.get(job_id) if isinstance(job_id, str) else None
             if job is None:
                 raise InputError("no such job (it may have expired)")
-            st = dataclasses.replace(job.status, records=list(job.status.records))
+            st = dataclasses.replace(job.status, records=list(job.status.records), preview=job.status.preview if preview else None)
             if st.state == "queued":
                 st.position = self._pending[job.device].index(job_id) + 1
             return st
@@ -137,7 +137,7 @@ class LocalQueue(JobQueue):
                 st.phase, st.phase_no, st.phases, st.left_s = info.get("phase", ""), info.get("phase_no", 0), info.get("phases", 0), info.get("left_s")
                 st.activation, st.checks, st.done = info.get("activation", []), info.get("checks", []), info.get("done", [])
                 if "preview" in info:
-                    st.preview = info["preview"]
+                    st.preview, st.preview_no = info["preview"], st.preview_no + 1
 
         try:
             result = execute(job.spec, self.settings, report, job.cancel.is_set)

@@ -119,7 +119,7 @@ class RedisQueue(JobQueue):
             step=int(meta.get("step", 0)), total=int(meta.get("total", 0)), probs=list(meta.get("probs", [])),
             activation=list(meta.get("activation", [])), checks=[(s, c) for s, c in meta.get("checks", [])], done=list(meta.get("done", [])),
             stage=str(meta.get("stage", "")), phase=str(meta.get("phase", "")), phase_no=int(meta.get("phase_no", 0)), phases=int(meta.get("phases", 0)),
-            left_s=meta.get("left_s"), out_dir=out_dir, session_id=meta.get("session"),
+            left_s=meta.get("left_s"), out_dir=out_dir, session_id=meta.get("session"), preview_no=int(meta.get("preview_no", 0)),
         )
         if preview:
             raw = self.redis.get(PREVIEW_KEY.format(job_id))
@@ -202,6 +202,7 @@ def execute_rq(spec_dict: dict[str, Any]) -> dict[str, Any]:
         })
         if "preview" in info:  # beside the meta, so that polling the status stays cheap
             job.connection.set(PREVIEW_KEY.format(job.id), json.dumps([base64.b64encode(b).decode("ascii") for b in info["preview"]]), ex=24 * 3600)
+            job.meta["preview_no"] = int(job.meta.get("preview_no", 0)) + 1
         job.save_meta()
 
     job.meta["started"] = time.time()

@@ -33,6 +33,8 @@ class JobStatus:
     probs: list[float] = field(default_factory=list)
     #: per target: PNG bytes of the latest candidate (at most PREVIEW_SIDE pixels), while running
     preview: list[bytes] | None = None
+    #: how many previews the job has made: a poller fetches the images only when it grows
+    preview_no: int = 0
     #: per step, per target: a(target) in the training pass (the last MAX_HISTORY steps)
     activation: list[list[float]] = field(default_factory=list)
     #: per check: (step, per target the probability of the 8-bit candidate)
@@ -69,20 +71,6 @@ class JobStatus:
         if self.submitted is None or self.started is None:
             return None
         return max(0.0, self.started - self.submitted)
-
-    def as_progress(self):
-        """The running job's state as :class:`dgncore.drawing.optimize.Progress` (what a progress
-        callback of :func:`dgncore.runs.generate` gets), or None before the first step."""
-        from dgncore.data import load_image
-        from dgncore.drawing.optimize import Progress
-
-        if not self.preview or not self.total:
-            return None
-        import torch
-
-        images = torch.stack([load_image(p) for p in self.preview])
-        checks = [(int(s), [float("nan") if p is None else p for p in probs]) for s, probs in self.checks]
-        return Progress(self.step, self.total, self.activation, checks, images, list(self.done) or [False] * len(images))
 
     def files(self) -> list[Path]:
         """The PNG and JSON of every saved result."""
