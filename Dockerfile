@@ -47,7 +47,7 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin dgn \
 USER 10001:10001
 
 # Fail the build now if the default model cannot load offline.
-RUN python -c "from dgncore.classifiers import load_classifier; load_classifier('efficientnet_lite0', device='cpu')"
+RUN python -c "from dgncore.models.classifiers import load_classifier; load_classifier('efficientnet_lite0', device='cpu')"
 
 VOLUME ["/data"]
 EXPOSE 8501
