@@ -177,3 +177,15 @@ def test_the_streamlit_command_starts_the_app_and_answers_the_health_check(tmp_p
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_every_dgncore_import_the_dockerfile_runs_resolves():
+    """The image runs Python snippets at build time; a module that moved must not break the build."""
+    import importlib
+    import re
+
+    text = (ROOT / "Dockerfile").read_text()
+    found = re.findall(r"from (dgncore[\w.]*) import (\w+)", text)
+    assert found
+    for module, name in found:
+        assert hasattr(importlib.import_module(module), name), f"{module}.{name}"
