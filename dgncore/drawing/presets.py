@@ -150,6 +150,15 @@ SourceFn = Callable[[Preset, int, "torch.device"], "torch.nn.Module"]
 AuditPresetFn = Callable[[int, "int | None", "str | None"], "tuple[Preset | None, str | None]"]
 
 
+def sized_for_audit(preset: Preset):
+    """An audit preset at the classifier's input size (16-512 px), for methods whose image is its own size."""
+
+    def audit_preset(size: int, steps: int | None, checkpoint: str | None) -> tuple[Preset, None]:
+        return preset.with_options(steps=steps, size=max(16, min(size, MAX_OUT_SIZE))), None
+
+    return audit_preset
+
+
 @dataclass(frozen=True)
 class AuditUse:
     """How the bias audit uses a method."""

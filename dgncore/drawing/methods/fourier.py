@@ -9,18 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from dgncore.drawing.presets import AuditUse, Method, Preset
+from dgncore.drawing.presets import AuditUse, Method, Preset, sized_for_audit
 from dgncore.drawing.sources import FourierSource, ImageSource
 from dgncore.paths import DEFAULT_STATS
-
-
-def sized_for_audit(preset: Preset):
-    """An audit preset at the classifier's input size (16-512 px), for methods whose image is its own size."""
-
-    def audit_preset(size: int, steps: int | None, checkpoint: str | None) -> tuple[Preset, None]:
-        return preset.with_options(steps=steps, size=max(16, min(size, 512))), None
-
-    return audit_preset
 
 
 def _fourier(preset: Preset, n: int, device: torch.device) -> ImageSource:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from dgncore.drawing.presets import AuditUse, Method, Preset
+from dgncore.drawing.presets import MAX_OUT_SIZE, AuditUse, Method, Preset
 from dgncore.drawing.sources import ImageSource, PretrainedSource, UntrainedSource
 from dgncore.errors import InputError
 from dgncore.models.generators import GeneratorConfig
@@ -53,7 +53,7 @@ def _pretrained(preset: Preset, n: int, device: torch.device) -> ImageSource:
 def _untrained_for_audit(size: int, steps: int | None, checkpoint: str | None) -> tuple[Preset, None]:
     """G at quarter width with as many stages as reach the classifier's input size."""
     stages = min(range(1, 7), key=lambda s: abs(math.log(GeneratorConfig(stages=s).native_size / max(size, 16))))
-    gen = GeneratorConfig(width=0.25, stages=stages, out_size=max(16, min(size, 512)), rgb_last_stage=True)
+    gen = GeneratorConfig(width=0.25, stages=stages, out_size=max(16, min(size, MAX_OUT_SIZE)), rgb_last_stage=True)
     return _UNTRAINED.with_options(steps=steps, generator=gen), None
 
 

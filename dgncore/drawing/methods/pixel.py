@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dgncore.drawing.methods.fourier import sized_for_audit
-from dgncore.drawing.presets import AuditUse, Method, Preset
+from dgncore.drawing.presets import AuditUse, Method, Preset, sized_for_audit
 from dgncore.drawing.sources import ImageSource, PixelSource
 
 
