@@ -1,8 +1,8 @@
 """DGN Explorer's dashboard: ``streamlit run dashboard/app.py``.
 
 Pages (one file each under ``dashboard/views/``) are thin compositions of dgncore calls;
-every image is made through :func:`dashboard.flow.generate_panel` (which goes through
-:func:`dashboard.runner.run_generation`) and saved under the results root
+every image is made through :func:`dashboard.flow.generate_panel` (which puts jobs in the
+queue through :func:`dashboard.runner.start_run`) and saved under the results root
 (``$DGN_RESULTS``, default ``./results``), so a reload shows it again.
 """
 

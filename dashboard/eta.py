@@ -18,6 +18,10 @@ from typing import Any, Iterable
 #: seconds per step of one target before anything is measured (EfficientNet-Lite0,
 #: 224 px, one busy CPU core: the slowest methods measured here take about this)
 DEFAULT_SECONDS_PER_STEP = 0.45
+#: seconds a job spends outside its steps (loading the models, saving, scoring the saved
+#: file again, the second opinion) before this server has measured it: a first job here
+#: loaded both networks in about this
+DEFAULT_JOB_OVERHEAD_S = 5.0
 #: observations kept per key (the median of these is used)
 KEEP = 20
 #: runs shorter than this say little about a step's cost
@@ -32,6 +36,7 @@ class StepRates:
         self._rates: dict[tuple[str, str, int], deque[float]] = {}
         self._prior: dict[tuple[str, str, int], deque[float]] = {}
         self._jobs: deque[float] = deque(maxlen=KEEP)
+        self._overhead: deque[float] = deque(maxlen=KEEP)
         #: (model, method) -> steps the recent runs took (a run stops once the classifier is sure)
         self._steps: dict[tuple[str, str], deque[tuple[int, int]]] = {}
 
@@ -53,11 +58,19 @@ class StepRates:
             if rec.get("steps_max"):
                 self._steps.setdefault(key[:2], deque(maxlen=KEEP * 3)).append((steps, int(rec["steps_max"])))
 
-    def observe_job(self, seconds: float) -> None:
-        """A finished job's run time (what one job ahead in the queue takes)."""
+    def observe_job(self, seconds: float, steps_seconds: float | None = None) -> None:
+        """A finished job's run time (what one job ahead in the queue takes), and of that
+        the seconds its steps took (the rest is the job's own cost, counted once per job)."""
         if seconds > 0:
             with self._lock:
                 self._jobs.append(seconds)
+                if steps_seconds is not None and 0 <= steps_seconds <= seconds:
+                    self._overhead.append(seconds - steps_seconds)
+
+    def job_overhead(self) -> float:
+        """Seconds a job here spends outside its steps."""
+        with self._lock:
+            return statistics.median(self._overhead) if self._overhead else DEFAULT_JOB_OVERHEAD_S
 
     def seconds_per_step(self, model: str, method: str, size: int) -> float:
         """Measured here for this model, method and size; else for another size (scaled by
@@ -88,13 +101,15 @@ RATES = StepRates()
 
 
 def request_seconds(model: str, method: str, steps: int | None, size: int | None, targets: int, seeds: int) -> float:
-    """At most how long a request takes (it stops early once the classifier is sure)."""
+    """At most how long a request takes (it stops early once the classifier is sure): its
+    steps at this server's rate, and each seed's job its own cost once."""
     from dgncore.drawing.registry import get_preset
 
     preset = get_preset(method)
     steps = int(steps or preset.steps)
     size = int(size or preset.generator.out_size)
-    return RATES.seconds_per_step(model, method, size) * steps * max(1, targets) * max(1, seeds)
+    per_job = RATES.seconds_per_step(model, method, size) * steps * max(1, targets) + RATES.job_overhead()
+    return per_job * max(1, seeds)
 
 
 def typical_seconds(model: str, method: str, at_most: float) -> float | None:

@@ -8,8 +8,9 @@ of exactly these settings (made before, or a shipped example), or a note that sa
 are not made yet and how long making them takes. The page draws the results it gets
 back in its own layout.
 
-Runs are :class:`dashboard.runner.BackgroundRun` s kept in the session: a rerun, a page
-switch or a closed tab does not stop them.
+A run is a :class:`dashboard.runner.LiveRun`: its jobs wait and run in the queue, and the
+page only follows them, so a rerun, a page switch or a closed tab does not stop them; a
+reloaded page with the same settings finds the run still going and follows it again.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from dashboard import eta, page, runner, words
-from dashboard.runner import BackgroundRun, Request
+from dashboard.runner import LiveRun, Request
 from dgncore.drawing.registry import get_preset
+from dgncore.errors import InputError
 
 RUNS = "_dgn_runs"
 #: how often the live view redraws itself (seconds): as often as a job makes a new preview
@@ -32,16 +34,13 @@ RUNS = "_dgn_runs"
 LIVE_EVERY_S = 1.0
 
 
-def running(key: str) -> bool:
-    run = st.session_state.get(RUNS, {}).get(key)
-    return run is not None and not run.done
-
-
 def generate_panel(key: str, requests: Sequence[Request], ready: bool = True, label: str = "Generate") -> list[list[dict[str, Any]]] | None:
     """The shared flow for ``requests`` (see the module docstring). Returns the records,
     one list per request, when there are results to show for exactly these requests."""
-    runs: dict[str, BackgroundRun] = st.session_state.setdefault(RUNS, {})
+    runs: dict[str, LiveRun] = st.session_state.setdefault(RUNS, {})
     run = runs.get(key)
+    if (run is None or run.done) and requests and (going := runner.running_run(requests)) is not None:
+        run = runs[key] = going  # started before a reload, or in another tab: follow it
     busy = run is not None and not run.done
     estimate = sum(r.seconds() for r in requests) if requests else None
     go_col, note_col, link_col = st.columns([1.2, 4, 1.2], vertical_alignment="center")
@@ -51,7 +50,11 @@ def generate_panel(key: str, requests: Sequence[Request], ready: bool = True, la
     with link_col:
         copy_link_button(key)
     if go:
-        run = runs[key] = runner.start_background(requests)
+        try:
+            run = runs[key] = runner.start_run(requests)
+        except InputError as e:
+            page.error(e)
+            return None
     if run is not None and not run.done:
         live(key)
         return None
@@ -101,15 +104,11 @@ def saved_results(requests: Sequence[Request]) -> list[list[dict[str, Any]]] | N
     out = []
     try:
         for r in requests:
-            recs = runner.find_saved(r.model_spec, r.target_texts, r.method, r.steps, r.seeds, r.size, weights=r.weights, model_name=r.model_name)
+            recs = runner.find_saved(r)
             if recs is None:
                 return None
             out.append(recs)
-    except Exception as e:  # noqa: BLE001 - an InputError says what to fix; the page shows it once, above
-        from dgncore.errors import InputError
-
-        if not isinstance(e, InputError):
-            raise
+    except InputError as e:  # it says what to fix; the page shows it once, above
         page.error(e)
         return None
     return out
@@ -118,9 +117,9 @@ def saved_results(requests: Sequence[Request]) -> list[list[dict[str, Any]]] | N
 # --------------------------------------------------------------------------- the live view
 
 
-def stage_text(run: BackgroundRun) -> str:
+def stage_text(run: LiveRun) -> str:
     """Where the run is, with the time left: the label of its st.status."""
-    req = run.requests[min(run.current, len(run.requests) - 1)]
+    req, seed_no, seeds = run.where()
     what = words.md(req.label or words.method_label(req.method))
     left = words.seconds_text(run.seconds_left())
     stage = run.stage()
@@ -128,29 +127,21 @@ def stage_text(run: BackgroundRun) -> str:
         place = run.position or 1
         ahead = "next in the queue" if place == 1 else f"waiting in the queue, {words.plural(place - 1, 'job')} ahead"
         return f"{what}: {ahead} · {left} left in all"
+    busy = " · slower than expected: the server is busy" if run.slower_than_expected() else ""
     if stage == "starting":
-        return f"{what}: starting (loading the model) · {left} left"
+        return f"{what}: starting (loading the model) · {left} left{busy}"
     if stage == "saving":
         return f"{what}: saving the picture and scoring it again, with a second opinion"
-    rp = run.latest
     bits = [what]
     if len(run.requests) > 1:
-        bits.append(f"part {run.current + 1} of {len(run.requests)}")
-    if rp is not None and rp.count > 1:
-        bits.append(f"picture {rp.index + 1} of {rp.count}")
-    if rp is not None:
-        bits.append(f"step {rp.progress.step} of {rp.progress.total}")
+        bits.append(f"part {run.requests.index(req) + 1} of {len(run.requests)}")
+    if seeds > 1:
+        bits.append(f"picture {seed_no + 1} of {seeds}")
+    job = run.current()
+    if job is not None and job.status is not None:
+        bits.append(f"step {job.status.step} of {job.status.total}")
     bits.append(f"{left} left")
-    return " · ".join(bits)
-
-
-def _fraction(run: BackgroundRun) -> float:
-    rp = run.latest
-    if rp is None or run.waiting:
-        return 0.0
-    p = rp.progress
-    frac = (rp.index + p.step / max(p.total, 1)) / max(rp.count, 1)
-    return min(max((run.current + frac) / len(run.requests), 0.0), 1.0)
+    return " · ".join(bits) + busy
 
 
 @st.fragment(run_every=LIVE_EVERY_S)
@@ -160,32 +151,32 @@ def live(key: str) -> None:
     run = st.session_state.get(RUNS, {}).get(key)
     if run is None:
         return
-    if run.done:
+    if run.poll().done:
         st.rerun()
     stopping = run.cancelled
     # not `with`: leaving a st.status block marks it complete, and this one is still running
     box = st.status(stage_text(run) if not stopping else "Stopping: keeping what the run has made so far …", state="running", expanded=True)
-    box.progress(_fraction(run))
+    box.progress(run.fraction())
     draw_preview(run, key, box)
-    if not stopping and box.button("Stop", key=f"{key}.run_stop", icon=":material/stop_circle:",
-                                   help="Stop the run; what it has made so far is saved. A job still waiting in the queue is taken out of it."):
+    if not stopping and run.session_id == runner.current_session_id() and box.button(
+            "Stop", key=f"{key}.run_stop", icon=":material/stop_circle:",
+            help="Stop the run; what it has made so far is saved. A job still waiting in the queue is taken out of it."):
         run.stop()
         st.rerun(scope="fragment")
 
 
-def draw_preview(run: BackgroundRun, key: str, box) -> None:
+def draw_preview(run: LiveRun, key: str, box) -> None:
     """The latest candidates and the curve of how sure the classifier is becoming, in ``box``."""
     from dashboard import charts
 
-    rp = run.latest
-    if rp is None or run.waiting or run.stage() == "starting":
+    if run.stage() not in ("running", "saving") or not run.preview:
         return
-    req = run.requests[min(run.current, len(run.requests) - 1)]
-    p = rp.progress
-    imgs = list(p.preview or [])[:16]  # the job's own PNGs, drawn as they came
+    req, _, _ = run.where()
+    st_ = run.current().status
+    imgs = list(run.preview)[:16]  # the job's own PNGs, drawn as they came
     labels = list(req.target_labels or req.target_texts)
     captions = [words.md(words.short(t, 22)) for t in labels[: len(imgs)]]
-    figure = charts.curve(p.activation, p.checks, labels, height=240)
+    figure = charts.curve(st_.activation, st_.checks, labels, height=240)
     if len(imgs) == 1:
         left, right = box.columns([2, 3])
         left.image(imgs, width=256, caption=captions)

@@ -1,13 +1,13 @@
 """The one door through which the dashboard makes images.
 
-Every page asks for images through :func:`run_generation` (directly, or in a background
-thread through :class:`BackgroundRun`, which only calls :func:`run_generation`). It sends
-each seed as a job to the process-wide job queue (:func:`dgncore.serving.worker.get_queue`: an
-in-process FIFO with one worker per device, or RQ workers when ``REDIS_URL`` is set),
-follows its place in the queue and its progress, and cancels it on Stop. The job calls
-:func:`dgncore.runs.generate` with its output folder under the results root, so that a
-result made here is the same PNG + JSON as the CLI's, is reused when asked for again,
-and is still on disk after a reload, a restart, or a closed tab.
+A page describes what it wants as :class:`Request` s; :func:`start_run` turns each seed
+into a :class:`dgncore.serving.specs.JobSpec`, checked once against this server's limits,
+and puts the jobs in the process-wide job queue (:func:`dgncore.serving.worker.get_queue`:
+an in-process FIFO with one worker per device, or RQ workers when ``REDIS_URL`` is set).
+The page follows them there (:class:`LiveRun`): no thread of the dashboard's own carries
+them. Each job calls :func:`dgncore.runs.generate` with its output folder under the
+results root, so that a result made here is the same PNG + JSON as the CLI's, is reused
+when asked for again, and is still on disk after a reload, a restart, or a closed tab.
 
 Results root: ``$DGN_RESULTS`` (else ``$DGN_RESULTS_DIR``, the hosting setting; else
 ``./results``). Layout::
@@ -26,28 +26,27 @@ This module does not import Streamlit: it can run in a worker process.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from dashboard import eta
 from dashboard.records import attach_files
-from dgncore.cancel import Cancel, cancel_fn
-from dgncore.errors import InputError
+from dgncore.errors import InputError, one_line
 
 DEFAULT_MODEL = "efficientnet_lite0"
 #: how often a waiting run asks the queue for news
 QUEUE_POLL_S = 0.1
+#: the least time without a step before a run says it is slower than expected
+SLOW_FLOOR_S = 10.0
 #: frames are kept in memory during a run (float32, one per 10 steps): above this, no GIF
 FRAMES_BUDGET_BYTES = 256 * 1024**2
-
-ProgressFn = Callable[["RunProgress"], None]
 
 
 def results_root() -> Path:
@@ -101,147 +100,17 @@ def default_method() -> str:
     return next((m for m in methods() if method_ready(m)), methods()[-1])
 
 
-def build_preset(method: str, steps: int | None = None, size: int | None = None, width: float | None = None, overrides: dict[str, Any] | None = None):
-    """The preset of a request, with the checks a person can fail (missing decoder, limits)."""
-    from dgncore.drawing.registry import make_preset
-    from dgncore.limits import settings
-
-    limits = settings()
-    if steps is not None and not 1 <= int(steps) <= limits.max_steps:
-        raise InputError(f"steps must be between 1 and {limits.max_steps}, got {steps}")
-    if size is not None and not 16 <= int(size) <= limits.max_size:
-        raise InputError(f"image size must be between 16 and {limits.max_size} pixels, got {size}")
-    preset = make_preset(method, steps=steps, size=size, width=width, **(overrides or {}))
-    if preset.method == "pretrained":
-        ckpt = Path(preset.checkpoint or "")
-        if not ckpt.is_file():
-            raise InputError(
-                f"the pretrained method needs the decoder checkpoint {ckpt.name or 'decoder.safetensors'}, "
-                "which is not on disk yet (train it with: python -m dgncore pretrain); choose untrained or pixel meanwhile"
-            )
-    return preset
-
-
 def load(model_spec: str, weights: str | None = None):
+    """The classifier, loaded (once per process, by dgncore) in a thread that then ends:
+    torch work on a long-lived thread, such as Streamlit's, keeps an OpenMP team of its own
+    that slows every job this process runs after it (bench/README.md, "click_to_picture.py")."""
     from dgncore.limits import settings
     from dgncore.models.classifiers import load_classifier
+    from dgncore.models.hardware import in_passing_thread
 
     limits = settings()
     limits.check_model(model_spec, weights)
-    return load_classifier(model_spec, weights=weights, device=limits.device, allow_torchscript=limits.allow_torchscript)
-
-
-@dataclass
-class RunProgress:
-    """What :func:`run_generation` reports: the running job's status (step, total, history,
-    and its latest preview PNGs, fetched only when the job made new ones), and which seed
-    of how many."""
-
-    progress: Any  # dgncore.serving.status.JobStatus
-    seed: int
-    index: int  # 0-based position of this seed in the request
-    count: int  # number of seeds in the request
-
-
-def run_generation(
-    model_spec: str,
-    target_texts: Sequence[str],
-    method: str,
-    steps: int | None = None,
-    seed: int | Sequence[int] = 0,
-    size: int | None = None,
-    *,
-    width: float | None = None,
-    weights: str | None = None,
-    model_name: str | None = None,
-    overrides: dict[str, Any] | None = None,
-    on_progress: ProgressFn | None = None,
-    cancel: Cancel = None,
-    keep_frames: bool = True,
-    reuse: bool = True,
-    session_id: str | None = None,
-    on_queued: Callable[[int | None], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Make (or reuse from disk) the images of ``target_texts`` for each seed.
-
-    Returns the records seed by seed, targets in order within a seed. Each record is the
-    saved JSON plus ``_file`` (absolute path of its PNG) and, when frames were kept,
-    ``_gif`` (the optimisation as an animated GIF beside the PNG). User mistakes raise
-    :class:`InputError`. Each seed is one job in the queue, submitted for
-    ``session_id`` (default: the current Streamlit session); ``on_queued`` gets the
-    job's place in the queue while it waits (1 = next), then None."""
-    from dgncore.limits import settings
-    from dgncore.runs import parse_targets
-    from dgncore.serving.specs import JobSpec
-    from dgncore.serving.worker import get_queue
-
-    seeds = [int(seed)] if isinstance(seed, int) else [int(s) for s in seed]
-    if not seeds:
-        raise InputError("give at least one seed")
-    texts = [t for t in (str(x).strip() for x in target_texts) if t]
-    if not texts:
-        raise InputError("nothing to generate: give at least one target")
-    limits = settings()
-    preset = build_preset(method, steps, size, width, overrides)
-    clf = load(model_spec, weights)
-    targets = parse_targets(texts, clf)
-    name = model_name or clf.name
-    side = preset.generator.out_size
-    if keep_frames and len(targets) * 3 * side * side * 4 * (preset.steps // 10 + 1) > FRAMES_BUDGET_BYTES:
-        keep_frames = False  # a big batch: no GIFs rather than gigabytes of frames
-    is_cancelled = cancel_fn(cancel)
-    queue = get_queue()
-    session = session_id or current_session_id()
-    root = results_root()
-    specs = [JobSpec(
-        tuple(t.spec for t in targets), model=model_spec, method=method, steps=steps, seed=s, size=size, width=width,
-        out_dir=out_dir_for(name, preset, s, root=Path(".")).as_posix(), weights=weights, reuse=reuse,
-        overrides=dict(overrides or {}), model_name=name, gif=keep_frames,
-    ) for s in seeds]
-    for spec in specs:  # the job's own checks (seeds, batch, limits) before any seed waits in the queue
-        spec.validate(limits)
-    out: list[dict[str, Any]] = []
-    for k, (s, spec) in enumerate(zip(seeds, specs)):
-        if is_cancelled():
-            break
-        job = queue.submit(spec, session)
-        st = _follow(queue, job, is_cancelled, on_progress and (lambda p, s=s, k=k: on_progress(RunProgress(p, s, k, len(seeds)))), on_queued)
-        if st.started and st.finished and st.state == "done":
-            eta.RATES.observe_job(st.finished - st.started)
-        eta.observe_all(st.records)
-        if st.state == "failed":
-            error = st.error or "the job failed"
-            raise RuntimeError(error) if st.error_kind == "internal" else InputError(error)
-        folder = st.out_dir or (root / spec.out_dir)
-        out.extend(attach_files(rec, folder) for rec in st.records)
-    return out
-
-
-def _follow(queue, job_id: str, is_cancelled: Callable[[], bool], on_progress: Callable[[Any], None] | None, on_queued: Callable[[int | None], None] | None):
-    """Poll a job until it ends: report its place in the queue and its progress, and
-    cancel it when ``is_cancelled()`` turns true. Returns its final JobStatus."""
-    asked_to_cancel = False
-    place_shown: Any = "none yet"
-    step_shown, preview_shown, preview = -1, 0, None
-    while True:
-        st = queue.status(job_id, preview=False)
-        if not st.final and not asked_to_cancel and is_cancelled():
-            queue.cancel(job_id)
-            asked_to_cancel = True
-        place = st.position if st.state == "queued" else None
-        if on_queued is not None and place != place_shown:
-            on_queued(place)
-            place_shown = place
-        if on_progress is not None and st.state == "running" and st.step != step_shown and st.total:
-            if st.preview_no != preview_shown:  # new pictures: fetch their PNGs once (they are shown as they are)
-                preview, preview_shown = queue.status(job_id).preview, st.preview_no
-            st.preview = preview
-            if st.preview:
-                on_progress(st)
-                step_shown = st.step
-        if st.final:
-            return st
-        time.sleep(QUEUE_POLL_S)
+    return in_passing_thread(load_classifier, model_spec, weights=weights, device=limits.device, allow_torchscript=limits.allow_torchscript)
 
 
 def current_session_id() -> str:
@@ -260,30 +129,28 @@ def current_session_id() -> str:
     return f"process-{os.getpid()}"
 
 
-def find_saved(model_spec: str, target_texts: Sequence[str], method: str, steps: int | None = None, seeds: Sequence[int] = (0,), size: int | None = None, *, weights: str | None = None, model_name: str | None = None) -> list[dict[str, Any]] | None:
+def find_saved(req: Request) -> list[dict[str, Any]] | None:
     """The records of exactly this request if every one is on disk (none is computed),
     under the results root or among the shipped examples (marked ``example``), else None."""
     from dashboard.showcase import find_example
     from dgncore.runs import cached_result, parse_targets
 
-    preset = build_preset(method, steps, size)
-    clf = load(model_spec, weights)
-    targets = parse_targets([t for t in target_texts if str(t).strip()], clf)
-    name = model_name or clf.name
+    clf = load(req.model_spec, req.weights)
+    targets = parse_targets(list(req.target_texts), clf)
+    root = results_root()
     out = []
-    for s in seeds:
-        folder = out_dir_for(name, preset, s)
+    for spec, preset in req.job_specs():
+        folder, name = root / spec.out_dir, spec.model_name or spec.model
         for t in targets:
-            rec = cached_result(folder, t.slug, name, t, preset, int(s))
+            rec = cached_result(folder, t.slug, name, t, preset, spec.seed)
             if rec is None:
-                example = find_example(name, t.spec, preset, int(s))
+                example = find_example(name, t.spec, preset, spec.seed)
                 if example is None:
                     return None
                 out.append(example)
                 continue
             rec["cached"] = True
-            attach_files(rec, folder)
-            out.append(rec)
+            out.append(attach_files(rec, folder))
     return out
 
 
@@ -294,12 +161,13 @@ def content_hash(*parts: bytes) -> str:
     return h.hexdigest()[:16]
 
 
-# --------------------------------------------------------------------------- background
+# --------------------------------------------------------------------------- runs
 
 
-@dataclass
+@dataclass(frozen=True)
 class Request:
-    """One call of :func:`run_generation`, as data (a page may queue several)."""
+    """What a page asks for: its targets, method and settings for one or more seeds, with
+    the labels the page shows beside them. Each seed becomes one job."""
 
     model_spec: str
     target_texts: tuple[str, ...]
@@ -320,104 +188,175 @@ class Request:
         """At most how long it takes here (:mod:`dashboard.eta`)."""
         return eta.request_seconds(self.model_name or self.model_spec, self.method, self.steps, self.size, len(self.target_texts), len(self.seeds))
 
+    def job_specs(self) -> list[tuple[Any, Any]]:
+        """One (JobSpec, preset) per seed, each checked against this server's limits
+        (:meth:`dgncore.serving.specs.JobSpec.validate`, which also builds the preset)
+        and writing to its folder under the results root. Bad input raises InputError."""
+        from dgncore.limits import settings
+        from dgncore.serving.specs import JobSpec
+
+        texts = tuple(t for t in (str(x).strip() for x in self.target_texts) if t)
+        if not texts:
+            raise InputError("nothing to generate: give at least one target")
+        if not self.seeds:
+            raise InputError("give at least one seed")
+        limits = settings()
+        name = self.model_name or self.model_spec  # what the records say; the folder is its safe form
+        out = []
+        for seed in self.seeds:
+            spec = JobSpec(texts, model=self.model_spec, method=self.method, steps=self.steps, seed=seed, size=self.size,
+                           weights=self.weights, model_name=self.model_name)
+            preset = spec.validate(limits)
+            side = preset.generator.out_size
+            frames = len(texts) * 3 * side * side * 4 * (preset.steps // 10 + 1)  # a big batch: no GIFs rather than gigabytes of frames
+            out.append((dataclasses.replace(spec, out_dir=out_dir_for(name, preset, seed, root=Path(".")).as_posix(),
+                                            gif=frames <= FRAMES_BUDGET_BYTES), preset))
+        return out
+
 
 @dataclass
-class BackgroundRun:
-    """Requests run one after another in a thread, so that a rerun of the page (a click
-    on Stop, a changed widget, a closed tab) neither stops nor loses them: the page polls
-    :meth:`snapshot`. Results land on disk as each request finishes."""
+class SeedJob:
+    """One seed of one request, and its job once it is in the queue."""
+
+    request: int
+    spec: Any  # dgncore.serving.specs.JobSpec
+    job_id: str | None = None
+    #: the job's latest JobStatus (without preview images)
+    status: Any = None
+
+    @property
+    def final(self) -> bool:
+        return self.status is not None and self.status.final
+
+
+@dataclass
+class LiveRun:
+    """A page's requests as jobs in the queue, followed there directly: nothing of the
+    page runs them, so a rerun, a page switch or a closed tab neither stops nor loses
+    them. Whoever shows the run calls :meth:`poll` (the live view, once a second), which
+    reads the jobs' states, puts the next seeds in the queue as this session's share of
+    it allows, and fetches a running job's preview PNGs only when it has made new ones."""
 
     requests: list[Request]
-    cancel: threading.Event = field(default_factory=threading.Event)
-    records: list[list[dict[str, Any]]] = field(default_factory=list)
-    error: str | None = None
-    bug: str | None = None
-    current: int = 0
-    latest: RunProgress | None = None
+    jobs: list[SeedJob]
+    queue: Any
+    session_id: str
     started: float = field(default_factory=time.time)
     finished: float | None = None
-    updates: int = 0
-    #: the browser session that started the run (its jobs count against its queue limit)
-    session_id: str = field(default_factory=lambda: current_session_id())
-    #: the current job's place in the queue while it waits (1 = next), else None
-    position: int | None = None
-    #: (time, step) of the current seed's first and latest progress: its measured step rate
+    stopped: bool = False
+    #: one line for a person: why the run ended without all its pictures
+    error: str | None = None
+    #: one line when a job broke inside (the server log has the rest)
+    bug: str | None = None
+    #: the running job's latest preview PNGs, one per target
+    preview: list[bytes] | None = None
+    _preview_of: tuple[int, int] = (-1, 0)
+    #: (time, step) of the running job's first and latest progress seen: its measured step rate
     _first: tuple[float, int] | None = None
     _last: tuple[float, int] | None = None
-    _seed_key: tuple[int, int] | None = None
-    _thread: threading.Thread | None = None
+    _rate_of: int = -1
+    #: (job, state, step) last seen, and when it last changed: a run that does not move says so
+    _seen: tuple[int, str, int] | None = None
+    _moved: float = field(default_factory=time.time)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def start(self) -> "BackgroundRun":
-        self._thread = threading.Thread(target=self._work, name="dgn-dashboard-run", daemon=True)
-        self._thread.start()
+    # ------------------------------------------------------------------ following
+
+    def poll(self) -> LiveRun:
+        with self._lock:
+            if self.finished is None:
+                self._poll()
         return self
 
-    def _work(self) -> None:
-        try:
-            for i, req in enumerate(self.requests):
-                if self.cancel.is_set():
-                    break
-                self.current = i
-                self.latest = None
-                recs = run_generation(
-                    req.model_spec, req.target_texts, req.method, req.steps, list(req.seeds), req.size,
-                    weights=req.weights, model_name=req.model_name, on_progress=self._progress, cancel=self.cancel,
-                    session_id=self.session_id, on_queued=self._queued,
-                )
-                self.records.append(recs)
-        except InputError as e:
-            self.error = (str(e).splitlines() or ["bad input"])[0]
-        except Exception as e:  # noqa: BLE001 - a bug: keep the page alive, show one line, log the rest
-            self.bug = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
-            traceback.print_exc()
-        finally:
+    def _poll(self) -> None:
+        for job in self.jobs:
+            if job.job_id is None or job.final:
+                continue
+            try:
+                job.status = self.queue.status(job.job_id, preview=False)
+            except InputError:  # expired from the queue or the queue lost it
+                self._fail(input_error="the queue lost a job of this run (was the server restarted?); press Generate again")
+                return
+            if job.final:
+                self._ended(job)
+                if self.finished is not None:
+                    return
+        if not self.stopped:
+            self._submit_what_fits()
+        current = self.current()
+        if current is not None and current.status is not None:
+            seen = (self.jobs.index(current), current.status.state, current.status.step)
+            if seen != self._seen:
+                self._seen, self._moved = seen, time.time()
+            if current.status.state == "running":
+                self._follow(current)
+        if all(j.final or (j.job_id is None and self.stopped) for j in self.jobs):
             self.finished = time.time()
 
-    def _progress(self, rp: RunProgress) -> None:
-        now, key = (time.time(), rp.progress.step), (self.current, rp.index)
-        if key != self._seed_key:
-            self._seed_key, self._first = key, now
-        self._last = now
-        self.latest = rp
-        self.updates += 1
+    def _submit_what_fits(self) -> None:
+        waiting = [j for j in self.jobs if j.job_id is None]
+        if not waiting:
+            return
+        room = self.queue.settings.max_queued_per_session - len(self.queue.session_jobs(self.session_id))
+        for job in waiting[: max(room, 0)]:
+            try:
+                job.job_id = self.queue.submit(job.spec, self.session_id)
+            except InputError as e:
+                self._fail(input_error=one_line(e))
+                return
+            job.status = self.queue.status(job.job_id, preview=False)
 
-    def stage(self) -> str:
-        """queued, starting, running, saving or done."""
-        if self.done:
-            return "done"
-        if self.waiting:
-            return "queued"
-        rp = self.latest
-        if rp is None or self._seed_key != (self.current, rp.index):
-            return "starting"
-        p = rp.progress
-        return "saving" if p.step >= p.total or (p.done and all(p.done)) else "running"
+    def _follow(self, job: SeedJob) -> None:
+        i, st = self.jobs.index(job), job.status
+        if st.preview_no and (i, st.preview_no) != self._preview_of:
+            self.preview, self._preview_of = self.queue.status(job.job_id).preview, (i, st.preview_no)
+        if st.total and st.step:
+            now = (time.time(), st.step)
+            if self._rate_of != i:
+                self._rate_of, self._first = i, now
+            self._last = now
 
-    def seconds_left(self) -> float:
-        """At most how long until the whole run ends: the current seed at its measured rate
-        (the estimate until two steps are seen), the seeds and requests after it estimated."""
-        req = self.requests[min(self.current, len(self.requests) - 1)]
-        per_seed = req.seconds() / max(1, len(req.seeds))
-        rp = self.latest
-        seeds_done = rp.index if rp is not None and self._seed_key == (self.current, rp.index) else 0
-        now = per_seed
-        if self.waiting:
-            now += eta.queue_seconds(self.position or 1, per_seed)
-        elif rp is not None and self._first and self._last and self._seed_key == (self.current, rp.index):
-            (t0, s0), s1 = self._first, self._last[1]
-            total = rp.progress.total
-            if s1 > s0:
-                rate = (time.time() - t0) / max(s1 - s0, 1) if s1 < total else 0.0
-                now = rate * max(total - s1, 0)
+    def _ended(self, job: SeedJob) -> None:
+        st = job.status
+        if st.state == "done" and st.started and st.finished:
+            eta.RATES.observe_job(st.finished - st.started, sum(float(r.get("seconds") or 0.0) for r in st.records if not r.get("cached")))
+        eta.observe_all(st.records)
+        if st.state == "failed":
+            error = st.error or "the job failed"
+            if st.error_kind == "internal":
+                self._fail(bug=error)
             else:
-                now = per_seed * max(total - s1, 0) / max(total, 1)
-        later = per_seed * max(len(req.seeds) - seeds_done - 1, 0)
-        later += sum(r.seconds() for r in self.requests[self.current + 1 :])
-        return max(0.0, now + later)
+                self._fail(input_error=error)
 
-    def _queued(self, position: int | None) -> None:
-        self.position = position
-        self.updates += 1
+    def _fail(self, input_error: str | None = None, bug: str | None = None) -> None:
+        self.error, self.bug = input_error, bug
+        self._cancel_rest()
+        self.finished = time.time()
+
+    def _cancel_rest(self) -> None:
+        for job in self.jobs:
+            if job.job_id is not None and not job.final:
+                try:
+                    self.queue.cancel(job.job_id, session_id=self.session_id)
+                    job.status = self.queue.status(job.job_id, preview=False)
+                except InputError:  # already gone
+                    pass
+
+    def stop(self) -> None:
+        """Cancel the jobs still waiting or running (what a running one has made is kept) and
+        send no more."""
+        with self._lock:
+            self.stopped = True
+            self._cancel_rest()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Poll until the run has ended (or ``timeout`` seconds passed); True if it ended."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.poll().done and (deadline is None or time.monotonic() < deadline):
+            time.sleep(QUEUE_POLL_S)
+        return self.done
+
+    # ------------------------------------------------------------------ what the page shows
 
     @property
     def done(self) -> bool:
@@ -425,27 +364,130 @@ class BackgroundRun:
 
     @property
     def cancelled(self) -> bool:
-        return self.cancel.is_set()
+        return self.stopped
+
+    def current(self) -> SeedJob | None:
+        """The first job that has not ended (the one running or next)."""
+        return next((j for j in self.jobs if not j.final), None)
+
+    @property
+    def position(self) -> int | None:
+        """The current job's place in the queue while it waits (1 = next), else None."""
+        job = self.current()
+        st = job.status if job is not None else None
+        return st.position if st is not None and st.state == "queued" else None
 
     @property
     def waiting(self) -> bool:
-        """True while the current job waits in the queue behind others."""
         return self.position is not None
 
-    def stop(self) -> None:
-        self.cancel.set()
+    def stage(self) -> str:
+        """queued, starting, running, saving or done."""
+        if self.done:
+            return "done"
+        job = self.current()
+        st = job.status if job is not None else None
+        if st is None or st.state == "queued":
+            return "queued"
+        if not st.total or self._preview_of[0] != self.jobs.index(job):
+            return "starting"
+        return "saving" if st.step >= st.total or (st.done and all(st.done)) else "running"
 
-    def wait(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.done
+    def seconds_left(self) -> float:
+        """At most how long until the whole run ends: the current job at its measured rate
+        (the estimate until two steps are seen), the jobs after it estimated."""
+        job = self.current()
+        if job is None:
+            return 0.0
+        i = self.jobs.index(job)
+        per_job = [self.requests[j.request].seconds() / max(1, len(self.requests[j.request].seeds)) for j in self.jobs]
+        st = job.status
+        now = per_job[i]
+        if st is not None and st.state == "queued":
+            now += eta.queue_seconds(st.position or 1, per_job[i])
+        elif st is not None and st.total and self._rate_of == i and self._first and self._last:
+            (t0, s0), s1 = self._first, self._last[1]
+            if s1 > s0:
+                now = (time.time() - t0) / (s1 - s0) * max(st.total - s1, 0) if s1 < st.total else 0.0
+            else:
+                now = per_job[i] * max(st.total - s1, 0) / st.total
+        return max(0.0, now + sum(per_job[i + 1:]))
+
+    def slower_than_expected(self) -> bool:
+        """True when the running job has made no step for twice as long as this server's
+        figures expect (its start: the job's own cost; then one step), and at least 10 s."""
+        job = self.current()
+        st = job.status if job is not None else None
+        if st is None or st.state != "running":
+            return False
+        req = self.requests[job.request]
+        if st.step:
+            expected = eta.request_seconds(req.model_name or req.model_spec, req.method, 1, req.size, len(req.target_texts), 1) - eta.RATES.job_overhead()
+        else:
+            expected = eta.RATES.job_overhead()
+        return time.time() - self._moved > max(SLOW_FLOOR_S, 2 * expected)
+
+    def fraction(self) -> float:
+        """How much of the run is done, 0..1 (each job an equal share)."""
+        if self.done:
+            return 1.0
+        ended = sum(j.final for j in self.jobs)
+        job = self.current()
+        st = job.status if job is not None else None
+        part = st.step / st.total if st is not None and st.state == "running" and st.total else 0.0
+        return min(max((ended + part) / max(len(self.jobs), 1), 0.0), 1.0)
+
+    def where(self) -> tuple[Request, int, int]:
+        """(request of the current job, its seed's place in that request, the request's seed count)."""
+        job = self.current() or self.jobs[-1]
+        req = self.requests[job.request]
+        return req, req.seeds.index(job.spec.seed), len(req.seeds)
+
+    @property
+    def records(self) -> list[list[dict[str, Any]]]:
+        """Per request, the records its jobs saved (a stopped job's too), seed by seed."""
+        root = results_root()
+        out: list[list[dict[str, Any]]] = [[] for _ in self.requests]
+        for job in self.jobs:
+            st = job.status
+            if st is not None and st.final and st.records:
+                folder = st.out_dir or (root / job.spec.out_dir)
+                out[job.request].extend(attach_files(rec, folder) for rec in st.records)
+        return out
 
     def keys(self) -> list[tuple]:
         return [r.key() for r in self.requests]
 
 
-def start_background(requests: Sequence[Request]) -> BackgroundRun:
-    return BackgroundRun(list(requests)).start()
+#: the runs of this process by what they make: a reloaded page, or another tab with the
+#: same settings, finds its run still going instead of starting it again
+_runs: dict[tuple, LiveRun] = {}
+_runs_lock = threading.Lock()
+
+
+def running_run(requests: Sequence[Request]) -> LiveRun | None:
+    """The run making exactly ``requests`` while it has not ended, else None."""
+    run = _runs.get(tuple(r.key() for r in requests))
+    return run if run is not None and not run.poll().done else None
+
+
+def start_run(requests: Sequence[Request], session_id: str | None = None) -> LiveRun:
+    """Check every request, then put its jobs in the queue for ``session_id`` (default:
+    the current Streamlit session), as many as the session may have waiting; the rest
+    follow as those end (:meth:`LiveRun.poll`). Bad input raises InputError before any
+    job waits."""
+    from dgncore.serving.worker import get_queue
+
+    requests = list(requests)
+    jobs = [SeedJob(i, spec) for i, req in enumerate(requests) for spec, _ in req.job_specs()]
+    run = LiveRun(requests, jobs, get_queue(), session_id or current_session_id())
+    with _runs_lock:
+        _runs[tuple(r.key() for r in requests)] = run.poll()
+        for key in [k for k, r in _runs.items() if r.done and r is not run]:
+            del _runs[key]
+    if run.error:
+        raise InputError(run.error)
+    return run
 
 
 # --------------------------------------------------------------------------- audit jobs

@@ -249,7 +249,7 @@ def test_the_live_view_shows_the_wait_in_seconds_and_stop_works_while_queued(tmp
         next(b for b in at.button if b.label == "Generate").click().run()
         run = at.session_state["_dgn_runs"]["single"]
         deadline = time.monotonic() + 60
-        while not run.waiting and time.monotonic() < deadline:
+        while not run.poll().waiting and time.monotonic() < deadline:
             time.sleep(0.05)
         at.run()
         status = at.status[0]
@@ -558,7 +558,7 @@ def test_exemplars_beside_the_generated_images(tmp_path):
 def test_gallery_lists_filters_and_opens_results(tmp_path):
     from dashboard import runner
 
-    runner.run_generation("efficientnet_lite0", ["class:tench", "class:goldfish"], "pixel", 2, 0, 64)
+    assert runner.start_run([runner.Request("efficientnet_lite0", ("class:tench", "class:goldfish"), "pixel", 2, (0,), 64)]).wait(120)
     at = app("gallery")
     assert len(images(at)) == 2
     assert any(c.value.startswith("2 of 2 pictures") for c in at.caption)
@@ -625,16 +625,17 @@ def test_bad_server_setting_is_one_error(monkeypatch):
 
 
 @pytest.mark.slow
-def test_runner_background_run_stops_and_keeps_what_it_has(tmp_path):
+def test_a_stopped_run_keeps_what_it_has(tmp_path):
     import time
 
     from dashboard import runner
 
     # a filter target never stops early (it has no probability), so only Stop ends it
-    run = runner.start_background([runner.Request("efficientnet_lite0", ("filter:blocks.1:0",), "pixel", 2000, (0,), 32)])
+    run = runner.start_run([runner.Request("efficientnet_lite0", ("filter:blocks.1:0",), "pixel", 2000, (0,), 32)])
     deadline = time.time() + 60
-    while run.latest is None and time.time() < deadline:
+    while run.poll().stage() != "running" and time.time() < deadline:
         time.sleep(0.05)
+    assert run.preview and run.seconds_left() > 0
     run.stop()
     assert run.wait(60) and run.error is None and run.bug is None
     rec = run.records[0][0]
@@ -645,10 +646,13 @@ def test_runner_user_errors(tmp_path):
     from dashboard import runner
     from dgncore.errors import InputError
 
+    def start(texts, method, steps):
+        return runner.start_run([runner.Request("efficientnet_lite0", tuple(texts), method, steps)])
+
     with pytest.raises(InputError, match="steps must be between"):
-        runner.run_generation("efficientnet_lite0", ["class:tench"], "pixel", 0)
+        start(["class:tench"], "pixel", 0)
     with pytest.raises(InputError, match="nothing to generate"):
-        runner.run_generation("efficientnet_lite0", ["  "], "pixel", 2)
+        start(["  "], "pixel", 2)
     with pytest.raises(InputError, match="unknown method"):
-        runner.run_generation("efficientnet_lite0", ["class:tench"], "magic", 2)
+        start(["class:tench"], "magic", 2)
     assert not (tmp_path / "results").exists()

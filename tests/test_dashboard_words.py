@@ -44,42 +44,63 @@ def test_estimates_come_from_measured_step_rates(monkeypatch):
     rates = eta.StepRates()
     monkeypatch.setattr(eta, "RATES", rates)
     hp = {"generator": {"out_size": 224}}
+    oh = eta.DEFAULT_JOB_OVERHEAD_S  # what a job costs beside its steps, until measured
     before = eta.request_seconds("m", "pixel", 100, None, 1, 1)
-    assert before == pytest.approx(100 * eta.DEFAULT_SECONDS_PER_STEP)
+    assert before == pytest.approx(100 * eta.DEFAULT_SECONDS_PER_STEP + oh)
     rates.observe({"model": "m", "method": "pixel", "steps": 50, "seconds": 5.0, "hyperparameters": hp}, prior=True)
-    assert eta.request_seconds("m", "pixel", 100, None, 1, 1) == pytest.approx(10.0)  # the examples' rate
+    assert eta.request_seconds("m", "pixel", 100, None, 1, 1) == pytest.approx(10.0 + oh)  # the examples' rate
     rates.observe({"model": "m", "method": "pixel", "steps": 10, "seconds": 2.0, "hyperparameters": hp})
-    assert eta.request_seconds("m", "pixel", 100, None, 2, 3) == pytest.approx(0.2 * 100 * 2 * 3)  # this server's own
-    assert eta.request_seconds("m", "pixel", 100, 112, 1, 1) == pytest.approx(0.2 * 100 * 0.25)  # another size, scaled
+    assert eta.request_seconds("m", "pixel", 100, None, 2, 3) == pytest.approx((0.2 * 100 * 2 + oh) * 3)  # this server's own
+    assert eta.request_seconds("m", "pixel", 100, 112, 1, 1) == pytest.approx(0.2 * 100 * 0.25 + oh)  # another size, scaled
+    rates.observe_job(3.5, steps_seconds=2.0)  # this server's jobs: 1.5 s beside their steps
+    assert eta.request_seconds("m", "pixel", 100, None, 1, 2) == pytest.approx((0.2 * 100 + 1.5) * 2)
     rates.observe({"model": "m", "method": "pixel", "steps": 10, "seconds": 9.0, "hyperparameters": hp, "cached": True})
     assert rates.seconds_per_step("m", "pixel", 224) == pytest.approx(0.2)  # a result from disk took no time
     assert eta.typical_seconds("m", "pixel", 100.0) is None  # no record said how early it stopped
     rates.observe({"model": "m", "method": "pixel", "steps": 25, "steps_max": 100, "seconds": 5.0, "hyperparameters": hp})
     assert eta.typical_seconds("m", "pixel", 100.0) == pytest.approx(25.0)
-    assert eta.queue_seconds(3, own_job=7.0) == 21.0
-    rates.observe_job(4.0)
+    assert eta.queue_seconds(3, own_job=7.0) == 3 * 3.5
+    rates.observe_job(4.5)
     assert eta.queue_seconds(3, own_job=7.0) == 12.0
 
 
 def test_a_runs_time_left_follows_its_measured_steps():
-    from types import SimpleNamespace
+    from dashboard.runner import LiveRun, Request, SeedJob
+    from dgncore.serving.specs import JobSpec
+    from dgncore.serving.status import JobStatus
 
-    from dashboard.runner import BackgroundRun, Request
-
-    run = BackgroundRun([Request("m", ("class:0",), "pixel", 100, (0, 1), 64)])
-    assert run.stage() == "starting"
-
-    def progress(step: int, index: int = 0):
-        return SimpleNamespace(progress=SimpleNamespace(step=step, total=100, done=[False]), seed=index, index=index, count=2)
-
-    run._progress(progress(10))
-    run._first = (time.time() - 8.0, 10)  # 8 s ago at step 10
-    run._progress(progress(50))  # now at step 50: 0.2 s per step
-    assert run.stage() == "running"
-    per_seed = run.requests[0].seconds() / 2
-    assert run.seconds_left() == pytest.approx(0.2 * 50 + per_seed, rel=0.05)
-    run.position = 2
+    req = Request("m", ("class:0",), "pixel", 100, (0, 1), 64)
+    run = LiveRun([req], [SeedJob(0, JobSpec(("class:0",), seed=s), f"job{s}") for s in (0, 1)], queue=None, session_id="me")
     assert run.stage() == "queued"
+    run.jobs[0].status = JobStatus("job0", "running", step=0, total=0)
+    assert run.stage() == "starting"
+    now = time.time()
+    run.jobs[0].status = JobStatus("job0", "running", step=50, total=100, preview_no=3)
+    run._rate_of, run._preview_of, run._first, run._last = 0, (0, 3), (now - 8.0, 10), (now, 50)  # 8 s from step 10 to 50: 0.2 s a step
+    assert run.stage() == "running" and run.fraction() == pytest.approx(0.25)
+    per_seed = req.seconds() / 2
+    assert run.seconds_left() == pytest.approx(0.2 * 50 + per_seed, rel=0.05)
+    assert run.where() == (req, 0, 2)
+    run.jobs[0].status = JobStatus("job0", "done")
+    run.jobs[1].status = JobStatus("job1", "queued", position=2)
+    assert run.stage() == "queued" and run.position == 2 and run.where() == (req, 1, 2)
+    assert run.seconds_left() == pytest.approx(per_seed + eta.queue_seconds(2, per_seed))
+
+
+def test_a_run_that_does_not_move_says_the_server_is_busy():
+    from dashboard import flow
+    from dashboard.runner import LiveRun, Request, SeedJob
+    from dgncore.serving.specs import JobSpec
+    from dgncore.serving.status import JobStatus
+
+    req = Request("m", ("class:0",), "pixel", 100, (0,), 64, label="tench")
+    run = LiveRun([req], [SeedJob(0, JobSpec(("class:0",)), "job0", JobStatus("job0", "running"))], queue=None, session_id="me")
+    assert not run.slower_than_expected()
+    run._moved -= 2 * eta.RATES.job_overhead() + 11  # no step since the job started, twice as long as a start takes
+    assert run.slower_than_expected()
+    assert flow.stage_text(run).endswith("slower than expected: the server is busy")
+    run.jobs[0].status = JobStatus("job0", "queued", position=1)  # waiting in the queue is said as such
+    assert not run.slower_than_expected() and "busy" not in flow.stage_text(run)
 
 
 def test_colours_come_from_the_theme_and_no_page_writes_raw_html():

@@ -501,6 +501,7 @@ def test_rq_session_limit_and_cancelling_a_running_job(rq_settings, tiny_model):
 def test_the_worker_command_needs_redis(monkeypatch, capsys):
     from dgncore.__main__ import main
 
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # the worker command sets REDIS_URL for its jobs: not for the next test
     monkeypatch.delenv("REDIS_URL", raising=False)
     assert main(["worker", "--burst"]) == 2
     err = capsys.readouterr().err.strip()
@@ -523,7 +524,7 @@ def dashboard_env(monkeypatch, tmp_path):
     reset_queue()
 
 
-def test_the_dashboard_runner_waits_its_turn_in_the_queue(dashboard_env, tiny_model):
+def test_a_dashboard_run_waits_its_turn_in_the_queue(dashboard_env, tiny_model):
     import json
 
     from dashboard import runner
@@ -531,27 +532,42 @@ def test_the_dashboard_runner_waits_its_turn_in_the_queue(dashboard_env, tiny_mo
     queue = get_queue()
     blocker = queue.submit(long(tiny_model, out_dir="blocker"), "another visitor")
     wait_for(lambda: queue.status(blocker).state == "running")
-    places, progress, box = [], [], {}
-
-    def visitor() -> None:
-        box["records"] = runner.run_generation(tiny_model, ["class:tench"], "pixel", 12, [0, 1], 32, session_id="me",
-                                               on_queued=places.append, on_progress=progress.append)
-
-    t = threading.Thread(target=visitor)
-    t.start()
-    wait_for(lambda: places == [1])  # behind the running job
-    assert len(queue.session_jobs("me")) == 1
+    request = runner.Request(tiny_model, ("class:tench",), "pixel", 12, (0, 1), 32, model_name="tiny")
+    run = runner.start_run([request], session_id="me")
+    assert run.poll().position == 1 and run.stage() == "queued"  # behind the running job
+    assert len(queue.session_jobs("me")) == 2  # both seeds wait in the queue, not in the page
+    assert runner.running_run([request]) is run  # a reloaded page finds it
     queue.cancel(blocker)
-    t.join(60)
-    records = box["records"]
-    assert [r["seed"] for r in records] == [0, 1] and places[-1] is None
+    assert run.wait(60) and run.error is None and run.bug is None and not run.cancelled
+    records = run.records[0]
+    assert [r["seed"] for r in records] == [0, 1] and run.position is None and run.fraction() == 1.0
     for r in records:
         assert Path(r["_file"]).is_file() and Path(r["_gif"]).is_file()
         assert Path(r["_file"]).parent == dashboard_env / "results" / "tiny" / "pixel-12-32px" / f"seed{r['seed']}"
-    if progress:  # the tiny jobs may finish between two polls
-        assert progress[-1].progress.images.shape == (1, 3, 32, 32)
+    assert runner.running_run([request]) is None
     log = [json.loads(line) for line in (dashboard_env / "jobs.jsonl").read_text().splitlines()]
     assert [e["state"] for e in log] == ["cancelled", "done", "done"]
+
+
+def test_a_dashboard_run_sends_its_seeds_as_the_sessions_share_of_the_queue_allows(dashboard_env, monkeypatch, tiny_model):
+    from dashboard import runner
+
+    monkeypatch.setenv("DGN_MAX_QUEUED_PER_SESSION", "1")
+    reset_queue()
+    run = runner.start_run([runner.Request(tiny_model, ("class:tench",), "pixel", 4, (0, 1, 2), 32, model_name="tiny")], session_id="me")
+    assert [j.job_id is not None for j in run.jobs] == [True, False, False]
+    assert run.wait(60) and run.error is None
+    assert [r["seed"] for r in run.records[0]] == [0, 1, 2]
+
+
+def test_a_dashboard_run_shows_why_a_job_failed_and_sends_no_more(dashboard_env, tiny_model):
+    from dashboard import runner
+
+    run = runner.start_run([runner.Request(tiny_model, ("class:no such class",), "pixel", 4, (0, 1), 32, model_name="tiny")], session_id="me")
+    assert run.wait(60) and run.bug is None
+    assert "no such class" in run.error and "\n" not in run.error
+    assert [j.status.state for j in run.jobs] in (["failed", "cancelled"], ["failed", "failed"])
+    assert run.records == [[]] and get_queue().session_jobs("me") == []
 
 
 def test_stopping_a_dashboard_run_while_it_waits_cancels_its_job(dashboard_env, tiny_model):
@@ -560,10 +576,10 @@ def test_stopping_a_dashboard_run_while_it_waits_cancels_its_job(dashboard_env, 
     queue = get_queue()
     blocker = queue.submit(long(tiny_model, out_dir="blocker"), "another visitor")
     wait_for(lambda: queue.status(blocker).state == "running")
-    run = runner.BackgroundRun([runner.Request(tiny_model, ("class:tench",), "pixel", 2, (0,), 32)], session_id="me").start()
-    wait_for(lambda: run.waiting and run.position == 1)
+    run = runner.start_run([runner.Request(tiny_model, ("class:tench",), "pixel", 2, (0,), 32)], session_id="me")
+    assert run.poll().position == 1
     run.stop()
-    assert run.wait(30) and run.error is None and run.bug is None and run.records == [[]]
+    assert run.wait(30) and run.error is None and run.bug is None and run.records == [[]] and run.cancelled
     assert queue.session_jobs("me") == []
     assert queue.status(blocker).state == "running"  # someone else's job is not touched
     queue.cancel(blocker)

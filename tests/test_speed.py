@@ -193,3 +193,38 @@ def test_the_gpu_scripts_are_valid_bash_and_pass_only_flags_their_tools_have(nam
             for flag in re.findall(r"\s(--[a-z][a-z-]*)", " " + used):
                 assert flag in helptext, f"{key} has no {flag}"
     assert seen == set(GPU_SCRIPTS[name])
+
+
+def test_torch_work_in_a_passing_thread_returns_its_value_and_raises_its_error():
+    import threading
+
+    from dgncore.errors import InputError
+    from dgncore.models.hardware import in_passing_thread
+
+    seen = []
+
+    def work(x, scale=1):
+        seen.append(threading.current_thread())
+        return torch.ones(2).mul(x * scale).sum().item()
+
+    assert in_passing_thread(work, 3, scale=2) == 12.0
+    assert seen[0] is not threading.current_thread() and not seen[0].is_alive()  # its OpenMP team went with it
+
+    def bad():
+        raise InputError("no such model")
+
+    with pytest.raises(InputError, match="no such model"):
+        in_passing_thread(bad)
+
+
+def test_the_dashboard_loads_its_classifier_off_its_own_thread(monkeypatch):
+    """Streamlit's script thread lives on: torch work there slowed the jobs 1.7x."""
+    import threading
+
+    from dashboard import runner
+    from dgncore.models import classifiers
+
+    where = []
+    monkeypatch.setattr(classifiers, "load_classifier", lambda *a, **k: where.append(threading.current_thread()) or "clf")
+    assert runner.load("efficientnet_lite0") == "clf"
+    assert where[0] is not threading.current_thread()

@@ -40,15 +40,19 @@ def predictions(paths: tuple[str, ...], mtimes: tuple[float, ...], model: str, _
     import torch
 
     from dgncore.data import load_image
+    from dgncore.models.hardware import in_passing_thread
 
-    out: list[list[tuple[int, float]]] = []
-    for start in range(0, len(paths), 16):
-        batch = torch.stack([load_image(p, size=_clf.input_size) for p in paths[start : start + 16]])
-        with torch.inference_mode():
-            probs = torch.softmax(_clf.logits(batch).float(), 1).cpu()
-        top = probs.topk(min(3, probs.shape[1]), dim=1)
-        out += [[(int(i), float(v)) for v, i in zip(vs, ix)] for vs, ix in zip(top.values, top.indices)]
-    return out
+    def top3() -> list[list[tuple[int, float]]]:
+        out: list[list[tuple[int, float]]] = []
+        for start in range(0, len(paths), 16):
+            batch = torch.stack([load_image(p, size=_clf.input_size) for p in paths[start : start + 16]])
+            with torch.inference_mode():
+                probs = torch.softmax(_clf.logits(batch).float(), 1).cpu()
+            top = probs.topk(min(3, probs.shape[1]), dim=1)
+            out += [[(int(i), float(v)) for v, i in zip(vs, ix)] for vs, ix in zip(top.values, top.indices)]
+        return out
+
+    return in_passing_thread(top3)  # not on the script thread (runner.load says why)
 
 
 def matching_folder(folders: list[str], idx: int, clf) -> str:

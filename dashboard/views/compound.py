@@ -70,9 +70,10 @@ def class_probs(path: str, mtime: float, model: str, spec: str, _clf) -> dict[st
     """How sure the classifier is of each chosen class in the saved picture (dgncore's scorer, on the file)."""
     from dgncore.data import load_image
     from dgncore.drawing.objectives import parse_target
+    from dgncore.models.hardware import in_passing_thread
     from dgncore.results import score_image
 
-    out = score_image(_clf, load_image(path), parse_target(spec, _clf))
+    out = in_passing_thread(score_image, _clf, load_image(path), parse_target(spec, _clf))  # not on the script thread (runner.load says why)
     return out.get("p_classes") or {_clf.classes[int(spec.split(":")[1].split("*")[0])]: out["p_target"]}
 
 

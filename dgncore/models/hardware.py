@@ -7,7 +7,12 @@ speed switch asks here first.
 
 from __future__ import annotations
 
+import threading
+from typing import Any, Callable, TypeVar
+
 import torch
+
+T = TypeVar("T")
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -20,4 +25,26 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-__all__ = ["native_bf16"]
+def in_passing_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in a thread that ends when it returns (its exception is
+    raised here). Torch's OpenMP keeps a team of threads for each thread that ran parallel
+    work; a long-lived one (a web server's script thread) keeps its team busy beside the
+    job loop on the same cores and slowed it 1.7x (bench/README.md, "click_to_picture.py").
+    A thread that ends takes its team with it."""
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller as it is
+            box["error"] = e
+
+    thread = threading.Thread(target=work, name="dgn-passing", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+__all__ = ["in_passing_thread", "native_bf16"]

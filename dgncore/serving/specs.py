@@ -120,6 +120,9 @@ class JobSpec(_Spec):
             raise InputError(f"{preset.name} runs {preset.steps} steps; this server allows {settings.max_steps}: ask for fewer steps")
         if preset.generator.out_size > settings.max_size:
             raise InputError(f"{preset.name} makes {preset.generator.out_size}px images; this server allows {settings.max_size}px: ask for a smaller size")
+        if preset.checkpoint and not Path(preset.checkpoint).is_file():
+            raise InputError(f"the {preset.name} method needs the decoder file {Path(preset.checkpoint).name}, which is not on disk "
+                             "(train it with: python -m dgncore pretrain); choose another method meanwhile")
         return preset
 
     def summary(self) -> dict[str, Any]:
