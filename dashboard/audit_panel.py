@@ -39,6 +39,7 @@ from dashboard import flow, page, runner, samples, state, words
 from dashboard.audit_report import CURRENT, saved_report, saved_select, show_report
 from dgncore.drawing.registry import AUDIT_DEFAULT_METHODS
 from dgncore.errors import InputError
+from dgncore.serving.status import QueueUnavailable
 
 DEMO = "A built-in model with a planted shortcut (the demo)"
 OWN = "The sidebar's model on your images"
@@ -79,15 +80,19 @@ def render(ctx: AuditContext) -> None:
         intro(builtin)
         evidence(builtin)
     spec = audit_spec(ctx, builtin, root, lim) if (builtin or root is not None) else None
-    job = runner.running_audit(spec.out_dir) if spec is not None else None
+    try:
+        job = runner.running_audit(spec) if spec is not None else None
+    except QueueUnavailable as e:
+        page.error(f"{e}: try again in a minute")
+        return
     if st.button("Run the audit", type="primary", disabled=spec is None or job is not None, key="audit.go") and spec is not None and job is None:
         try:
             job = runner.submit_audit(spec)
-        except InputError as e:
+        except (InputError, QueueUnavailable) as e:
             page.error(e)
     if job is not None:
         st.session_state[JOB] = job
-        follow(job.out_dir)  # a fragment: it reruns the page once the job has ended
+        follow(spec)  # a fragment: it reruns the page once the job has ended
     elif spec is not None:
         outcome(spec.out_dir)
     opened = saved_select(ctx.results_root)
@@ -267,14 +272,17 @@ def progress_text(s, now: float | None = None) -> tuple[str, float]:
 
 
 @st.fragment(run_every=flow.LIVE_EVERY_S)
-def follow(out_dir: str) -> None:
+def follow(spec) -> None:
     """The audit's place in the queue, or its step and the seconds left in it, redrawn
     until it ends; then the page reruns to show the report."""
-    job = runner.running_audit(out_dir)
-    if job is None:  # ended (or expired from the queue)
-        st.rerun()
     try:
+        job = runner.running_audit(spec)
+        if job is None:  # ended (or expired from the queue)
+            st.rerun()
         s = job.status()
+    except QueueUnavailable as e:  # the audit is kept there: say what the page waits for
+        st.status(f"Waiting for the job queue: {e}", state="running")
+        return
     except InputError as e:
         page.error(e)
         return
@@ -287,7 +295,7 @@ def follow(out_dir: str) -> None:
                   help="Stop it; the images it finished are kept and reused by the next run. A waiting audit leaves the queue."):
         try:
             job.stop()
-        except InputError as e:
+        except (InputError, QueueUnavailable) as e:
             page.error(e)
 
 
@@ -298,7 +306,7 @@ def outcome(out_dir: str) -> None:
         return
     try:
         s = job.status()
-    except InputError:
+    except (InputError, QueueUnavailable):
         return
     if job.out_dir != out_dir:
         if not s.final:

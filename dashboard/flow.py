@@ -25,6 +25,7 @@ from dashboard import eta, page, runner, words
 from dashboard.runner import LiveRun, Request
 from dgncore.drawing.registry import get_preset
 from dgncore.errors import InputError
+from dgncore.serving.status import QueueUnavailable
 
 RUNS = "_dgn_runs"
 #: how often the live view redraws itself (seconds): as often as a job makes a new preview
@@ -49,11 +50,15 @@ def generate_panel(key: str, requests: Sequence[Request], ready: bool = True, la
         note_col.caption(time_note(requests, estimate))
     with link_col:
         copy_link_button(key)
-    if go:
+    again = run is not None and run.done and (run.error or run.bug) and run.keys() == [r.key() for r in requests]
+    if go or (again and st.button("Try again", key=f"{key}.retry", icon=":material/refresh:", help="Send the same request to the queue again.")):
         try:
             run = runs[key] = runner.start_run(requests)
         except InputError as e:
             page.error(e)
+            return None
+        except QueueUnavailable as e:
+            page.error(f"{e}: try again in a minute")
             return None
     if run is not None and not run.done:
         live(key)
@@ -154,11 +159,15 @@ def live(key: str) -> None:
     if run.poll().done:
         st.rerun()
     stopping = run.cancelled
+    if run.unavailable:
+        label = f"Waiting for the job queue: {run.unavailable}"
+    else:
+        label = stage_text(run) if not stopping else "Stopping: keeping what the run has made so far …"
     # not `with`: leaving a st.status block marks it complete, and this one is still running
-    box = st.status(stage_text(run) if not stopping else "Stopping: keeping what the run has made so far …", state="running", expanded=True)
+    box = st.status(label, state="running", expanded=True)
     box.progress(run.fraction())
     draw_preview(run, key, box)
-    if not stopping and run.session_id == runner.current_session_id() and box.button(
+    if not stopping and run.can_stop() and box.button(
             "Stop", key=f"{key}.run_stop", icon=":material/stop_circle:",
             help="Stop the run; what it has made so far is saved. A job still waiting in the queue is taken out of it."):
         run.stop()

@@ -248,6 +248,8 @@ class LiveRun:
     error: str | None = None
     #: one line when a job broke inside (the server log has the rest)
     bug: str | None = None
+    #: why the queue cannot be asked right now (its server is away), else None
+    unavailable: str | None = None
     #: the running job's latest preview PNGs, one per target
     preview: list[bytes] | None = None
     _preview_of: tuple[int, int] = (-1, 0)
@@ -263,9 +265,15 @@ class LiveRun:
     # ------------------------------------------------------------------ following
 
     def poll(self) -> LiveRun:
+        from dgncore.serving.status import QueueUnavailable
+
         with self._lock:
             if self.finished is None:
-                self._poll()
+                try:
+                    self._poll()
+                    self.unavailable = None
+                except QueueUnavailable as e:  # its jobs are kept there: say so and keep asking
+                    self.unavailable = str(e)
         return self
 
     def _poll(self) -> None:
@@ -281,7 +289,9 @@ class LiveRun:
                 self._ended(job)
                 if self.finished is not None:
                     return
-        if not self.stopped:
+        if self.stopped:
+            self._cancel_rest()
+        else:
             self._submit_what_fits()
         current = self.current()
         if current is not None and current.status is not None:
@@ -333,11 +343,16 @@ class LiveRun:
         self._cancel_rest()
         self.finished = time.time()
 
+    def can_stop(self) -> bool:
+        """Whether this session may stop the run: its own jobs, or any on a server of one's own."""
+        return not self.queue.settings.hosted or all(j.status is None or j.status.session_id == self.session_id for j in self.jobs)
+
     def _cancel_rest(self) -> None:
+        owner = self.session_id if self.queue.settings.hosted else None
         for job in self.jobs:
             if job.job_id is not None and not job.final:
                 try:
-                    self.queue.cancel(job.job_id, session_id=self.session_id)
+                    self.queue.cancel(job.job_id, session_id=owner)
                     job.status = self.queue.status(job.job_id, preview=False)
                 except InputError:  # already gone
                     pass
@@ -345,9 +360,14 @@ class LiveRun:
     def stop(self) -> None:
         """Cancel the jobs still waiting or running (what a running one has made is kept) and
         send no more."""
+        from dgncore.serving.status import QueueUnavailable
+
         with self._lock:
             self.stopped = True
-            self._cancel_rest()
+            try:
+                self._cancel_rest()
+            except QueueUnavailable as e:  # the flag is set: the next poll that reaches the queue cancels
+                self.unavailable = str(e)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Poll until the run has ended (or ``timeout`` seconds passed); True if it ended."""
@@ -459,32 +479,38 @@ class LiveRun:
         return [r.key() for r in self.requests]
 
 
-#: the runs of this process by what they make: a reloaded page, or another tab with the
-#: same settings, finds its run still going instead of starting it again
-_runs: dict[tuple, LiveRun] = {}
-_runs_lock = threading.Lock()
+def running_run(requests: Sequence[Request], session_id: str | None = None) -> LiveRun | None:
+    """The run of exactly ``requests`` while one of its jobs still waits or runs in the
+    queue (sent before a reload, from another tab, or before the web app restarted), to be
+    followed instead of sent again; else None."""
+    from dgncore.serving.status import QueueUnavailable
+    from dgncore.serving.worker import get_queue
 
-
-def running_run(requests: Sequence[Request]) -> LiveRun | None:
-    """The run making exactly ``requests`` while it has not ended, else None."""
-    run = _runs.get(tuple(r.key() for r in requests))
-    return run if run is not None and not run.poll().done else None
+    try:
+        jobs = [SeedJob(i, spec) for i, req in enumerate(requests) for spec, _ in req.job_specs()]
+        queue = get_queue()
+        for job in jobs:
+            job.job_id = queue.find(job.spec)
+    except (InputError, QueueUnavailable):  # the page says what is wrong with the request, or that the queue is away
+        return None
+    if not any(j.job_id for j in jobs):
+        return None
+    return LiveRun(list(requests), jobs, queue, session_id or current_session_id()).poll()
 
 
 def start_run(requests: Sequence[Request], session_id: str | None = None) -> LiveRun:
     """Check every request, then put its jobs in the queue for ``session_id`` (default:
     the current Streamlit session), as many as the session may have waiting; the rest
-    follow as those end (:meth:`LiveRun.poll`). Bad input raises InputError before any
-    job waits."""
+    follow as those end (:meth:`LiveRun.poll`). Bad input raises InputError, and a queue
+    that does not answer QueueUnavailable, before any job waits."""
     from dgncore.serving.worker import get_queue
 
     requests = list(requests)
     jobs = [SeedJob(i, spec) for i, req in enumerate(requests) for spec, _ in req.job_specs()]
-    run = LiveRun(requests, jobs, get_queue(), session_id or current_session_id())
-    with _runs_lock:
-        _runs[tuple(r.key() for r in requests)] = run.poll()
-        for key in [k for k, r in _runs.items() if r.done and r is not run]:
-            del _runs[key]
+    session = session_id or current_session_id()
+    queue = get_queue()
+    queue.session_jobs(session)  # a queue that does not answer says so now, not in the live view
+    run = LiveRun(requests, jobs, queue, session).poll()
     if run.error:
         raise InputError(run.error)
     return run
@@ -516,29 +542,28 @@ class QueuedJob:
         self.queue.cancel(self.job_id, session_id=current_session_id() if settings().hosted else None)
 
 
-#: the audit jobs of this process by output folder: a reloaded page, or another tab with
-#: the same settings, finds its audit still running instead of starting it again
-_audits: dict[str, QueuedJob] = {}
-_audits_lock = threading.Lock()
+#: two tabs that press Run at once send one audit
+_submit_lock = threading.Lock()
 
 
-def running_audit(out_dir: str) -> QueuedJob | None:
-    """The audit writing ``out_dir`` while it waits or runs, else None."""
-    job = _audits.get(out_dir)
-    try:
-        return job if job is not None and not job.status().final else None
-    except InputError:  # expired from the queue
-        return None
+def running_audit(spec) -> QueuedJob | None:
+    """The audit of ``spec`` (a :class:`dgncore.serving.specs.AuditSpec`) while it waits or
+    runs in the queue (sent before a reload, from another tab, or before the web app
+    restarted), else None. A queue that does not answer raises QueueUnavailable."""
+    from dgncore.serving.worker import get_queue
+
+    queue = get_queue()
+    job_id = queue.find(spec)
+    return None if job_id is None else QueuedJob(queue, job_id, spec.out_dir)
 
 
 def submit_audit(spec) -> QueuedJob:
-    """Queue ``spec`` (a :class:`dgncore.serving.specs.AuditSpec`) for this session, unless an audit
-    of the same folder is already waiting or running (that one is returned)."""
+    """Queue ``spec`` for this session, unless the same audit already waits or runs (that one is returned)."""
     from dgncore.serving.worker import get_queue
 
-    with _audits_lock:
-        job = running_audit(spec.out_dir)
+    with _submit_lock:
+        job = running_audit(spec)
         if job is None:
             queue = get_queue()
-            job = _audits[spec.out_dir] = QueuedJob(queue, queue.submit(spec, current_session_id()), spec.out_dir)
+            job = QueuedJob(queue, queue.submit(spec, current_session_id()), spec.out_dir)
     return job

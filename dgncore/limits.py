@@ -97,6 +97,9 @@ class Limits:
     redis_url: str | None = None
     queue_name: str = "dgn"
     job_log: Path | None = None
+    #: torch threads of the process that runs jobs (0: torch's own choice, every core):
+    #: processes that share cores must split them, or they starve each other
+    threads: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Limits":
@@ -129,6 +132,7 @@ class Limits:
             redis_url=(env.get("REDIS_URL") or "").strip() or None,
             queue_name=queue_name,
             job_log=Path(env["DGN_JOB_LOG"]).expanduser() if env.get("DGN_JOB_LOG", "").strip() else None,
+            threads=_env_int(env, "DGN_THREADS", 0, 0, 512),
         )
 
     def check_model(self, model: str, weights: str | None) -> None:

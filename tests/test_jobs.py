@@ -498,6 +498,73 @@ def test_rq_session_limit_and_cancelling_a_running_job(rq_settings, tiny_model):
         stop_worker(worker)
 
 
+@pytest.mark.slow
+@needs_redis
+def test_a_job_whose_worker_is_killed_is_failed_in_seconds_and_another_worker_goes_on(rq_settings, tiny_model):
+    from dgncore.serving.rq_queue import ALIVE_TTL_S, WORKER_LOST
+
+    q = RedisQueue(rq_settings)
+    worker = run_worker(rq_settings)
+    try:
+        job = q.submit(long(tiny_model, out_dir="long"), "me")
+        wait_for(lambda: q.status(job).step >= 2, timeout=120)
+    finally:
+        worker.kill()  # SIGKILL: no goodbye to Redis, as when a container is killed
+        worker.communicate(timeout=30)
+    assert q.status(job).state == "running"  # RQ itself still thinks so (for minutes)
+    st = wait_for(lambda: (s := q.status(job)).final and s, timeout=ALIVE_TTL_S + 15)
+    assert st.state == "failed" and st.error == WORKER_LOST and st.error_kind == "internal"
+    assert q.session_jobs("me") == []  # its slot is free again: Try again can send it
+    other = run_worker(rq_settings)
+    try:
+        assert q.wait(q.submit(small(tiny_model, out_dir="again"), "me"), timeout=120).state == "done"
+    finally:
+        stop_worker(other)
+
+
+def _start_redis(port: int, folder: Path) -> subprocess.Popen:
+    from redis import Redis
+
+    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--dir", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: _pings(Redis.from_url(f"redis://127.0.0.1:{port}/0")), timeout=20)
+    return proc
+
+
+@pytest.mark.slow
+@needs_redis
+def test_waiting_jobs_outlive_a_redis_restart_and_the_page_says_the_queue_is_away(dashboard_env, monkeypatch, tiny_model):
+    """Redis keeps an append-only file on its volume: jobs that were waiting when it stopped
+    are there when it is back, and run; meanwhile the page says what it waits for."""
+    from dashboard import runner
+    from dgncore.serving.status import QueueUnavailable
+
+    port, folder = _free_port(), dashboard_env / "redis"
+    folder.mkdir()
+    redis = _start_redis(port, folder)
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    monkeypatch.setenv("DGN_QUEUE_NAME", "dgnrestart")
+    reset_queue()
+    try:
+        run = runner.start_run([runner.Request(tiny_model, ("class:tench",), "pixel", 2, (0, 1), 32, model_name="tiny")], session_id="me")
+        assert run.position == 1
+        redis.terminate()  # SIGTERM: Redis writes its append-only file and stops
+        redis.wait(20)
+        assert run.poll().unavailable and "not answering" in run.unavailable and not run.done
+        with pytest.raises(QueueUnavailable):
+            runner.start_run([runner.Request(tiny_model, ("class:hen",), "pixel", 2, (0,), 32)], session_id="me")
+        redis = _start_redis(port, folder)
+        assert run.poll().unavailable is None and run.position == 1  # both jobs still wait
+        settings = Limits.from_env()
+        worker = run_worker(settings, "--burst")
+        out, _ = worker.communicate(timeout=240)
+        assert worker.returncode == 0, out
+        assert run.wait(30) and run.error is None and [r["seed"] for r in run.records[0]] == [0, 1]
+    finally:
+        redis.terminate()
+        redis.wait(20)
+
+
 def test_the_worker_command_needs_redis(monkeypatch, capsys):
     from dgncore.__main__ import main
 
@@ -536,7 +603,8 @@ def test_a_dashboard_run_waits_its_turn_in_the_queue(dashboard_env, tiny_model):
     run = runner.start_run([request], session_id="me")
     assert run.poll().position == 1 and run.stage() == "queued"  # behind the running job
     assert len(queue.session_jobs("me")) == 2  # both seeds wait in the queue, not in the page
-    assert runner.running_run([request]) is run  # a reloaded page finds it
+    found = runner.running_run([request], session_id="a reloaded page")  # finds the same jobs in the queue
+    assert found is not None and [j.job_id for j in found.jobs] == [j.job_id for j in run.jobs] and found.position == 1
     queue.cancel(blocker)
     assert run.wait(60) and run.error is None and run.bug is None and not run.cancelled
     records = run.records[0]
@@ -584,3 +652,24 @@ def test_stopping_a_dashboard_run_while_it_waits_cancels_its_job(dashboard_env, 
     assert queue.status(blocker).state == "running"  # someone else's job is not touched
     queue.cancel(blocker)
     assert not (dashboard_env / "results" / "tiny").exists()
+
+
+def test_the_local_queue_finds_a_waiting_job_by_its_spec_and_sizes_its_threads(monkeypatch, tiny_model):
+    import torch
+
+    from dgncore.serving import local_queue
+
+    seen = []
+    monkeypatch.setattr(local_queue, "execute", lambda spec, settings, report, cancel: seen.append(torch.get_num_threads()) or {"records": [], "cancelled": False})
+    monkeypatch.setenv("DGN_THREADS", "1")
+    q = LocalQueue(Limits.from_env())
+    try:
+        spec = small(tiny_model, out_dir="mine")
+        assert q.find(spec) is None
+        with q._cond:  # hold the worker back while the job waits
+            job = q.submit(spec, "b")
+            assert q.find(dataclasses.replace(spec)) == job and q.find(small(tiny_model, out_dir="other")) is None
+        assert q.wait(job, timeout=30).state == "done" and q.find(spec) is None  # an ended job is not followed
+        assert seen == [1]  # the queue's worker ran it on DGN_THREADS torch threads
+    finally:
+        q.close()

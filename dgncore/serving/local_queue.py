@@ -87,6 +87,10 @@ class LocalQueue(JobQueue):
         with self._cond:
             return self._active(session_id)
 
+    def find(self, spec: JobSpec | AuditSpec) -> str | None:
+        with self._cond:
+            return next((i for i, j in reversed(self._jobs.items()) if j.spec == spec and not j.status.final), None)
+
     def status(self, job_id: str, preview: bool = True) -> JobStatus:
         with self._cond:
             job = self._jobs.get(job_id) if isinstance(job_id, str) else None
@@ -114,6 +118,10 @@ class LocalQueue(JobQueue):
             return True
 
     def _work(self, device: str) -> None:
+        if self.settings.threads:
+            import torch
+
+            torch.set_num_threads(self.settings.threads)
         while True:
             with self._cond:
                 while not self._closed and not self._pending.get(device):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
 from typing import Any
@@ -11,13 +12,26 @@ from dgncore.errors import InputError, one_line
 from dgncore.limits import Limits
 from dgncore.serving.execute import execute, log_job
 from dgncore.serving.specs import AuditSpec, JobSpec, check_session, spec_from_dict
-from dgncore.serving.status import JobQueue, JobState, JobStatus
+from dgncore.serving.status import JobQueue, JobState, JobStatus, QueueUnavailable
 
 CANCEL_KEY = "dgn:cancel:{}"
 
 PREVIEW_KEY = "dgn:preview:{}"
 
 SESSION_KEY = "dgn:session:{}"
+
+#: the job of a spec while it waits or runs (by a hash of the spec), for :meth:`RedisQueue.find`
+SPEC_KEY = "dgn:spec:{}"
+
+#: set by the worker while it runs a job, for ALIVE_TTL_S, renewed every ALIVE_EVERY_S: a
+#: job whose worker was killed loses it within seconds (RQ itself notices only after its
+#: worker TTL, minutes later), and the page says so instead of waiting
+ALIVE_KEY = "dgn:alive:{}"
+ALIVE_EVERY_S = 2.0
+ALIVE_TTL_S = 10
+
+#: what a visitor reads when the worker of their job went away
+WORKER_LOST = "the worker running this job stopped before it finished (what it had made is kept): try again"
 
 CANCEL_POLL_S = 0.25
 
@@ -31,6 +45,30 @@ def rq_serializer():
     from rq.serializers import JSONSerializer
 
     return JSONSerializer
+
+
+def spec_key(spec: JobSpec | AuditSpec) -> str:
+    import hashlib
+    import json
+
+    return SPEC_KEY.format(hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:32])
+
+
+def _answering(method):
+    """Redis not answering becomes :class:`QueueUnavailable`, in words a visitor can read."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        try:
+            return method(self, *args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError) as e:
+            raise QueueUnavailable("the job queue (Redis) is not answering; jobs already in it are kept and go on once it is back") from e
+
+    return wrapper
 
 
 class RedisQueue(JobQueue):
@@ -72,9 +110,11 @@ class RedisQueue(JobQueue):
                 active.append((st.submitted or 0, job_id))
         return [i for _, i in sorted(active)]
 
+    @_answering
     def session_jobs(self, session_id: str) -> list[str]:
         return self._active(check_session(session_id))
 
+    @_answering
     def submit(self, spec: JobSpec | AuditSpec, session_id: str) -> str:
         check_session(session_id)
         if not isinstance(spec, (JobSpec, AuditSpec)):
@@ -101,8 +141,21 @@ class RedisQueue(JobQueue):
             key = SESSION_KEY.format(session_id)
             self.redis.sadd(key, job_id)
             self.redis.expire(key, 7 * 24 * 3600)
+            self.redis.set(spec_key(spec), job_id, ex=7 * 24 * 3600)
         return job_id
 
+    @_answering
+    def find(self, spec: JobSpec | AuditSpec) -> str | None:
+        raw = self.redis.get(spec_key(spec))
+        job_id = raw.decode() if isinstance(raw, bytes) else raw
+        if not job_id:
+            return None
+        try:
+            return None if self.status(job_id, preview=False).final else job_id
+        except InputError:  # expired
+            return None
+
+    @_answering
     def status(self, job_id: str, preview: bool = True) -> JobStatus:
         job = self._fetch(job_id)
         raw = job.get_status(refresh=True)
@@ -135,6 +188,8 @@ class RedisQueue(JobQueue):
                 st.state = "cancelled"
         elif rq_state == "started":
             st.state = "running"
+            if meta.get("alive") and not self.redis.exists(ALIVE_KEY.format(job_id)) and time.time() - float(meta.get("started") or 0) > ALIVE_TTL_S:
+                st.state, st.error_kind, st.error = "failed", "internal", WORKER_LOST
         elif rq_state == "finished":
             result = job.return_value() or {}
             st.records = list(result.get("records", []))
@@ -152,6 +207,7 @@ class RedisQueue(JobQueue):
             st.state = "cancelled"
         return st
 
+    @_answering
     def cancel(self, job_id: str, session_id: str | None = None) -> bool:
         job = self._fetch(job_id)
         if session_id is not None and (job.meta or {}).get("session") != session_id:
@@ -205,8 +261,19 @@ def execute_rq(spec_dict: dict[str, Any]) -> dict[str, Any]:
             job.meta["preview_no"] = int(job.meta.get("preview_no", 0)) + 1
         job.save_meta()
 
-    job.meta["started"] = time.time()
+    alive, beating = ALIVE_KEY.format(job.id), threading.Event()
+
+    def heartbeat() -> None:  # Redis calls only: no torch on this thread
+        while not beating.wait(ALIVE_EVERY_S):
+            try:
+                job.connection.set(alive, 1, ex=ALIVE_TTL_S)
+            except Exception:  # noqa: BLE001 - Redis away for a moment: the job itself decides what that means
+                pass
+
+    job.connection.set(alive, 1, ex=ALIVE_TTL_S)
+    job.meta.update({"started": time.time(), "alive": True})
     job.save_meta()
+    threading.Thread(target=heartbeat, name="dgn-alive", daemon=True).start()
     spec = None
     try:
         spec = spec_from_dict(spec_dict)
@@ -214,8 +281,10 @@ def execute_rq(spec_dict: dict[str, Any]) -> dict[str, Any]:
     except InputError as e:
         result = {"records": [], "cancelled": False, "error": one_line(e), "input_error": True}
     finally:
+        beating.set()
         job.meta["finished"] = time.time()
         job.save_meta()
+        job.connection.delete(alive)
     if spec is not None:
         state: JobState = "failed" if result.get("input_error") else ("cancelled" if result["cancelled"] else "done")
         log_job(settings, spec, JobStatus(

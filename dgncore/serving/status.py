@@ -83,8 +83,13 @@ class JobStatus:
         return out
 
 
+class QueueUnavailable(RuntimeError):
+    """The queue's server (Redis) does not answer. Nothing the visitor did: their jobs are
+    kept there and go on once it is back, so a page says so and keeps waiting."""
+
+
 class JobQueue:
-    """What the dashboard sees: submit, poll, cancel."""
+    """What the dashboard sees: submit, poll, cancel, and find a job still in the queue."""
 
     settings: Limits
 
@@ -101,6 +106,11 @@ class JobQueue:
 
     def session_jobs(self, session_id: str) -> list[str]:  # pragma: no cover - interface
         """Ids of the session's jobs that are queued or running, oldest first."""
+        raise NotImplementedError
+
+    def find(self, spec: JobSpec | AuditSpec) -> str | None:  # pragma: no cover - interface
+        """The id of a queued or running job of exactly ``spec`` (any session's), else None:
+        a reloaded page, another tab or a restarted web app follows it instead of sending it again."""
         raise NotImplementedError
 
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.1) -> JobStatus:

@@ -48,7 +48,7 @@ def register_cli(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], i
     p.add_argument("--queue", help="queue name (default: $DGN_QUEUE_NAME or dgn)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (default: $DGN_DEVICE or auto)")
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: $DGN_THREADS, else every core; workers that share a machine split its cores)")
     p.add_argument("--name", help="worker name (default: host and pid)")
     return _cmd_worker
 
@@ -68,12 +68,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from dgncore.models.classifiers import pick_device
 
     pick_device(settings.device)  # a bad device is an error now, not at the first job
-    if args.threads is not None:
-        if not 1 <= args.threads <= 512:
+    threads = args.threads if args.threads is not None else settings.threads or None
+    if threads is not None:
+        if not 1 <= threads <= 512:
             raise InputError("--threads must be between 1 and 512")
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
     from redis import Redis
     from redis.exceptions import ConnectionError as RedisConnectionError
     from rq import Queue, SimpleWorker
