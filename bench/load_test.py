@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from dgncore.data import open_image  # noqa: E402
 from dgncore.errors import InputError  # noqa: E402
-from dgncore.results import read_result  # noqa: E402
+from dgncore.result_files import read_result  # noqa: E402
 
 HEALTH_TIMEOUT_S = 5.0
 

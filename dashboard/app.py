@@ -25,6 +25,8 @@ st.set_page_config(page_title="DGN Explorer", page_icon=":material/neurology:", 
 # Not "pages/": Streamlit treats a folder of that name as an old-style multipage app and, on the
 # first request of a fresh server to a sub-page URL, runs the page without this script.
 VIEWS = Path(__file__).resolve().parent / "views"
+#: pages that only show saved pictures (url paths; "" is the start page)
+SHOWS_FILES = ("", "gallery")
 try:
     hosted = state.limits().hosted
 except InputError as e:  # a bad DGN_* environment variable: say which, once
@@ -44,7 +46,8 @@ nav = st.navigation({
 st.sidebar.markdown("### DGN Explorer")
 st.sidebar.caption("See what a trained image classifier has learned: the picture it finds most typical of a class, a filter or a neuron.")
 choice = state.model_sidebar()
-classifier = state.load_model(choice)
+# the start page and the gallery show saved files: they draw without torch or the model
+classifier = None if nav.url_path in SHOWS_FILES else state.load_model(choice)
 st.session_state["_model_choice"] = choice
 st.session_state["_classifier"] = classifier
 if classifier is not None:

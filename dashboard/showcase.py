@@ -29,7 +29,7 @@ def examples_root() -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _load(root: str) -> tuple[dict[str, Any], ...]:
-    from dgncore.results import scan_results
+    from dgncore.result_files import scan_results
 
     out = []
     for rec in scan_results(Path(root)):
@@ -53,7 +53,7 @@ def _key(model: str, target: str, seed: int, hyperparameters: dict[str, Any]) ->
 
 def find_example(model: str, target: str, preset, seed: int) -> dict[str, Any] | None:
     """The example made with exactly these settings, if one ships."""
-    from dgncore.results import preset_record
+    from dgncore.result_files import preset_record
 
     want = _key(model, target, seed, preset_record(preset))
     for rec in example_records():

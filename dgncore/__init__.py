@@ -4,13 +4,36 @@
     from dgncore import load_classifier, parse_target, make_preset, generate
     clf = load_classifier("efficientnet_lite0")
     records = generate(clf, [parse_target("class:tench", clf)], make_preset(), "out/")
+
+The names below are loaded on first use: importing a light part of dgncore (its errors,
+limits or job specs) does not import torch, so a web page that only shows saved pictures
+draws without it.
 """
 
-from dgncore.drawing.objectives import Target, parse_target
-from dgncore.drawing.optimize import optimize
-from dgncore.drawing.registry import make_preset
-from dgncore.errors import InputError
-from dgncore.models.classifiers import Classifier, load_classifier
-from dgncore.runs import class_targets, draw_classes, generate
+from __future__ import annotations
 
-__all__ = ["Classifier", "InputError", "Target", "class_targets", "draw_classes", "generate", "load_classifier", "make_preset", "optimize", "parse_target"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Target": "dgncore.drawing.objectives",
+    "parse_target": "dgncore.drawing.objectives",
+    "optimize": "dgncore.drawing.optimize",
+    "make_preset": "dgncore.drawing.registry",
+    "InputError": "dgncore.errors",
+    "Classifier": "dgncore.models.classifiers",
+    "load_classifier": "dgncore.models.classifiers",
+    "class_targets": "dgncore.runs",
+    "draw_classes": "dgncore.runs",
+    "generate": "dgncore.runs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dgncore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -23,13 +23,15 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from dgncore.errors import InputError, one_line
+
+if TYPE_CHECKING:  # torch comes in with the first tensor: reading and listing files needs none
+    import torch
 
 MAX_IMAGE_PIXELS = 40_000_000  # ~6300 x 6300
 MAX_IMAGE_BYTES = 50 * 1024**2
@@ -82,12 +84,19 @@ def load_image(source: str | Path | bytes, size: int | None = None) -> torch.Ten
     im = open_image(source)
     if size is not None:
         im = im.resize((size, size), Image.BICUBIC)
-    arr = np.asarray(im, dtype=np.uint8)
+    return _tensor(np.asarray(im, dtype=np.uint8))
+
+
+def _tensor(arr: np.ndarray) -> torch.Tensor:
+    import torch
+
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [0, 1] -> (H, W, 3) uint8, rounding as :func:`optimize.quantize` does."""
+    import torch
+
     return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
@@ -111,7 +120,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def save_png(image: torch.Tensor | np.ndarray, path: Path) -> None:
-    arr = to_uint8(image) if isinstance(image, torch.Tensor) else image
+    arr = image if isinstance(image, np.ndarray) else to_uint8(image)
     _atomic_write(Path(path), lambda f: Image.fromarray(arr).save(f, format="PNG"))
 
 
@@ -123,7 +132,7 @@ def save_image(image: torch.Tensor | np.ndarray, path: Path) -> None:
     """PNG, or lossy WebP when ``path`` ends in ``.webp``."""
     if Path(path).suffix.lower() != ".webp":
         return save_png(image, path)
-    arr = to_uint8(image) if isinstance(image, torch.Tensor) else image
+    arr = image if isinstance(image, np.ndarray) else to_uint8(image)
     _atomic_write(Path(path), lambda f: Image.fromarray(arr).save(f, format="WEBP", quality=WEBP_QUALITY, method=6))
 
 
@@ -338,4 +347,4 @@ def load_for_model(path: Path, size: int) -> torch.Tensor:
     w, h = im.size
     left, top = (w - size) // 2, (h - size) // 2
     im = im.crop((left, top, left + size, top + size))
-    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+    return _tensor(np.asarray(im, dtype=np.uint8))

@@ -103,8 +103,7 @@ class Limits:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Limits":
-        from dgncore.drawing.optimize import MAX_BATCH
-        from dgncore.drawing.presets import MAX_OUT_SIZE, MAX_STEPS
+        from dgncore.drawing.presets import MAX_BATCH, MAX_OUT_SIZE, MAX_STEPS
 
         env = os.environ if env is None else env
         hosted = is_hosted(env)

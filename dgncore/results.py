@@ -15,7 +15,6 @@ record's ``png`` field names the image file either way.
 from __future__ import annotations
 
 import functools
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,10 @@ import torch.nn.functional as F
 
 from dgncore.data import load_image, save_image, write_bytes, write_json
 from dgncore.drawing.objectives import Objective, Target
-from dgncore.drawing.presets import Preset
 from dgncore.errors import InputError
 from dgncore.models.classifiers import Classifier, is_imagenet
+from dgncore.result_files import VERSION, decoder_record, preset_record
 
-VERSION = 1
-INDEX = "index.json"
 N_REFERENCE = 16  # enough for a percentile; ~2 s per layer on 2 CPU cores
 MAX_HISTORY_POINTS = 300
 #: the held-out network that scores every ImageNet class result a second time
@@ -198,59 +195,6 @@ def save_gif(out_dir: Path, record: dict[str, Any], frames: list[torch.Tensor]) 
     return path
 
 
-@functools.lru_cache(maxsize=16)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's content (computed once per file version)."""
-    st = Path(path).stat()
-    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-
-def decoder_record(checkpoint: str | Path) -> dict[str, Any]:
-    """What a result says of the decoder it was drawn with: file name and content hash
-    (never a path of this machine), the generator config stored in the file, and how the
-    decoder was trained (from its JSON sidecar, where there is one)."""
-    from dgncore.prior.decoder import decoder_config
-
-    path = Path(checkpoint)
-    out: dict[str, Any] = {"file": path.name, "sha256": file_sha256(path), "generator": decoder_config(path).to_dict()}
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file() and sidecar.stat().st_size < 10 * 1024**2:
-        try:
-            meta = json.loads(sidecar.read_text("utf-8"))
-        except ValueError:
-            meta = {}
-        data = meta.get("data") or {}
-        out["training"] = {k: v for k, v in {
-            "data": data.get("kind"), "photos": data.get("photos"), "steps": meta.get("steps_done"),
-            "seconds": meta.get("seconds"), "final_pixel_loss": meta.get("final_pixel_loss", meta.get("final_loss")),
-        }.items() if v is not None}
-    return out
-
-
-def preset_record(preset: Preset) -> dict[str, Any]:
-    """The settings a result records, and that a cached result must match: the preset, with
-    its decoder (and photo statistics) named by file name and content hash, never by a
-    path of this machine, and its generator config replaced by the one the decoder really
-    has (the preset's own is not used by the pretrained method)."""
-    d = preset.to_dict()
-    if preset.method == "pretrained" and preset.checkpoint:
-        dec = decoder_record(preset.checkpoint)
-        d["checkpoint"], d["checkpoint_sha256"], d["generator"] = dec["file"], dec["sha256"], dec["generator"]
-    if preset.photo_stats:
-        d["photo_stats"], d["photo_stats_sha256"] = Path(preset.photo_stats).name, file_sha256(preset.photo_stats)
-    return d
-
-
 def run_records(run, classifier: Classifier, model: str) -> list[dict[str, Any]]:
     """Per-row metadata of an optimisation run (everything except the scores)."""
     n = len(run.targets)
@@ -282,41 +226,3 @@ def run_records(run, classifier: Classifier, model: str) -> list[dict[str, Any]]
             "classifier_input_size": classifier.input_size,
         })
     return out
-
-
-def read_result(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read result {Path(path).name[:80]}: {type(e).__name__}") from e
-    if not isinstance(data, dict) or "target" not in data:
-        raise InputError(f"{Path(path).name[:80]} is not a DGN Explorer result")
-    return data
-
-
-def scan_results(root: Path) -> list[dict[str, Any]]:
-    """All results under ``root`` (recursively), each with ``path`` (its JSON, relative)."""
-    root = Path(root)
-    out = []
-    if not root.is_dir():
-        return out
-    for p in sorted(root.rglob("*.json")):
-        if p.name == INDEX or p.name.startswith("."):
-            continue
-        try:
-            rec = read_result(p)
-        except InputError:
-            continue
-        if (p.parent / rec.get("png", "")).is_file():
-            rec["path"] = str(p.relative_to(root))
-            out.append(rec)
-    return out
-
-
-def write_index(root: Path) -> list[dict[str, Any]]:
-    """Rewrite ``root/index.json`` from the results on disk (so it is always consistent)."""
-    keep = ("target", "target_label", "target_kind", "model", "method", "preset", "seed", "steps", "seconds", "p_target", "rank", "activation",
-            "percentile", "second_opinion", "png", "path", "top5")
-    records = [{k: r.get(k) for k in keep} for r in scan_results(root)]
-    write_json({"version": VERSION, "count": len(records), "results": records}, Path(root) / INDEX)
-    return records

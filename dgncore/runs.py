@@ -16,13 +16,8 @@ from dgncore.drawing.optimize import MAX_BATCH, ProgressFn, optimize
 from dgncore.drawing.presets import Preset
 from dgncore.errors import InputError
 from dgncore.models.classifiers import Classifier
-from dgncore.results import (
-    preset_record,
-    read_result,
-    run_records,
-    save_result,
-    write_index,
-)
+from dgncore.result_files import preset_record, read_result, write_index
+from dgncore.results import run_records, save_result
 
 
 def _request_key(rec: dict[str, Any]) -> tuple:

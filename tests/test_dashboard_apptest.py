@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import urllib.parse
 import zipfile
@@ -282,9 +285,9 @@ def test_bad_model_name_shows_error_in_sidebar():
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"model": "resnet_does_not_exist"})
     at.run()
-    assert not at.exception
-    assert any("Cannot use this model" in e.value and "unknown model" in e.value for e in at.sidebar.error)
+    assert not at.exception and not at.sidebar.error  # the start page shows saved pictures: it loads no model
     at.switch_page("views/single_class.py").run()
+    assert any("Cannot use this model" in e.value and "unknown model" in e.value for e in at.sidebar.error)
     assert any("Choose a model" in i.value for i in at.info)
 
 
@@ -656,3 +659,26 @@ def test_runner_user_errors(tmp_path):
     with pytest.raises(InputError, match="unknown method"):
         start(["class:tench"], "magic", 2)
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_the_start_page_and_the_gallery_draw_without_torch(tmp_path):
+    """They show saved files: a fresh server answers them without importing torch or
+    loading the classifier (a fresh process, since this one has torch already)."""
+    script = f"""
+import sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({APP!r}, default_timeout=120)
+at.run()
+assert not at.exception, at.exception
+shown = len(at.get("image"))
+at.switch_page("views/gallery.py").run()
+assert not at.exception, at.exception
+print(shown, "torch" in sys.modules)
+"""
+    env = dict(os.environ, DGN_RESULTS=str(tmp_path / "results"))
+    env.pop("DGN_EXAMPLES", None)  # the shipped examples
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    shown, torch_loaded = out.stdout.split()[-2:]
+    assert int(shown) >= 3 and torch_loaded == "False"

@@ -88,7 +88,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dgncore.models",),
     ("dgncore.prior",),
     ("dgncore.drawing",),
-    ("dgncore.results", "dgncore.evaluation"),
+    ("dgncore.results", "dgncore.result_files", "dgncore.evaluation"),
     ("dgncore.runs", "dgncore.limits"),
     ("dgncore.audit",),
     ("dgncore.serving",),
@@ -134,3 +134,18 @@ def test_dgncore_never_imports_streamlit_or_the_dashboard():
 def test_the_dashboard_has_no_import_cycle():
     found = cycles(import_graph("dashboard"))
     assert not found, "import cycles in dashboard: " + "; ".join(" -> ".join(c) for c in found)
+
+
+#: what a web page that only shows saved pictures imports: none of it may import torch
+LIGHT = ("dgncore", "dgncore.errors", "dgncore.limits", "dgncore.data", "dgncore.result_files", "dgncore.drawing.registry",
+         "dgncore.serving.specs", "dgncore.serving.status", "dashboard.words", "dashboard.showcase", "dashboard.runner", "dashboard.state")
+
+
+def test_the_light_parts_import_without_torch():
+    import subprocess
+    import sys
+
+    code = f"import importlib, sys; [importlib.import_module(m) for m in {LIGHT!r}]; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", "torch imported by a light module: " + out.stdout

@@ -19,7 +19,7 @@ from tiny_torchscript import save_tiny_torchscript
 from dgncore.data import open_image
 from dgncore.errors import InputError
 from dgncore.limits import Limits
-from dgncore.results import read_result
+from dgncore.result_files import read_result
 from dgncore.serving.execute import execute
 from dgncore.serving.local_queue import LocalQueue
 from dgncore.serving.rq_queue import RedisQueue

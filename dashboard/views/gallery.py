@@ -47,7 +47,7 @@ def fingerprint(folder: Path) -> tuple[int, float]:
 
 @st.cache_data(show_spinner="Reading results ...", max_entries=8)
 def scan(folder: str, fp: tuple[int, float]) -> list[dict]:
-    from dgncore.results import scan_results
+    from dgncore.result_files import scan_results
 
     recs = scan_results(Path(folder))
     return [attach_files(r, (Path(folder) / r["path"]).parent) for r in recs]

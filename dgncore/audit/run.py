@@ -142,7 +142,7 @@ def run_audit(
     their class-carrying patch onto other classes' images (:mod:`dgncore.audit.intervention`);
     the report then ranks the classes by it (``report["intervention"]["ranking"]``)."""
     from dgncore.audit.exemplars import build_index
-    from dgncore.drawing.optimize import MAX_BATCH
+    from dgncore.drawing.presets import MAX_BATCH
     from dgncore.runs import generate
 
     t_start = time.perf_counter()

@@ -23,15 +23,13 @@ import torch
 
 from dgncore.cancel import Cancel, CancelFn, cancel_fn
 from dgncore.drawing.objectives import Objective, Target
-from dgncore.drawing.presets import Preset
+from dgncore.drawing.presets import MAX_BATCH, MAX_SEED, Preset
 from dgncore.drawing.registry import get_method
 from dgncore.drawing.sources import ImageSource
 from dgncore.errors import InputError
 from dgncore.models.classifiers import Classifier
 from dgncore.models.hardware import native_bf16
 
-MAX_BATCH = 64
-MAX_SEED = 2**63 - 1
 #: Take a target's rows out of the batch once its image is fixed (read at each check;
 #: bench/speed.py's ``batch`` section turns it off to measure it).
 DROP_FINISHED = True

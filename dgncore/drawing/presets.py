@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from dgncore.errors import InputError
-from dgncore.models.generators import GeneratorConfig
+from dgncore.models.generator_config import GeneratorConfig
 
 if TYPE_CHECKING:
     import torch
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 MAX_STEPS = 20_000
 MAX_OUT_SIZE = 512
+#: targets one batch may draw at once, and the largest seed
+MAX_BATCH = 64
+MAX_SEED = 2**63 - 1
 MAX_RESTARTS = 16
 
 

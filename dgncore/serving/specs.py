@@ -84,7 +84,7 @@ class JobSpec(_Spec):
     def validate(self, settings: Limits):
         """Check every field against the server's limits (no model is loaded); return the
         preset the job will run with. Bad values are one-line InputErrors."""
-        from dgncore.drawing.optimize import MAX_BATCH, MAX_SEED
+        from dgncore.drawing.presets import MAX_BATCH, MAX_SEED
         from dgncore.drawing.registry import PRESETS, make_preset
 
         targets = self.targets
@@ -182,7 +182,7 @@ class AuditSpec(_Spec):
         """Check every field against the server's limits (nothing is loaded)."""
         from dgncore.audit.methods import parse_methods, parse_seeds
         from dgncore.audit.planted import is_builtin
-        from dgncore.drawing.optimize import MAX_SEED
+        from dgncore.drawing.presets import MAX_SEED
         from dgncore.drawing.registry import get_preset
 
         if self.kind != "audit":

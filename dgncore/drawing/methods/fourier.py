@@ -7,18 +7,25 @@ and ``natural``, the same with the colours and spectrum measured on real photogr
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from dgncore.drawing.presets import AuditUse, Method, Preset, sized_for_audit
-from dgncore.drawing.sources import FourierSource, ImageSource
 from dgncore.paths import DEFAULT_STATS
+
+if TYPE_CHECKING:  # torch and the sources are imported when a picture is made: listing the methods needs neither
+    import torch
+
+    from dgncore.drawing.sources import ImageSource
 
 
 def _fourier(preset: Preset, n: int, device: torch.device) -> ImageSource:
+    from dgncore.drawing.sources import FourierSource
+
     return FourierSource(preset, n)
 
 
 def _natural(preset: Preset, n: int, device: torch.device) -> ImageSource:
+    from dgncore.drawing.sources import FourierSource
     from dgncore.prior.photostats import load_photo_stats
 
     return FourierSource(preset, n, load_photo_stats(preset.photo_stats or DEFAULT_STATS))

@@ -12,14 +12,17 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from dgncore.drawing.presets import MAX_OUT_SIZE, AuditUse, Method, Preset
-from dgncore.drawing.sources import ImageSource, PretrainedSource, UntrainedSource
 from dgncore.errors import InputError
-from dgncore.models.generators import GeneratorConfig
+from dgncore.models.generator_config import GeneratorConfig
 from dgncore.paths import DEFAULT_DECODER
+
+if TYPE_CHECKING:  # torch and the sources are imported when a picture is made: listing the methods needs neither
+    import torch
+
+    from dgncore.drawing.sources import ImageSource
 
 #: the audit's early stop for ``pretrained``, the one its figures were measured with: the
 #: audit shows the *first* image the classifier is sure of, the easiest route to the
@@ -31,6 +34,8 @@ AUDIT_EARLY_STOP = 0.99
 @functools.lru_cache(maxsize=2)
 def cached_decoder(path: str, device: str):
     """The decoder file at ``path`` on ``device``, loaded once per process."""
+    import torch
+
     from dgncore.prior.decoder import load_decoder
 
     # building the module draws random initial weights: keep that off the global RNG, or
@@ -40,12 +45,16 @@ def cached_decoder(path: str, device: str):
 
 
 def _untrained(preset: Preset, n: int, device: torch.device) -> ImageSource:
+    from dgncore.drawing.sources import UntrainedSource
+
     return UntrainedSource(preset, n)
 
 
 def _pretrained(preset: Preset, n: int, device: torch.device) -> ImageSource:
     if not preset.checkpoint:
         raise InputError("the pretrained method needs a decoder checkpoint")
+    from dgncore.drawing.sources import PretrainedSource
+
     decoder, mean_code, _meta = cached_decoder(str(preset.checkpoint), str(device))
     return PretrainedSource(preset, n, decoder, mean_code.to(device))
 

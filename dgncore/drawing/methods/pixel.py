@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from dgncore.drawing.presets import AuditUse, Method, Preset, sized_for_audit
-from dgncore.drawing.sources import ImageSource, PixelSource
+
+if TYPE_CHECKING:  # torch and the sources are imported when a picture is made: listing the methods needs neither
+    import torch
+
+    from dgncore.drawing.sources import ImageSource
 
 
 def _pixel(preset: Preset, n: int, device: torch.device) -> ImageSource:
+    from dgncore.drawing.sources import PixelSource
+
     return PixelSource(preset, n)
 
 
