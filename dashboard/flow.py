@@ -53,13 +53,14 @@ def generate_panel(key: str, requests: Sequence[Request], ready: bool = True, la
     again = run is not None and run.done and (run.error or run.bug) and run.keys() == [r.key() for r in requests]
     if go or (again and st.button("Try again", key=f"{key}.retry", icon=":material/refresh:", help="Send the same request to the queue again.")):
         try:
-            run = runs[key] = runner.start_run(requests)
+            runs[key] = runner.start_run(requests)
         except InputError as e:
             page.error(e)
             return None
         except QueueUnavailable as e:
             page.error(f"{e}: try again in a minute")
             return None
+        st.rerun()  # the page again, with the run: its buttons drawn as they now are
     if run is not None and not run.done:
         live(key)
         return None
@@ -128,6 +129,8 @@ def stage_text(run: LiveRun) -> str:
     what = words.md(req.label or words.method_label(req.method))
     left = words.seconds_text(run.seconds_left())
     stage = run.stage()
+    if stage == "queued" and run.no_worker:
+        return f"{what}: waiting for a worker; none is taking jobs right now (the server's workers may be restarting)"
     if stage == "queued":
         place = run.position or 1
         ahead = "next in the queue" if place == 1 else f"waiting in the queue, {words.plural(place - 1, 'job')} ahead"

@@ -250,6 +250,8 @@ class LiveRun:
     bug: str | None = None
     #: why the queue cannot be asked right now (its server is away), else None
     unavailable: str | None = None
+    #: True while the current job waits and no worker takes jobs from the queue
+    no_worker: bool = False
     #: the running job's latest preview PNGs, one per target
     preview: list[bytes] | None = None
     _preview_of: tuple[int, int] = (-1, 0)
@@ -294,6 +296,7 @@ class LiveRun:
         else:
             self._submit_what_fits()
         current = self.current()
+        self.no_worker = current is not None and current.status is not None and current.status.state == "queued" and self.queue.workers() == 0
         if current is not None and current.status is not None:
             seen = (self.jobs.index(current), current.status.state, current.status.step)
             if seen != self._seen:

@@ -189,3 +189,43 @@ def test_every_dgncore_import_the_dockerfile_runs_resolves():
     assert found
     for module, name in found:
         assert hasattr(importlib.import_module(module), name), f"{module}.{name}"
+
+
+def compose() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+def test_the_compose_stack_has_the_web_app_redis_and_two_workers_of_one_image():
+    c = compose()
+    services = c["services"]
+    assert set(services) == {"web", "redis", "worker-1", "worker-2"}
+    assert services["redis"]["image"] == "${REDIS_IMAGE:-redis:7-bookworm}"  # a variable: no registry here
+    assert "--appendonly" in services["redis"]["command"]  # waiting jobs survive a Redis restart
+    assert services["redis"]["volumes"] == ["redis:/data"] and {"results", "redis"} <= set(c["volumes"])
+    for name in ("web", "worker-1", "worker-2"):
+        s = services[name]
+        assert s["image"] == "${DGN_IMAGE:-dgn-explorer}" and s["volumes"] == ["results:/data"]
+        assert s["environment"]["REDIS_URL"] == "redis://redis:6379/0" and s["environment"]["DGN_HOSTED"] == "1"
+    for name, s in services.items():
+        assert s["restart"] == "unless-stopped" and (s.get("healthcheck") or name == "web"), name  # web: the image's HEALTHCHECK
+    for w in ("worker-1", "worker-2"):
+        assert services[w]["command"] == ["python", "-m", "dgncore", "worker"]
+        assert services[w]["environment"]["DGN_THREADS"] == "${DGN_WORKER_THREADS:-1}"  # two workers split the cores
+
+
+@pytest.mark.skipif(shutil.which("podman") is None or shutil.which("podman-compose") is None, reason="podman and podman-compose are not installed")
+def test_podman_compose_accepts_the_stack():
+    r = subprocess.run(["podman-compose", "-f", str(ROOT / "compose.yaml"), "config"], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, DGN_IMAGE="localhost/dgn-explorer:test"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "localhost/dgn-explorer:test" in r.stdout and "worker-2" in r.stdout
+
+
+def test_the_deploy_scripts_parse():
+    for script in sorted((ROOT / "deploy").glob("*.sh")):
+        r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, (script.name, r.stderr)
+    r = subprocess.run([sys.executable, str(ROOT / "deploy" / "check_app.py"), "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "see" in r.stdout

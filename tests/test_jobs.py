@@ -513,7 +513,7 @@ def test_a_job_whose_worker_is_killed_is_failed_in_seconds_and_another_worker_go
         worker.communicate(timeout=30)
     assert q.status(job).state == "running"  # RQ itself still thinks so (for minutes)
     st = wait_for(lambda: (s := q.status(job)).final and s, timeout=ALIVE_TTL_S + 15)
-    assert st.state == "failed" and st.error == WORKER_LOST and st.error_kind == "internal"
+    assert st.state == "failed" and st.error == WORKER_LOST and st.error_kind == "lost"
     assert q.session_jobs("me") == []  # its slot is free again: Try again can send it
     other = run_worker(rq_settings)
     try:
@@ -561,6 +561,29 @@ def test_waiting_jobs_outlive_a_redis_restart_and_the_page_says_the_queue_is_awa
         assert worker.returncode == 0, out
         assert run.wait(30) and run.error is None and [r["seed"] for r in run.records[0]] == [0, 1]
     finally:
+        redis.terminate()
+        redis.wait(20)
+
+
+@pytest.mark.slow
+@needs_redis
+def test_a_serving_worker_waits_out_a_redis_restart(tmp_path, tiny_model):
+    port, folder = _free_port(), tmp_path / "redis"
+    folder.mkdir()
+    redis = _start_redis(port, folder)
+    settings = Limits(results_dir=tmp_path / "results", redis_url=f"redis://127.0.0.1:{port}/0", queue_name="dgnblip")
+    worker = run_worker(settings)
+    try:
+        q = RedisQueue(settings)
+        assert q.wait(q.submit(small(tiny_model, out_dir="before"), "me"), timeout=120).state == "done"
+        redis.terminate()
+        redis.wait(20)
+        time.sleep(3)
+        assert worker.poll() is None  # still there, waiting for Redis
+        redis = _start_redis(port, folder)
+        assert q.wait(q.submit(small(tiny_model, out_dir="after"), "me"), timeout=120).state == "done"
+    finally:
+        stop_worker(worker)
         redis.terminate()
         redis.wait(20)
 
@@ -671,5 +694,23 @@ def test_the_local_queue_finds_a_waiting_job_by_its_spec_and_sizes_its_threads(m
             assert q.find(dataclasses.replace(spec)) == job and q.find(small(tiny_model, out_dir="other")) is None
         assert q.wait(job, timeout=30).state == "done" and q.find(spec) is None  # an ended job is not followed
         assert seen == [1]  # the queue's worker ran it on DGN_THREADS torch threads
+    finally:
+        q.close()
+
+
+def test_a_worker_that_cannot_load_the_model_says_so_and_goes_on(tmp_path, monkeypatch, tiny_model):
+    from dgncore.models import classifiers
+
+    def broken(*a, **k):
+        raise EOFError("Ran out of input")  # what an empty weights file gives
+
+    monkeypatch.setattr(classifiers, "load_classifier", broken)
+    q = LocalQueue(Limits(results_dir=tmp_path))
+    try:
+        st = q.wait(q.submit(small(tiny_model, out_dir="x"), "me"), timeout=30)
+        assert st.state == "failed" and st.error_kind == "internal"
+        assert "cannot load the model" in st.error and "EOFError" in st.error and "\n" not in st.error
+        monkeypatch.undo()
+        assert q.wait(q.submit(small(tiny_model, out_dir="y"), "me"), timeout=60).state == "done"  # the same worker goes on
     finally:
         q.close()

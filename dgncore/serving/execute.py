@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any, Callable
 
-from dgncore.errors import InputError
+from dgncore.errors import InputError, one_line
 from dgncore.limits import Limits
 from dgncore.serving.specs import AuditSpec, JobSpec
 from dgncore.serving.status import MAX_HISTORY, JobStatus
@@ -74,7 +74,12 @@ def execute(
     if should_stop():
         return {"records": [], "cancelled": True}
     device = spec.device if spec.device != "auto" else settings.device
-    clf = load_classifier(spec.model, weights=spec.weights, device=device, allow_torchscript=settings.allow_torchscript)
+    try:
+        clf = load_classifier(spec.model, weights=spec.weights, device=device, allow_torchscript=settings.allow_torchscript)
+    except InputError:
+        raise
+    except Exception as e:  # a broken install or file on this worker, not the request: say which, the worker goes on
+        raise RuntimeError(f"this worker cannot load the model {spec.model_name or spec.model}: {type(e).__name__}: {one_line(e)}") from e
     targets = parse_targets(list(spec.targets), clf)
     out_dir = spec.resolve_out_dir(settings)
     records = generate(

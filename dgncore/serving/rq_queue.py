@@ -31,7 +31,7 @@ ALIVE_EVERY_S = 2.0
 ALIVE_TTL_S = 10
 
 #: what a visitor reads when the worker of their job went away
-WORKER_LOST = "the worker running this job stopped before it finished (what it had made is kept): try again"
+WORKER_LOST = "the worker running this picture stopped before it finished; what it had made is kept, and Try again sends it to another"
 
 CANCEL_POLL_S = 0.25
 
@@ -145,6 +145,12 @@ class RedisQueue(JobQueue):
         return job_id
 
     @_answering
+    def workers(self) -> int | None:
+        from rq import Worker
+
+        return Worker.count(connection=self.redis, queue=self.queue)
+
+    @_answering
     def find(self, spec: JobSpec | AuditSpec) -> str | None:
         raw = self.redis.get(spec_key(spec))
         job_id = raw.decode() if isinstance(raw, bytes) else raw
@@ -189,7 +195,7 @@ class RedisQueue(JobQueue):
         elif rq_state == "started":
             st.state = "running"
             if meta.get("alive") and not self.redis.exists(ALIVE_KEY.format(job_id)) and time.time() - float(meta.get("started") or 0) > ALIVE_TTL_S:
-                st.state, st.error_kind, st.error = "failed", "internal", WORKER_LOST
+                st.state, st.error_kind, st.error = "failed", "lost", WORKER_LOST
         elif rq_state == "finished":
             result = job.return_value() or {}
             st.records = list(result.get("records", []))

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from dgncore.serving.specs import AuditSpec, JobSpec
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
-ErrorKind = Literal["input", "internal"]
+ErrorKind = Literal["input", "internal", "lost"]
 
 FINAL_STATES = ("done", "failed", "cancelled")
 
@@ -51,8 +51,9 @@ class JobStatus:
     records: list[dict[str, Any]] = field(default_factory=list)
     #: one line for a person: why the job failed, or what stopped it early
     error: str | None = None
-    #: what kind of failure: "input" (a request the person can change) or "internal" (a bug
-    #: or a broken worker; the log has the rest); None when the job did not fail
+    #: what kind of failure: "input" (a request the person can change), "internal" (a bug
+    #: or a broken worker; the log has the rest) or "lost" (its worker went away: the same
+    #: request sent again runs); None when the job did not fail
     error_kind: ErrorKind | None = None
     submitted: float | None = None
     started: float | None = None
@@ -107,6 +108,10 @@ class JobQueue:
     def session_jobs(self, session_id: str) -> list[str]:  # pragma: no cover - interface
         """Ids of the session's jobs that are queued or running, oldest first."""
         raise NotImplementedError
+
+    def workers(self) -> int | None:
+        """How many workers take jobs from this queue now (None: the queue runs its own)."""
+        return None
 
     def find(self, spec: JobSpec | AuditSpec) -> str | None:  # pragma: no cover - interface
         """The id of a queued or running job of exactly ``spec`` (any session's), else None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
+import time
 from typing import Callable
 
 from dgncore.errors import InputError, one_line
@@ -12,6 +13,9 @@ from dgncore.limits import Limits
 from dgncore.serving.local_queue import LocalQueue
 from dgncore.serving.rq_queue import RedisQueue, rq_serializer
 from dgncore.serving.status import JobQueue
+
+#: how long a serving worker waits for Redis at its start before it gives up
+REDIS_START_WAIT_S = 120
 
 _queue: JobQueue | None = None
 _queue_lock = threading.Lock()
@@ -77,17 +81,37 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     from redis import Redis
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
     from rq import Queue, SimpleWorker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log = logging.getLogger("dgncore.worker")
+    away = (RedisConnectionError, RedisTimeoutError)
     conn = Redis.from_url(settings.redis_url)
-    try:
-        conn.ping()
-    except RedisConnectionError as e:
-        raise InputError(f"cannot reach Redis at {settings.redis_url[:80]}: {one_line(e)}") from e
+    # a worker that serves (not --burst) waits for Redis, at its start and whenever it goes
+    # away, so that a restarted Redis finds its workers still there
+    deadline = time.monotonic() + (0 if args.burst else REDIS_START_WAIT_S)
+    while True:
+        try:
+            conn.ping()
+            break
+        except away as e:
+            if time.monotonic() >= deadline:
+                raise InputError(f"cannot reach Redis at {settings.redis_url[:80]}: {one_line(e)}") from e
+            log.warning("waiting for Redis at %s: %s", settings.redis_url[:80], one_line(e))
+            time.sleep(2)
     queue = Queue(settings.queue_name, connection=conn, serializer=rq_serializer())
-    # SimpleWorker runs jobs in this process: the classifier stays loaded between jobs,
-    # and CUDA works (a forked work horse cannot reuse a CUDA context).
-    worker = SimpleWorker([queue], connection=conn, serializer=rq_serializer(), name=args.name)
-    worker.work(burst=args.burst, with_scheduler=False)
-    return 0
+    wait = 1.0
+    while True:
+        # SimpleWorker runs jobs in this process: the classifier stays loaded between jobs,
+        # and CUDA works (a forked work horse cannot reuse a CUDA context).
+        try:
+            worker = SimpleWorker([queue], connection=conn, serializer=rq_serializer(), name=args.name)  # it asks Redis too
+            worker.work(burst=args.burst, with_scheduler=False)
+            return 0
+        except away as e:
+            if args.burst:
+                raise InputError(f"lost Redis at {settings.redis_url[:80]}: {one_line(e)}") from e
+            log.warning("Redis went away (%s): trying again in %.0f s", one_line(e), wait)
+            time.sleep(wait)
+            wait = min(wait * 2, 30.0)
