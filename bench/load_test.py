@@ -1,6 +1,12 @@
 """Load test of the hosted demo: N browser sessions at once against a real server.
 
     python bench/load_test.py --sessions 8 --jobs 40 [--redis] [--report out.json]
+    python bench/load_test.py --url http://127.0.0.1:8598 --work VOLUME_PATH ...   # a running stack
+
+With ``--url`` nothing is started: the sessions go to that server (for example the compose
+stack, deploy/stack.sh), and ``--work`` is where its results volume is on this machine
+(``results/`` and ``jobs.jsonl`` in it, as compose.yaml sets them); only jobs sent during
+this test are counted.
 
 Starts ``streamlit run dashboard/app.py`` in hosted mode on a free local port (with
 ``--redis``: also a local ``redis-server`` and ``python -m dgncore worker`` processes),
@@ -106,7 +112,7 @@ def start_processes(args, work: Path) -> tuple[list[subprocess.Popen], str, dict
     )
     procs: list[subprocess.Popen] = []
     logs = work / "logs"
-    logs.mkdir()
+    logs.mkdir(exist_ok=True)
     if args.redis:
         redis = shutil.which("redis-server")
         if redis is None:
@@ -183,7 +189,8 @@ async def drive(base: str, args) -> dict:
     from playwright.async_api import async_playwright
 
     out: dict = {"client_s": [], "done": [], "errors": []}
-    per = [list(range(s * 1000 + 1, s * 1000 + 1 + args.jobs // args.sessions + (1 if s < args.jobs % args.sessions else 0))) for s in range(args.sessions)]
+    first = args.seed_offset + 1
+    per = [list(range(s * 1000 + first, s * 1000 + first + args.jobs // args.sessions + (1 if s < args.jobs % args.sessions else 0))) for s in range(args.sessions)]
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox", "--disable-gpu"])
         try:
@@ -199,10 +206,11 @@ async def drive(base: str, args) -> dict:
     return out
 
 
-def check_results(work: Path) -> dict:
-    """Read the job log; every finished job's files must exist and load."""
+def check_results(work: Path, since: float = 0.0) -> dict:
+    """Read the job log (the jobs sent after ``since``); every finished job's files must exist and load."""
     log = work / "jobs.jsonl"
     entries = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    entries = [e for e in entries if (e.get("submitted") or 0) >= since]
     root = work / "results"
     bad_files: list[str] = []
     for e in entries:
@@ -237,14 +245,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     ap.add_argument("--work", help="folder for results and logs (default: a new temporary folder)")
     ap.add_argument("--report", help="write the report as JSON here")
+    ap.add_argument("--seed-offset", type=int, default=0, help="start the seeds here (a second run against the same results: new pictures)")
+    ap.add_argument("--url", help="test this running server (start nothing); --work: where its results volume is")
     args = ap.parse_args(argv)
     if not 1 <= args.sessions <= 64 or not 1 <= args.jobs <= 2000:
         ap.error("--sessions must be 1-64 and --jobs 1-2000")
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="dgn-load-"))
     work.mkdir(parents=True, exist_ok=True)
     args.work = str(work)
+    (work / "logs").mkdir(exist_ok=True)
 
-    procs, base, _env = start_processes(args, work)
+    since = time.time()
+    procs, base = ([], args.url.rstrip("/")) if args.url else start_processes(args, work)[:2]
     poller = HealthPoller(f"{base}/_stcore/health")
     t0 = time.perf_counter()
     try:
@@ -255,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         poller.stop()
         time.sleep(1.0)  # the last job's log line
         stop_processes(procs)
-    res = check_results(work)
+    res = check_results(work, since)
     entries = res["entries"]
     done = [e for e in entries if e["state"] == "done"]
     failed = [e for e in entries if e["state"] != "done"]
@@ -272,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         "health_p95_ms": None if not poller.latencies else 1000 * pct(poller.latencies, 95),
         "health_max_ms": None if not poller.latencies else 1000 * max(poller.latencies),
         "health_slowest": sorted(([round(1000 * dt), round(at, 1)] for dt, at in zip(poller.latencies, poller.when)), reverse=True)[:5],
-        "wall_s": wall, "mode": "redis + worker" if args.redis else "in-process queue", "work": str(work),
+        "wall_s": wall, "mode": f"running server {args.url}" if args.url else "redis + worker" if args.redis else "in-process queue", "work": str(work),
         "job": f"{args.method}, {args.steps} steps, {args.size}px, efficientnet_lite0",
     }
     if args.report:
