@@ -10,6 +10,9 @@ See-a-class page for the same class, method and seed, timed from the click on Ge
 the picture on the page. Each job's own record says how long its optimisation took
 (``seconds``), so the report splits the browser's time into the loop and the rest.
 
+``--redis`` runs the app's jobs the hosted stack's way: queued in a local ``redis-server``
+and run by one ``python -m dgncore worker`` process (not a thread of the app).
+
 ``--busy`` runs one more torch process (matrix products on ``--threads`` threads) for the
 whole measurement: the machine of a demo that is doing something else.
 
@@ -24,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -108,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--class", dest="cls", type=int, default=437, help="class index (437: beacon, lighthouse)")
     ap.add_argument("--method", default="natural")
     ap.add_argument("--busy", action="store_true", help="a torch process doing matrix products beside the measurement")
+    ap.add_argument("--redis", action="store_true", help="the app queues its jobs in a local redis-server; one worker process runs them (the hosted stack's way)")
     ap.add_argument("--job-timeout", type=float, default=600)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--json", help="write the figures here")
@@ -118,6 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     (work / "logs").mkdir()
     results = work / "results"
     env = env_for(args, results)
+    helpers: list[subprocess.Popen] = []
+    if args.redis:  # jobs in a process of their own, as the hosted stack runs them
+        port = free_port()
+        helpers.append(subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                         "--appendonly", "no", "--dir", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(0.5)
+        env.update(REDIS_URL=f"redis://127.0.0.1:{port}/0", DGN_RESULTS_DIR=str(results))
+        helpers.append(subprocess.Popen([sys.executable, "-m", "dgncore", "worker"], cwd=ROOT, env=env,
+                                        stdout=open(work / "logs" / "worker.log", "w"), stderr=subprocess.STDOUT))
     server, base = start_server(env, work / "logs")
     busy = None
     rows: list[dict] = []
@@ -146,10 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if busy is not None:
             busy.kill()
-        stop_processes([server])
+        stop_processes(helpers + [server])
     med = lambda xs: statistics.median(xs)  # noqa: E731
     summary = {
-        "method": args.method, "class": args.cls, "threads": args.threads, "busy": args.busy, "rounds": rows,
+        "method": args.method, "class": args.cls, "threads": args.threads, "busy": args.busy, "redis": args.redis, "rounds": rows,
         "median_ratio": med([r["ratio"] for r in rows]),
         "median_cli_s": med([r["cli"]["wall_s"] for r in rows]), "median_click_s": med([r["browser"]["click_s"] for r in rows]),
         "median_cli_loop_s": med([r["cli"]["optimise_s"] for r in rows]), "median_browser_loop_s": med([r["browser"]["optimise_s"] for r in rows]),

@@ -285,7 +285,7 @@ class LiveRun:
             try:
                 job.status = self.queue.status(job.job_id, preview=False)
             except InputError:  # expired from the queue or the queue lost it
-                self._fail(input_error="the queue lost a job of this run (was the server restarted?); press Generate again")
+                self._fail(input_error="the queue no longer knows a job of this run (was the server restarted?): Try again sends it anew")
                 return
             if job.final:
                 self._ended(job)
