@@ -105,11 +105,16 @@ def request_seconds(model: str, method: str, steps: int | None, size: int | None
     steps at this server's rate, and each seed's job its own cost once."""
     from dgncore.drawing.registry import get_preset
 
-    preset = get_preset(method)
-    steps = int(steps or preset.steps)
-    size = int(size or preset.generator.out_size)
-    per_job = RATES.seconds_per_step(model, method, size) * steps * max(1, targets) + RATES.job_overhead()
-    return per_job * max(1, seeds)
+    steps = int(steps or get_preset(method).steps)
+    return (step_seconds(model, method, size, targets) * steps + RATES.job_overhead()) * max(1, seeds)
+
+
+def step_seconds(model: str, method: str, size: int | None, targets: int) -> float:
+    """One step of a job of ``targets`` targets at ``size`` (default: the method's) here."""
+    from dgncore.drawing.registry import get_preset
+
+    size = int(size or get_preset(method).generator.out_size)
+    return RATES.seconds_per_step(model, method, size) * max(1, targets)
 
 
 def typical_seconds(model: str, method: str, at_most: float) -> float | None:

@@ -241,7 +241,6 @@ class LiveRun:
     jobs: list[SeedJob]
     queue: Any
     session_id: str
-    started: float = field(default_factory=time.time)
     finished: float | None = None
     stopped: bool = False
     #: one line for a person: why the run ended without all its pictures
@@ -444,10 +443,8 @@ class LiveRun:
         if st is None or st.state != "running":
             return False
         req = self.requests[job.request]
-        if st.step:
-            expected = eta.request_seconds(req.model_name or req.model_spec, req.method, 1, req.size, len(req.target_texts), 1) - eta.RATES.job_overhead()
-        else:
-            expected = eta.RATES.job_overhead()
+        model = req.model_name or req.model_spec
+        expected = eta.step_seconds(model, req.method, req.size, len(req.target_texts)) if st.step else eta.RATES.job_overhead()
         return time.time() - self._moved > max(SLOW_FLOOR_S, 2 * expected)
 
     def fraction(self) -> float:
@@ -506,14 +503,14 @@ def start_run(requests: Sequence[Request], session_id: str | None = None) -> Liv
     the current Streamlit session), as many as the session may have waiting; the rest
     follow as those end (:meth:`LiveRun.poll`). Bad input raises InputError, and a queue
     that does not answer QueueUnavailable, before any job waits."""
+    from dgncore.serving.status import QueueUnavailable
     from dgncore.serving.worker import get_queue
 
     requests = list(requests)
     jobs = [SeedJob(i, spec) for i, req in enumerate(requests) for spec, _ in req.job_specs()]
-    session = session_id or current_session_id()
-    queue = get_queue()
-    queue.session_jobs(session)  # a queue that does not answer says so now, not in the live view
-    run = LiveRun(requests, jobs, queue, session).poll()
+    run = LiveRun(requests, jobs, get_queue(), session_id or current_session_id()).poll()
+    if run.unavailable and not any(j.job_id for j in jobs):  # a queue that does not answer says so now, not in the live view
+        raise QueueUnavailable(run.unavailable)
     if run.error:
         raise InputError(run.error)
     return run
