@@ -19,6 +19,8 @@ One switch, ``DGN_HOSTED=1``, turns the demo limits on; each limit can be set on
     DGN_RESULTS_DIR                where results are written (default ``results``; ``DGN_RESULTS``
                                    wins if set); a job's folder is relative to it
     DGN_DEVICE                     device of the worker(s): auto, cpu, cuda, cuda:1, mps
+    DGN_THREADS                    torch threads of the process that runs jobs (0: every core)
+    DGN_JOB_PROCESS                the app's own queue runs jobs in a child process (default 1)
     DGN_JOB_LOG                    append one JSON line per finished job to this file
                                    (times, state, files; no personal data)
     REDIS_URL                      send jobs through RQ on this Redis (see dgncore.serving.rq_queue)
@@ -100,6 +102,9 @@ class Limits:
     #: torch threads of the process that runs jobs (0: torch's own choice, every core):
     #: processes that share cores must split them, or they starve each other
     threads: int = 0
+    #: the app's own queue runs its jobs in a child process (off: in a thread of the app,
+    #: which a busy machine slows most; tests that patch the job code use that)
+    job_process: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Limits":
@@ -132,6 +137,7 @@ class Limits:
             queue_name=queue_name,
             job_log=Path(env["DGN_JOB_LOG"]).expanduser() if env.get("DGN_JOB_LOG", "").strip() else None,
             threads=_env_int(env, "DGN_THREADS", 0, 0, 512),
+            job_process=env_flag("DGN_JOB_PROCESS", True, env),
         )
 
     def check_model(self, model: str, weights: str | None) -> None:

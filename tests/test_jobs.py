@@ -171,17 +171,52 @@ def test_a_bad_target_fails_the_job_with_one_line_and_writes_nothing(queue, tiny
     assert ok.state == "done" and ok.error_kind is None  # the worker survived
 
 
-def test_a_bug_in_a_job_is_an_internal_failure_and_the_worker_survives(queue, tiny_model, monkeypatch):
+def test_a_bug_in_a_job_is_an_internal_failure_and_the_worker_survives(settings, tiny_model, monkeypatch):
     from dgncore.serving import local_queue
 
     def broken(*a, **k):
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(local_queue, "execute", broken)
-    st = queue.wait(queue.submit(small(tiny_model, out_dir="bug"), "s"), timeout=60)
-    assert st.state == "failed" and st.error_kind == "internal" and "ZeroDivisionError" in st.error
-    monkeypatch.undo()
-    assert queue.wait(queue.submit(small(tiny_model, out_dir="after-bug"), "s"), timeout=60).state == "done"
+    q = LocalQueue(dataclasses.replace(settings, job_process=False))  # the patch reaches a job run in this process only
+    try:
+        st = q.wait(q.submit(small(tiny_model, out_dir="bug"), "s"), timeout=60)
+        assert st.state == "failed" and st.error_kind == "internal" and "ZeroDivisionError" in st.error
+        monkeypatch.undo()
+        assert q.wait(q.submit(small(tiny_model, out_dir="after-bug"), "s"), timeout=60).state == "done"
+    finally:
+        q.close()
+
+
+def test_jobs_run_in_a_child_process_and_one_killed_mid_job_is_lost_with_a_sentence(queue, tiny_model):
+    import signal
+
+    first = queue.wait(queue.submit(small(tiny_model, out_dir="first"), "s"), timeout=60)
+    assert first.state == "done"
+    (worker,) = queue._workers.values()
+    running = queue.submit(long(tiny_model, out_dir="killed"), "s")
+    wait_for(lambda: queue.status(running).step >= 5)
+    (child,) = _job_children()  # the job runs in a process of its own
+    os.kill(child, signal.SIGKILL)
+    st = queue.wait(running, timeout=30)
+    assert st.state == "failed" and st.error_kind == "lost" and "stopped before it finished" in st.error and "\n" not in st.error
+    after = queue.wait(queue.submit(small(tiny_model, out_dir="after"), "s"), timeout=60)  # a new child takes the next job
+    assert after.state == "done" and worker.is_alive()
+    assert_results_load(after)
+
+
+def _job_children() -> list[int]:
+    """This process's live job processes (Linux): spawned children, not multiprocessing's resource tracker."""
+    out = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"spawn_main" in cmdline:
+            out.append(int(proc.name))
+    return out
 
 
 @pytest.mark.slow
@@ -685,6 +720,7 @@ def test_the_local_queue_finds_a_waiting_job_by_its_spec_and_sizes_its_threads(m
     seen = []
     monkeypatch.setattr(local_queue, "execute", lambda spec, settings, report, cancel: seen.append(torch.get_num_threads()) or {"records": [], "cancelled": False})
     monkeypatch.setenv("DGN_THREADS", "1")
+    monkeypatch.setenv("DGN_JOB_PROCESS", "0")  # the patch reaches a job run in this process only
     q = LocalQueue(Limits.from_env())
     try:
         spec = small(tiny_model, out_dir="mine")
@@ -705,7 +741,7 @@ def test_a_worker_that_cannot_load_the_model_says_so_and_goes_on(tmp_path, monke
         raise EOFError("Ran out of input")  # what an empty weights file gives
 
     monkeypatch.setattr(classifiers, "load_classifier", broken)
-    q = LocalQueue(Limits(results_dir=tmp_path))
+    q = LocalQueue(Limits(results_dir=tmp_path, job_process=False))  # the patch reaches a job run in this process only
     try:
         st = q.wait(q.submit(small(tiny_model, out_dir="x"), "me"), timeout=30)
         assert st.state == "failed" and st.error_kind == "internal"

@@ -1,4 +1,5 @@
-"""The in-process queue: one FIFO and one worker thread per device; a job outlives the browser session that sent it."""
+"""The app's own queue: one FIFO and one worker thread per device, each running its jobs in a child process
+(:mod:`dgncore.serving.job_process`); a job outlives the browser session that sent it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from dgncore.errors import InputError, one_line
 from dgncore.limits import Limits
 from dgncore.serving.execute import execute, log_job
+from dgncore.serving.job_process import JobLost, JobProcess
 from dgncore.serving.specs import AuditSpec, JobSpec, check_session
 from dgncore.serving.status import JobQueue, JobState, JobStatus
 
@@ -118,25 +120,30 @@ class LocalQueue(JobQueue):
             return True
 
     def _work(self, device: str) -> None:
-        if self.settings.threads:
+        process = JobProcess(self.settings) if self.settings.job_process else None
+        if process is None and self.settings.threads:
             import torch
 
             torch.set_num_threads(self.settings.threads)
-        while True:
-            with self._cond:
-                while not self._closed and not self._pending.get(device):
-                    if self._retired:
+        try:
+            while True:
+                with self._cond:
+                    while not self._closed and not self._pending.get(device):
+                        if self._retired:
+                            return
+                        self._cond.wait(timeout=1.0)
+                    if self._closed:
                         return
-                    self._cond.wait(timeout=1.0)
-                if self._closed:
-                    return
-                job_id = self._pending[device].popleft()
-                job = self._jobs[job_id]
-                job.status.state = "running"
-                job.status.started = time.time()
-            self._run(job)
+                    job_id = self._pending[device].popleft()
+                    job = self._jobs[job_id]
+                    job.status.state = "running"
+                    job.status.started = time.time()
+                self._run(job, process)
+        finally:
+            if process is not None:
+                process.stop()
 
-    def _run(self, job: _LocalJob) -> None:
+    def _run(self, job: _LocalJob, process: JobProcess | None) -> None:
         st = job.status
 
         def report(info: dict[str, Any]) -> None:
@@ -148,10 +155,15 @@ class LocalQueue(JobQueue):
                     st.preview, st.preview_no = info["preview"], st.preview_no + 1
 
         try:
-            result = execute(job.spec, self.settings, report, job.cancel.is_set)
+            if process is not None:
+                result = process.execute(job.spec, report, job.cancel.is_set)
+            else:
+                result = execute(job.spec, self.settings, report, job.cancel.is_set)
             state: JobState = "cancelled" if result["cancelled"] else "done"
             error, kind = result.get("error"), None
             records = result["records"]
+        except JobLost as e:
+            state, error, kind, records = "failed", str(e), "lost", []
         except InputError as e:
             state, error, kind, records = "failed", one_line(e), "input", []
         except Exception as e:  # noqa: BLE001 - a bug must not kill the worker thread
