@@ -33,6 +33,9 @@ def verdict(rec: dict[str, Any]) -> None:
     second = words.second_opinion_sentence(rec)
     if second:
         st.markdown(words.md(second[0].upper() + second[1:]), help=words.second_opinion_help(rec))
+    nearest = words.nearest_sentence(rec)
+    if nearest:
+        st.markdown(words.md(nearest[0].upper() + nearest[1:]), help=words.nearest_help(rec))
     st.caption(words.md(words.details_line(rec)))
 
 

@@ -62,25 +62,27 @@ def find_example(model: str, target: str, preset, seed: int) -> dict[str, Any] |
     return None
 
 
+def likeness(rec: dict[str, Any]) -> tuple[float, float]:
+    """A sort key, best first: how near the picture sits to a real photo of its class in a
+    second network's features (``photo_rank``, 1 = its own class's photo is the nearest),
+    then that network's probability (``bench/nearest_photos.py`` measures both)."""
+    op = rec.get("second_opinion") or {}
+    rank = op.get("photo_rank")
+    return (float(rank) if rank is not None else float("inf"), -((op.get("p_target") or 0) + (rec.get("p_target") or 0) / 100))
+
+
 def strip(n: int = 6) -> list[dict[str, Any]]:
-    """``n`` examples for the start page, one per class, taking turns between the methods:
-    each method's examples that a second network finds most convincing, so the first
-    screen shows real likenesses and what each method looks like."""
+    """``n`` examples for the start page, one per class, most like a real photo first:
+    the default method's (the pictures a person can name), then other methods' only where
+    the default has too few. Other methods are a click away in the gallery."""
+    from dgncore.drawing.registry import DEFAULT_METHOD
 
-    def score(r: dict[str, Any]) -> float:
-        return ((r.get("second_opinion") or {}).get("p_target") or 0) + (r.get("p_target") or 0) / 100
-
-    by_method: dict[str, list[dict[str, Any]]] = {}
-    for rec in sorted(example_records(), key=score, reverse=True):
-        by_method.setdefault(rec.get("method", ""), []).append(rec)
+    classes = [r for r in example_records() if r.get("target_kind") == "class"]
+    ranked = sorted(classes, key=lambda r: (r.get("method") != DEFAULT_METHOD, likeness(r)))
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
-    queues = list(by_method.values())
-    while len(out) < n and any(queues):
-        for q in queues:
-            while q and q[0].get("target") in seen:
-                q.pop(0)
-            if q and len(out) < n:
-                seen.add(q[0].get("target"))
-                out.append(q.pop(0))
+    for rec in ranked:
+        if rec.get("target") not in seen and len(out) < n:
+            seen.add(rec.get("target"))
+            out.append(rec)
     return out

@@ -54,7 +54,9 @@ def compact_verdict(rec: dict[str, Any]) -> str:
         return result_sentence(rec)
     out = f"{percent(rec['p_target'])} sure"
     op = rec.get("second_opinion") or {}
-    if op.get("p_target") is not None:
+    if op.get("nearest"):
+        out += f" · looks like photos of {', '.join(short(n, 18) for n in op['nearest'][:2])}"
+    elif op.get("p_target") is not None:
         out += f" · a second network: {percent(op['p_target'])}"
     return out
 
@@ -110,6 +112,34 @@ def second_opinion_sentence(rec: dict[str, Any]) -> str | None:
     if rank is not None and rank <= 5:
         return f"a second network half agrees: {said}, {guess(rank)}"
     return f"a second network is not convinced: {said}" + (f", {guess(rank)}" if rank else "")
+
+
+def nearest_sentence(rec: dict[str, Any]) -> str | None:
+    """Which real photos the saved picture is nearest to, in the second network's features:
+    "looks most like real photos of: beacon, lighthouse, breakwater", with where its own
+    class's photo comes when that is not among them; for what has no photo to compare
+    with, says so. None for old results made before this was measured."""
+    op = rec.get("second_opinion") or {}
+    if rec.get("target_kind") not in (None, "class"):
+        return "a filter or neuron has no real photo to compare with: its score above is against random images"
+    if not op:
+        return "no real photos of this classifier's classes to compare with" if rec.get("p_target") is not None else None
+    if not op.get("nearest"):
+        return None
+    out = f"looks most like real photos of: {', '.join(op['nearest'])}"
+    label = rec.get("target_label") or rec.get("target", "")
+    rank = op.get("photo_rank")
+    if rank is None:
+        return out + f" (there is no real {label} photo to compare with)"
+    if rank > len(op["nearest"]):
+        return out + f" (the real {label} photo comes {ordinal(rank)})"
+    return out
+
+
+def nearest_help(rec: dict[str, Any]) -> str:
+    return ("The saved picture beside 950 real ImageNet photos, one per class, compared in the features of a second network "
+            f"({(rec.get('second_opinion') or {}).get('model', 'EfficientNet-Lite2')}) that had no part in making it. A picture a person "
+            "would name usually sits near a photo of its class; like any network's opinion, it can still be fooled by a pattern in the class's colours.")
 
 
 def second_opinion_help(rec: dict[str, Any]) -> str:

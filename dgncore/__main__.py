@@ -87,7 +87,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         bar.set_postfix_str(" ".join("-" if x != x else f"{x:.2f}" for x in last[:4]))
         bar.refresh()
 
-    records = generate(clf, targets, preset, out, seed=args.seed, model=args.model, progress=progress, reuse=not args.force)
+    records = generate(clf, targets, preset, out, seed=args.seed, model=args.model, progress=progress, reuse=not args.force,
+                       image_format=args.format)
     bar.close()
     for r in records:
         p = "-" if r.get("p_target") is None else f"{r['p_target']:.3f}"
@@ -169,6 +170,11 @@ def _pretrain(args: argparse.Namespace) -> int:
     return run_pretrain(args) or 0
 
 
+def _format_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=["png", "webp"], default="png",
+                   help="png (default), or webp: lossy, about a fifth of the bytes, scored on the WebP as saved (the dashboard's examples)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m dgncore", description="DGN Explorer: see what a trained image classifier has learned (Despraz et al. 2017).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -180,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", action="append", required=True, help="class:NAME|INDEX, classes:A+B*0.5, filter:LAYER:K, neuron:LAYER:K:Y:X, group:LAYER:K1,K2 (repeatable)")
     p.add_argument("--out", default="results", help="output folder (DIR/<slug>.png and .json)")
     p.add_argument("--force", action="store_true", help="recompute even if the same result is on disk")
+    _format_arg(p)
     commands["generate"] = cmd_generate
 
     p = sub.add_parser("gallery", help="one image per class, resumable and shardable")
@@ -189,8 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--batch", type=int, default=8, help="targets optimised together")
     p.add_argument("--shard", help="i/n: this machine does every n-th class starting at i (1-based)")
-    p.add_argument("--format", choices=["png", "webp"], default="png",
-                   help="png (default), or webp: lossy, about a fifth of the bytes, scored on the WebP as saved (the dashboard's examples)")
+    _format_arg(p)
     commands["gallery"] = cmd_gallery
 
     p = sub.add_parser("layers", help="list the classifier's layers (for filter targets)")

@@ -39,7 +39,7 @@ from dgncore.models.classifiers import (
     load_classifier,
     model_key,
 )
-from dgncore.paths import DEFAULT_PHOTOS, cache_dir
+from dgncore.paths import DEFAULT_PHOTOS, SHIPPED_BANK, cache_dir
 
 JUDGE_MODEL = "efficientnet_lite2"
 #: the photo folder beside a checkout: ``<repo>/../shared/imagenet-samples``
@@ -150,6 +150,51 @@ class PhotoBank:
             best = row[own].max()
             out.append(int((row > best).sum()) + 1)
         return out
+
+    def nearest_classes(self, embeddings: torch.Tensor, k: int = 3) -> list[list[int]]:
+        """Per embedding: the classes of its ``k`` nearest photos, nearest first, each class
+        once (photos of unknown class are passed over)."""
+        order = (embeddings.float() @ self.embeddings.T).argsort(dim=1, descending=True)
+        out = []
+        for row in order.tolist():
+            classes: list[int] = []
+            for i in row:
+                c = self.classes[i]
+                if c is not None and c not in classes:
+                    classes.append(c)
+                    if len(classes) == k:
+                        break
+            out.append(classes)
+        return out
+
+
+def ship_bank(bank: PhotoBank, out: str | Path = SHIPPED_BANK) -> Path:
+    """Write a bank's embeddings and classes (no photo, no file name) as safetensors, so
+    every install can say which real photos a picture is nearest to (:func:`shipped_bank`)."""
+    from safetensors.torch import save_file
+
+    keep = [i for i, c in enumerate(bank.classes) if c is not None]
+    tensors = {"embeddings": bank.embeddings[keep].half().contiguous(), "classes": torch.tensor([bank.classes[i] for i in keep], dtype=torch.int16)}
+    out = Path(out)
+    save_file(tensors, str(out), metadata={"model": JUDGE_MODEL, "embed_version": str(EMBED_VERSION), "photos": str(len(keep))})
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_bank(path: str | Path = SHIPPED_BANK) -> PhotoBank | None:
+    """The shipped bank of the sample photos' judge embeddings (one photo per class for
+    950 classes), or None where it is missing or made by another embedding."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("model") != JUDGE_MODEL or meta.get("embed_version") != str(EMBED_VERSION):
+            return None
+        embeddings, classes = f.get_tensor("embeddings").float(), f.get_tensor("classes").tolist()
+    return PhotoBank(path, [f"#{i}" for i in range(len(classes))], classes, embeddings, key=path.name)
 
 
 def bank_key(root: Path, files: Sequence[Path], classifier: Classifier) -> str:

@@ -14,6 +14,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 #: the decoder the pretrained method draws with, and the photo statistics of the natural method
 DEFAULT_DECODER = ASSETS / "decoder.safetensors"
 DEFAULT_STATS = ASSETS / "photo_stats.safetensors"
+SHIPPED_BANK = ASSETS / "photo_bank.safetensors"
 #: the environment variable that moves the cache (default ``~/.cache/dgn-explorer``)
 CACHE_ENV = "DGN_CACHE"
 #: the ImageNet sample photos beside a checkout (``../shared/imagenet-samples``); never shipped

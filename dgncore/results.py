@@ -32,6 +32,8 @@ N_REFERENCE = 16  # enough for a percentile; ~2 s per layer on 2 CPU cores
 MAX_HISTORY_POINTS = 300
 #: the held-out network that scores every ImageNet class result a second time
 SECOND_OPINION = "efficientnet_lite2"
+#: how many nearest real photos' classes a result names
+NEAREST_PHOTOS = 3
 #: ... and the one that scores images made for SECOND_OPINION itself
 SECOND_OPINION_OF_JUDGE = "efficientnet_lite0"
 #: image file formats of a result: lossless PNG, or lossy WebP for compact galleries
@@ -80,16 +82,32 @@ def second_opinion_model(classifier: Classifier) -> str | None:
 @torch.inference_mode()
 def second_opinion(classifier: Classifier, image: torch.Tensor, target: Target) -> dict[str, Any] | None:
     """``{"model", "p_target", "rank"}`` of a (3, H, W) image for a class target under
-    :func:`second_opinion_model` (loaded once per process), or None where there is none."""
+    :func:`second_opinion_model` (loaded once per process), or None where there is none.
+    Where the judge is the shipped photo bank's (Lite2), also ``"nearest"``: the classes of
+    the real photos nearest to the image in its features, and ``"photo_rank"``: where the
+    target's own photo comes among them (plausibility; 1 = nearest). A blob that fools
+    the judge's softmax still sits far from every real photo of its class."""
     name = second_opinion_model(classifier) if target.is_class else None
     if name is None:
         return None
+    from dgncore import evaluation
     from dgncore.models.classifiers import load_classifier
 
     judge = load_classifier(name, device=classifier.device)
-    probs = torch.softmax(judge.logits(image.to(judge.device)[None]).float(), 1)[0]
+    bank = evaluation.shipped_bank() if name == evaluation.JUDGE_MODEL else None
+    if bank is not None:
+        logits, emb = evaluation.logits_and_embeddings(image[None], judge)
+        logits = logits[0]
+    else:
+        logits = judge.logits(image.to(judge.device)[None]).float()[0]
+    probs = torch.softmax(logits.float(), 0)
     rank = int((probs > max(probs[u] for u in target.units)).sum()) + 1
-    return {"model": name, "p_target": round(float(sum(probs[u] for u in target.units)), 6), "rank": rank}
+    out: dict[str, Any] = {"model": name, "p_target": round(float(sum(probs[u] for u in target.units)), 6), "rank": rank}
+    if bank is not None:
+        out["nearest"] = [judge.classes[c] for c in bank.nearest_classes(emb, NEAREST_PHOTOS)[0]]
+        ranks = [r for r in bank.ranks(emb.expand(len(target.units), -1), list(target.units)) if r is not None]
+        out["photo_rank"] = min(ranks) if ranks else None
+    return out
 
 
 def reference_images(n: int = N_REFERENCE, size: int = 224, seed: int = 0) -> torch.Tensor:

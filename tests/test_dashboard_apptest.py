@@ -119,12 +119,15 @@ def test_start_page_shows_examples_and_three_doors(monkeypatch):
     at = app()
     assert at.title[0].value == "DGN Explorer"
     assert len(images(at)) == 6
-    assert sum("second network" in c.value for c in at.caption) >= 4  # the examples carry a second opinion
-    from dashboard import words
-    from dgncore.drawing.registry import METHODS
+    assert sum("looks like photos of" in c.value for c in at.caption) == 6  # each says which real photos it is nearest to
+    from dashboard import showcase, words
+    from dgncore.drawing.registry import DEFAULT_METHOD, METHODS
 
     shown = [m for c in at.caption for m in METHODS if c.value.endswith(words.method_short(m))]
-    assert sorted(shown.count(m) for m in set(shown)) == [3, 3]  # the two methods that ship take turns
+    assert shown == [DEFAULT_METHOD] * 6  # the first screen leads with the pictures a person names
+    strip = showcase.strip()
+    ranks = [r["second_opinion"]["photo_rank"] or 10**6 for r in strip]
+    assert ranks == sorted(ranks) and ranks[0] == 1  # nearest to a real photo of their class first
     links = [el.proto.label for el in at.get("page_link")]
     assert links[-3:] == ["See a class", "Audit a model", "Browse the gallery"] and len(links) == 6 + 3
     # each example opens the See-a-class page on its own settings, where it is shown from disk
@@ -367,6 +370,18 @@ def test_layers_lists_layers_and_generates_a_grid(tmp_path):
     larger = next(b for b in at.button if b.label == "Larger")
     larger.click().run()  # opens the dialog with the image larger
     assert not at.exception
+
+
+@pytest.mark.slow
+def test_layers_open_on_the_shipped_atlas_of_every_stage(monkeypatch, tmp_path):
+    from dashboard.showcase import EXAMPLES
+
+    monkeypatch.setenv("DGN_EXAMPLES", str(EXAMPLES))
+    at = app("layers")
+    assert len(at.multiselect[0].value) == 7 and at.text_input(key="layers.filters").value == "0-3"
+    assert len(images(at)) == 28 and not result_files(tmp_path)  # from disk, nothing computed
+    assert any("ready-made example" in c.value for c in at.caption)
+    assert [m.split("**")[1] for m in markdown(at) if m.startswith("**blocks.")] == at.multiselect[0].value  # shallow to deep
 
 
 @pytest.mark.slow
@@ -615,7 +630,8 @@ def test_hosted_mode_lands_on_examples_without_uploads_folders_or_server_paths(m
     at.switch_page("views/single_class.py").run()
     assert images(at) and any("ready-made example" in c.value for c in at.caption)
     at.switch_page("views/layers.py").run()
-    assert at.text_input(key="layers.filters").value == "0-1"  # 3 layers x 2 filters: within the 8 pictures a run
+    assert at.text_input(key="layers.filters").value == "0"  # 7 stages x 1 filter: within the 8 pictures a run
+    assert len(images(at)) == 7  # ... and the page opens on the shipped atlas, nothing computed
 
 
 def test_bad_server_setting_is_one_error(monkeypatch):

@@ -29,6 +29,20 @@ def test_the_second_opinion_in_words():
     assert words.second_opinion_sentence({"target_label": "tench"}) is None
 
 
+def test_the_nearest_real_photos_in_words():
+    op = {"model": "efficientnet_lite2", "p_target": 0.9, "rank": 1, "nearest": ["beacon", "breakwater", "dam"], "photo_rank": 1}
+    rec = {"target_label": "beacon", "target_kind": "class", "p_target": 0.99, "second_opinion": op}
+    assert words.nearest_sentence(rec) == "looks most like real photos of: beacon, breakwater, dam"
+    assert words.compact_verdict(rec) == "99% sure · looks like photos of beacon, breakwater"
+    rec["second_opinion"] = dict(op, nearest=["jigsaw puzzle", "doormat", "quilt"], photo_rank=212)
+    assert words.nearest_sentence(rec) == "looks most like real photos of: jigsaw puzzle, doormat, quilt (the real beacon photo comes 212th)"
+    rec["second_opinion"] = dict(op, photo_rank=None)
+    assert words.nearest_sentence(rec).endswith("(there is no real beacon photo to compare with)")
+    assert "random images" in words.nearest_sentence({"target_kind": "filter", "activation": 2.0})
+    assert "no real photos" in words.nearest_sentence({"target_kind": "class", "p_target": 0.5})  # another class list
+    assert words.nearest_sentence({"target_kind": "class", "p_target": 0.5, "second_opinion": {"p_target": 0.4, "rank": 2}}) is None  # made before
+
+
 def test_times_are_in_seconds():
     assert [words.seconds_text(s) for s in (0.2, 8.4, 59, 80, 725, 4000)] == [
         "about 1 s", "about 8 s", "about 59 s", "about 1 min 20 s", "about 12 min", "about 1 h 6 min"]

@@ -45,14 +45,23 @@ def test_every_relative_link_and_the_dockerfiles_reference_resolve():
 def test_the_examples_are_small_complete_and_each_has_a_second_opinion():
     files = [f for f in EXAMPLES.rglob("*") if f.is_file()]
     assert sum(f.stat().st_size for f in files) <= 10 * 1024**2
-    records = [json.loads(f.read_text()) for f in EXAMPLES.glob("*/*.json") if f.name != "index.json"]
+    every = [(f, json.loads(f.read_text())) for f in EXAMPLES.glob("*/*.json") if f.name != "index.json"]
+    records = [r for f, r in every if f.parent.name != "layers"]
+    atlas = [r for f, r in every if f.parent.name == "layers"]
     classes = (EXAMPLES / "classes.txt").read_text().strip().split(",")
     methods = {r["method"] for r in records}
     assert len(records) == len(classes) * len(methods) and len(methods) >= 2
     for rec in records:
         assert rec["png"].endswith(".webp") and "WEBP" in rec["scored_on"]
         assert rec["model"] == "efficientnet_lite0" and rec["second_opinion"]["model"] == "efficientnet_lite2"
+        assert len(rec["second_opinion"]["nearest"]) == 3 and "photo_rank" in rec["second_opinion"]
     assert all((EXAMPLES / r["method"] / r["png"]).is_file() for r in records)
+    # the layer page's atlas: the first 4 filters of each of Lite0's 7 stages, the default method
+    from dgncore.drawing.registry import DEFAULT_METHOD
+
+    assert sorted(r["target"] for r in atlas) == sorted(f"filter:blocks.{b}:{k}" for b in range(7) for k in range(4))
+    assert {(r["method"], r["model"], r["png"][-5:]) for r in atlas} == {(DEFAULT_METHOD, "efficientnet_lite0", ".webp")}
+    assert all((EXAMPLES / "layers" / r["png"]).is_file() and "WEBP" in r["scored_on"] for r in atlas)
 
 
 def test_an_examples_scores_are_those_of_its_stored_file():
@@ -67,4 +76,6 @@ def test_an_examples_scores_are_those_of_its_stored_file():
     image = load_image(path.parent / rec["png"])
     target = parse_target(rec["target"], clf)
     assert abs(score_image(clf, image, target)["p_target"] - rec["p_target"]) < 1e-4
-    assert abs(second_opinion(clf, image, target)["p_target"] - rec["second_opinion"]["p_target"]) < 1e-4
+    op = second_opinion(clf, image, target)
+    assert abs(op["p_target"] - rec["second_opinion"]["p_target"]) < 1e-4
+    assert (op["nearest"], op["photo_rank"]) == (rec["second_opinion"]["nearest"], rec["second_opinion"]["photo_rank"])

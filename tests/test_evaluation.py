@@ -61,6 +61,34 @@ def _bank(vectors, classes):
     return ev.PhotoBank(Path("/nowhere"), [f"p{i}.png" for i in range(len(classes))], list(classes), embs)
 
 
+def test_nearest_classes_name_each_class_once_nearest_first_and_skip_unknown_photos():
+    bank = _bank([[1, 0, 0], [0.9, 0.1, 0], [0.8, 0.3, 0], [0, 1, 0], [0, 0, 1]], [4, None, 4, 7, 2])
+    q = torch.nn.functional.normalize(torch.tensor([[1.0, 0.05, 0.0]]), dim=1)
+    assert bank.nearest_classes(q, 3) == [[4, 7, 2]]
+    assert bank.nearest_classes(q, 1) == [[4]]
+
+
+def test_a_shipped_bank_keeps_embeddings_and_classes_but_no_file_names(tmp_path):
+    bank = _bank([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [3, None, 9])
+    out = ev.ship_bank(bank, tmp_path / "bank.safetensors")
+    back = ev.shipped_bank.__wrapped__(out)
+    assert back.classes == [3, 9] and torch.allclose(back.embeddings, bank.embeddings[[0, 2]], atol=1e-3)
+    assert b"p0.png" not in out.read_bytes()  # the photos' names stay out of what ships
+    from safetensors.torch import save_file
+
+    save_file({"embeddings": torch.zeros(1, 3), "classes": torch.zeros(1, dtype=torch.int16)}, str(tmp_path / "other.safetensors"),
+              metadata={"model": "another", "embed_version": "1"})
+    assert ev.shipped_bank.__wrapped__(tmp_path / "other.safetensors") is None  # another network's features are not compared
+    assert ev.shipped_bank.__wrapped__(tmp_path / "missing.safetensors") is None
+
+
+def test_the_shipped_bank_is_lite2s_embedding_of_the_sample_photos():
+    bank = ev.shipped_bank()
+    assert bank is not None and len(bank) >= 900 and bank.embeddings.shape[1] == 1280
+    assert len(set(bank.classes)) == len(bank)  # one photo per class
+    assert torch.allclose(bank.embeddings.norm(dim=1), torch.ones(len(bank)), atol=1e-2)
+
+
 def test_rank_of_the_class_photo_among_all_photos():
     bank = _bank([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], [0, 1, 2, None])
     q = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2, 0.0], [1.0, 0.2, 0.0], [0.0, 0.0, 1.0]]), dim=1)

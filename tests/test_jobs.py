@@ -191,18 +191,29 @@ def test_a_bug_in_a_job_is_an_internal_failure_and_the_worker_survives(settings,
 def test_jobs_run_in_a_child_process_and_one_killed_mid_job_is_lost_with_a_sentence(queue, tiny_model):
     import signal
 
+    others = set(_job_children())  # job processes of other tests' queues
     first = queue.wait(queue.submit(small(tiny_model, out_dir="first"), "s"), timeout=60)
     assert first.state == "done"
     (worker,) = queue._workers.values()
     running = queue.submit(long(tiny_model, out_dir="killed"), "s")
     wait_for(lambda: queue.status(running).step >= 5)
-    (child,) = _job_children()  # the job runs in a process of its own
+    (child,) = set(_job_children()) - others  # the job runs in a process of its own
     os.kill(child, signal.SIGKILL)
     st = queue.wait(running, timeout=30)
     assert st.state == "failed" and st.error_kind == "lost" and "stopped before it finished" in st.error and "\n" not in st.error
     after = queue.wait(queue.submit(small(tiny_model, out_dir="after"), "s"), timeout=60)  # a new child takes the next job
     assert after.state == "done" and worker.is_alive()
     assert_results_load(after)
+
+
+@pytest.mark.parametrize("given, kept", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_job_process_lets_openmp_sleep_unless_the_environment_says_otherwise(given, kept):
+    # the job's threads yield the cores to the web server beside them (bench/README.md, click_to_picture.py)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
+    code = ("import os, sys; from dgncore.serving.job_process import quiet_openmp; assert 'torch' not in sys.modules; "
+            "quiet_openmp(); print(os.environ['OMP_WAIT_POLICY'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
+    assert out.stdout.strip() == kept
 
 
 def _job_children() -> list[int]:

@@ -35,10 +35,18 @@ def test_an_imagenet_result_gets_lite2s_opinion_of_the_saved_png(tmp_path):
     target = parse_target("class:koala", clf)
     rec = generate(clf, [target], pixel(), tmp_path)[0]
     op = rec["second_opinion"]
-    assert set(op) == {"model", "p_target", "rank"} and op["model"] == "efficientnet_lite2"
+    assert set(op) == {"model", "p_target", "rank", "nearest", "photo_rank"} and op["model"] == "efficientnet_lite2"
     judge = load_classifier("efficientnet_lite2", device="cpu")
-    again = score_image(judge, load_image(tmp_path / rec["png"]), parse_target("class:koala", judge))
+    saved = load_image(tmp_path / rec["png"])
+    again = score_image(judge, saved, parse_target("class:koala", judge))
     assert op["p_target"] == pytest.approx(again["p_target"], abs=1e-5) and op["rank"] == again["rank"]
+    # the nearest real photos are those of the shipped bank, in Lite2's features of the saved file
+    from dgncore import evaluation
+
+    bank = evaluation.shipped_bank()
+    emb = evaluation.embed(saved[None], judge)
+    assert op["nearest"] == [judge.classes[c] for c in bank.nearest_classes(emb, 3)[0]] and len(op["nearest"]) == 3
+    assert op["photo_rank"] == bank.ranks(emb, [105])[0]
     assert json.loads((tmp_path / "105_koala.json").read_text())["second_opinion"] == op
 
 

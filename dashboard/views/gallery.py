@@ -79,7 +79,9 @@ if c5:
     with c5[0]:
         pick_models = state.widget(st.multiselect, "Model", f"{PAGE}.models", [], "models", options=models, placeholder="all")
 with c4:
-    order = state.widget(st.selectbox, "Sort by", f"{PAGE}.sort", "newest", "sort", options=["newest", "most convincing", "name"])
+    order = state.widget(st.selectbox, "Sort by", f"{PAGE}.sort", "newest", "sort", options=["newest", "most like a real photo", "name"],
+                         help="Newest: your own pictures, newest first, then the examples most like a real photo. "
+                              "Most like a real photo: nearest to a real photo of its class in a second network's eyes.")
 
 q = query.strip().lower()
 shown = [
@@ -90,9 +92,10 @@ shown = [
     and (not pick_models or (r.get("model") or "?") in pick_models)
 ]
 if order == "newest":
-    shown.sort(key=lambda r: r.get("created") or "", reverse=True)
-elif order == "most convincing":
-    shown.sort(key=lambda r: -((r.get("p_target") or 0) + ((r.get("second_opinion") or {}).get("p_target") or 0)))
+    shown.sort(key=showcase.likeness)
+    shown.sort(key=lambda r: "" if r.get("example") else r.get("created") or "", reverse=True)  # stable: examples keep their order
+elif order == "most like a real photo":
+    shown.sort(key=showcase.likeness)
 else:
     shown.sort(key=lambda r: (r.get("target_label") or "").lower())
 

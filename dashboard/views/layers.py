@@ -22,13 +22,15 @@ from dgncore.errors import InputError
 
 PAGE = "layers"
 MAX_FILTERS = 8
+MAX_STAGES = 7
 
 st.title("Inside the layers")
 page.intro(
     "A classifier is a stack of layers; each layer has many filters, and each filter fires for some pattern. "
     "Here each picture is made to make one filter fire as strongly as it can. Shallow layers (top rows) usually answer "
     "to colours, edges and simple textures; deeper layers (lower rows) to parts and whole objects. "
-    "Under each picture: how strongly the filter fires on it, compared with random pictures."
+    "Under each picture: how strongly the filter fires on it, compared with random pictures. "
+    "For EfficientNet-Lite0 the page opens on ready-made pictures of the first filters of every stage; Generate makes your own."
 )
 choice, clf = page.need_model()
 
@@ -46,10 +48,12 @@ def layer_label(name: str) -> str:
 
 
 def default_layers() -> list[str]:
+    """Every stage of the network, at most :data:`MAX_STAGES` spread from shallow to deep
+    (EfficientNet-Lite0 has 7: the page opens on the shipped atlas of their first filters)."""
     stages = [l.name for l in layers if l.kind == "Sequential"] or names
-    if len(stages) <= 3:
+    if len(stages) <= MAX_STAGES:
         return stages
-    return [stages[round(i * (len(stages) - 1) / 2)] for i in range(3)]
+    return [stages[round(i * (len(stages) - 1) / (MAX_STAGES - 1))] for i in range(MAX_STAGES)]
 
 
 def parse_filters(text: str) -> list[int]:

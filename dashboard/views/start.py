@@ -25,7 +25,7 @@ examples = showcase.strip()
 if examples:
     st.subheader("Ready-made examples", anchor=False)
     st.caption("What EfficientNet-Lite0 finds most typical of a few classes. Under each: how sure it is of its picture, "
-               "and how sure a second network (EfficientNet-Lite2, which had no part in making it) is.")
+               "and which real photos it is nearest to in the eyes of a second network (EfficientNet-Lite2, which had no part in making it).")
     cols = st.columns(len(examples))
     for col, rec in zip(cols, examples):
         with col:

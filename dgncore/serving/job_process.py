@@ -1,8 +1,7 @@
 """Jobs of the app's own queue run in a child process, so the web server's threads never share torch's thread pool.
 
-Measured (bench/README.md, click_to_picture.py): beside a busy process, a job in the web
-server's thread took 1.79x the command line's time, the same job in a process of its own
-1.23x. The child lives across jobs (the classifier stays loaded), is started on the first
+Beside a busy process, a job in the web server's thread ran far slower than the same job
+in a process of its own (bench/README.md, "click_to_picture.py"). The child lives across jobs (the classifier stays loaded), is started on the first
 job, and is started anew after it dies; a job whose child died is "lost", said in one line.
 """
 
@@ -11,12 +10,20 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
+import sys
 import threading
 from typing import Any, Callable
 
 from dgncore.limits import Limits
 
 log = logging.getLogger(__name__)
+
+#: the OpenMP threads of a process that runs jobs sleep between parallel regions instead of
+#: spinning, so what shares its cores (the web server's live view, the browser on a one-machine
+#: install, another worker) gets them (bench/README.md, "click_to_picture.py"); an
+#: OMP_WAIT_POLICY in the environment wins
+WAIT_POLICY = "PASSIVE"
 
 #: how often the parent looks at the cancel flag while it waits for the child's messages
 POLL_S = 0.2
@@ -28,8 +35,18 @@ class JobLost(RuntimeError):
     """The child process died while it ran a job."""
 
 
+def quiet_openmp() -> None:
+    """Give this process :data:`WAIT_POLICY` unless the environment names one; only before
+    torch loads (OpenMP reads it once). The job child and ``python -m dgncore worker`` call it."""
+    if "torch" in sys.modules:
+        log.warning("torch was loaded before the job process could set OMP_WAIT_POLICY")
+        return
+    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+
+
 def _serve(conn: multiprocessing.connection.Connection, cancel: Any, settings: Limits) -> None:
     """The child's loop: one job per message, reports and the outcome sent back."""
+    quiet_openmp()
     from dgncore.serving.execute import execute
 
     if settings.threads:
