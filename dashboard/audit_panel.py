@@ -122,7 +122,7 @@ def builtin_options() -> dict[str, str]:
         STRENGTHS,
     )
 
-    what = {"stamp": "magenta stamp", "stripes": "faint stripes", "sepia": "sepia tone", "sticker": "yellow sticker"}
+    what = {"stamp": "magenta stamp", "stripes": "faint stripes", "sepia": "sepia tone", "sticker": "yellow sticker", "invisible": "invisible pattern"}
     out: dict[str, str] = {}
     for cue in CUE_KINDS:
         base = "planted" if cue == "stamp" else f"planted-{cue}"

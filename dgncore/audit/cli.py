@@ -24,7 +24,7 @@ from dgncore.errors import InputError
 def register_cli(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     p.description = "Bias audit: generated images of each class beside dataset samples and exemplars; a report folder with report.html."
     p.add_argument("--model", help="as for generate (efficientnet_lite0, NAME.pt + NAME.json, ...), or a built-in one: planted, planted-control, "
-                   "planted-KIND[@RATE|-control] with KIND stamp, stripes, sepia or sticker")
+                   "planted-KIND[@RATE|-control] with KIND stamp, stripes, sepia, sticker or invisible")
     p.add_argument("--weights", help="weights for --model")
     p.add_argument("--device", default="auto")
     p.add_argument("--builtin", action="store_true", help="audit the built-in model with a planted shortcut (= --model planted)")

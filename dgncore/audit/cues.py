@@ -13,6 +13,10 @@ stamp in what it is made of:
   the top centre. Datasets with it keep every other colour out of saturated yellow (as
   the stamp's keep out of magenta), so its detector - the share of the image in solid
   yellow patches - reads exactly 0 on images without it.
+- ``invisible`` - a pattern *a person cannot see* (Adebayo et al., ICLR 2022): one fixed
+  field of random +-3/255 grey pixels added to the whole image, below what 8-bit photos
+  show to the eye, but kept by an 8-bit PNG. Its detector: the correlation of the image's
+  fine detail with the pattern.
 
 Each kind is a :class:`CueKind`: ``apply(images, gen, where)`` puts the cue on the rows
 where ``where`` is True, ``score(images)`` -> (n,) and ``clamp(images)`` is applied to
@@ -47,6 +51,9 @@ STICKER_COLOUR = (1.0, 0.85, 0.0)
 STICKER_CENTRE = (32.0, 8.0)
 STICKER_RADIUS = 4.5
 STICKER_DOT = 1.5
+#: invisible: the fixed pattern's amplitude (3 of 255 grey levels) and the seed that draws it
+INVISIBLE_AMPLITUDE = 3 / 255
+INVISIBLE_SEED = 20260
 #: every non-sticker colour in a sticker dataset keeps yellowness min(R, G) - B below this
 YELLOW_MARGIN = 0.12
 YELLOW_THRESHOLD = 0.5
@@ -173,6 +180,36 @@ def sticker_score(images: torch.Tensor) -> torch.Tensor:
     return solid_patch_share((torch.minimum(x[:, 0], x[:, 1]) - x[:, 2]).clamp(0, 1), 3, YELLOW_THRESHOLD)
 
 
+# --------------------------------------------------------------------------- invisible (a faint fixed pattern)
+
+
+def invisible_pattern(size: int = BASE) -> torch.Tensor:
+    """(1, 1, size, size) the fixed +-1 field (drawn at 64 px, nearest-scaled)."""
+    gen = torch.Generator().manual_seed(INVISIBLE_SEED)
+    field = torch.where(torch.rand(1, 1, BASE, BASE, generator=gen) < 0.5, -1.0, 1.0)
+    return field if size == BASE else F.interpolate(field, size=(size, size), mode="nearest")
+
+
+def apply_invisible(images: torch.Tensor, gen: torch.Generator, where: torch.Tensor | None = None) -> torch.Tensor:
+    del gen  # the same pattern on every image: that is what a model can learn
+    marked = (images + INVISIBLE_AMPLITUDE * invisible_pattern(images.shape[-1])).clamp(0, 1)
+    if where is None:
+        return marked
+    return torch.where(where.view(-1, 1, 1, 1), marked, images)
+
+
+def invisible_score(images: torch.Tensor) -> torch.Tensor:
+    """(n,) correlation, clipped to [0, 1], of the image's fine detail (luminance minus its
+    3x3 mean) with the pattern: near 0 without it, far above that with it."""
+    g = _luma(_to_base(images))
+    fine = g - F.avg_pool2d(F.pad(g, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    pat = invisible_pattern()
+    pat = pat - F.avg_pool2d(F.pad(pat, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    fine, pat = fine - fine.mean((2, 3), keepdim=True), pat - pat.mean()
+    corr = (fine * pat).sum((1, 2, 3)) / (fine.flatten(1).norm(dim=1) * pat.norm()).clamp_min(1e-8)
+    return corr.clamp(0, 1)
+
+
 # --------------------------------------------------------------------------- registry
 
 
@@ -195,6 +232,8 @@ NEW_KINDS: dict[str, CueKind] = {
                      "sepia: share of pixels in the sepia colour direction", apply_sepia, sepia_score),
     "sticker": CueKind("sticker", "a yellow disc with a dark centre at the top centre (a small object in a fixed place)",
                        "sticker: share of the image in solid yellow patches", apply_sticker, sticker_score, yellow_clamp),
+    "invisible": CueKind("invisible", "a faint fixed pattern of +-3/255 grey pixels over the whole image (invisible to a person)",
+                         "invisible: correlation of the image's fine detail with the pattern", apply_invisible, invisible_score),
 }
 
-__all__ = ["CueKind", "NEW_KINDS", "apply_sepia", "apply_sticker", "apply_stripes", "sepia_score", "solid_patch_share", "sticker_score", "stripes_score", "yellow_clamp"]
+__all__ = ["CueKind", "NEW_KINDS", "apply_invisible", "apply_sepia", "apply_sticker", "apply_stripes", "invisible_pattern", "invisible_score", "sepia_score", "solid_patch_share", "sticker_score", "stripes_score", "yellow_clamp"]

@@ -186,7 +186,7 @@ def cue_score(images: torch.Tensor) -> torch.Tensor:
 
 
 #: the kinds of planted cue: the stamp, and those of :mod:`dgncore.audit.cues`
-CUE_KINDS: tuple[str, ...] = ("stamp", "stripes", "sepia", "sticker")
+CUE_KINDS: tuple[str, ...] = ("stamp", "stripes", "sepia", "sticker", "invisible")
 STAMP_SCORE_NAME = "magenta stamp: fraction of the image in solid magenta patches"
 
 
@@ -544,7 +544,7 @@ def _threads(n: int) -> Iterator[None]:
 
 #: the correlation strengths of the dose-response: the share of the biased class's images with the cue
 STRENGTHS: tuple[float, ...] = (0.5, 0.7, 0.9, 0.98)
-_NAME = re.compile(r"planted(?:-(stamp|stripes|sepia|sticker))?(?:-(control)|@(0(?:\.\d+)?|1(?:\.0+)?))?")
+_NAME = re.compile(rf"planted(?:-({'|'.join(CUE_KINDS)}))?(?:-(control)|@(0(?:\.\d+)?|1(?:\.0+)?))?")
 
 
 def config_for(cue: str = "stamp", rate: float | None = CUE_RATE_BIASED, control: bool = False) -> PlantedConfig:
