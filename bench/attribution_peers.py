@@ -3,6 +3,7 @@
     pip install captum==0.9.0          # bench/requirements.txt; not the app's
     python bench/attribution_peers.py [--cues stamp,stripes,sepia,sticker,invisible] [--strengths 0.5,0.7,0.9,0.98]
                                       [--n 100] [--out bench/results/attribution] [--json out.json] [--train-only] [--no-audit]
+    python bench/attribution_peers.py --table out.json [more.json ...]    # the markdown tables of docs/audit.md
 
 Auditors reach first for attribution maps (Adebayo et al., ICLR 2022, found they miss
 unknown spurious cues). Here each map method gets the same cases as the audit: each cue
@@ -138,6 +139,38 @@ def verdict(cue: str, model: float, control: float) -> str:
     return "found" if model >= control + WHOLE_MARGIN else "none"
 
 
+METHODS = ("grad-cam", "integrated gradients")
+
+
+def _cell(row: dict, m: str) -> str:
+    if m == "audit":
+        a = row.get("audit")
+        return "-" if a is None else f"{a['verdict'].replace(' shortcut', '')} ({a['G']:.2f})" + (f", also {'/'.join(a['confirmed_others'])}" if a["confirmed_others"] else "")
+    r = row.get(m)
+    return "(the reference)" if r is None else f"{r['verdict']} ({r['statistic']:.3f} vs {r['control']:.3f})"
+
+
+def tables(results: list[dict]) -> str:
+    """Per cue kind, a row per model; then detections and false alarms per approach."""
+    cues = {k: v for r in results for k, v in r["cues"].items()}
+    out = []
+    for cue, rows in cues.items():
+        out += [f"**{cue}**", "", "| model | cue flips other shapes to triangle | Grad-CAM | Integrated Gradients | audit (G rate) |", "|---|---|---|---|---|"]
+        out += [f"| {cue} {name} | {row['flip_to_triangle']:.0%} | {_cell(row, METHODS[0])} | {_cell(row, METHODS[1])} | {_cell(row, 'audit')} |"
+                for name, row in rows.items()]
+        out.append("")
+    out += ["| kind | Grad-CAM: found / biased, false alarm | Integrated Gradients | audit: confirmed (suspected) / biased, on the controls |", "|---|---|---|---|"]
+    for cue, rows in cues.items():
+        biased = {n: r for n, r in rows.items() if n.startswith("@")}
+        cells = [f"{sum(r[m]['verdict'] == 'found' for r in biased.values())}/{len(biased)}, {rows['control (seed 1)'][m]['verdict']}" for m in METHODS]
+        audits = [r.get("audit") or {} for r in biased.values()]
+        ctrl = [rows[n].get("audit", {}).get("verdict", "-").replace(" shortcut", "") for n in ("control", "control (seed 1)")]
+        conf = sum(a.get("verdict") == "confirmed shortcut" for a in audits)
+        sus = sum(a.get("verdict") == "suspected" for a in audits)
+        out.append(f"| {cue} | {cells[0]} | {cells[1]} | {conf} ({sus})/{len(biased)}, {' / '.join(ctrl)} |")
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cues", default=",".join(P.CUE_KINDS))
@@ -147,7 +180,11 @@ def main() -> int:
     ap.add_argument("--no-audit", action="store_true", help="attribution maps only")
     ap.add_argument("--out", type=Path, default=Path("bench/results/attribution"), help="the audits' report folders")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--table", type=Path, nargs="+", help="print the markdown tables of these results and stop")
     args = ap.parse_args()
+    if args.table:
+        print(tables([json.loads(p.read_text()) for p in args.table]))
+        return 0
     torch.set_num_threads(1)
     strengths = [float(s) for s in args.strengths.split(",")]
     result: dict = {"rules": {"placed": f"cue share >= {PLACE_RATIO:g}x the control's", "whole": f"off-shape share >= control's + {WHOLE_MARGIN:g}"},
