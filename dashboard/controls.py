@@ -132,6 +132,16 @@ def advanced(page_key: str, compare: bool = False, samples: bool = False, extra=
     return out
 
 
+def steps_for(method: str, opts: dict[str, Any]) -> int:
+    """The steps for ``method`` on a page that draws it beside ``opts["method"]``: the steps
+    chosen, or, while they are still the first method's preset, ``method``'s own preset
+    (each method as it ships, so a side-by-side of shipped examples opens from disk)."""
+    steps = int(opts["steps"])
+    if method == opts["method"] or steps != get_preset(opts["method"]).steps:
+        return steps
+    return min(get_preset(method).steps, state.limits().max_steps)
+
+
 def size_arg(size: int | None, method: str) -> int | None:
     """None when the size is the preset's default (keeps folder names short)."""
     from dgncore.drawing.registry import get_preset

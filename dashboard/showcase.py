@@ -86,3 +86,11 @@ def strip(n: int = 6) -> list[dict[str, Any]]:
             seen.add(rec.get("target"))
             out.append(rec)
     return out
+
+
+def other_method(rec: dict[str, Any]) -> str | None:
+    """Another method whose example of the same class ships (for a side-by-side link), or None."""
+    for other in example_records():
+        if other.get("target") == rec.get("target") and other.get("method") != rec.get("method") and other.get("seed") == rec.get("seed"):
+            return other["method"]
+    return None

@@ -34,6 +34,11 @@ def test_torchscript_with_sidecar_generates(torchscript_model, tmp_path, capsys)
     rec = json.loads((out / "8_hen.json").read_text())
     assert rec["target"] == "class:8" and rec["method"] == "pixel" and rec["steps"] == 3
     assert (out / "0_tench.png").is_file()
+    # --format webp (the shipped atlas is made so): scored on the WebP as saved
+    assert main(["generate", "--model", str(torchscript_model), "--target", "class:hen", "--method", "pixel", "--size", "32", "--steps", "3",
+                 "--format", "webp", "--out", str(tmp_path / "webp")]) == 0
+    rec = json.loads((tmp_path / "webp" / "8_hen.json").read_text())
+    assert rec["png"] == "8_hen.webp" and "WEBP" in rec["scored_on"] and (tmp_path / "webp" / "8_hen.webp").is_file()
 
 
 def test_gallery_cli_reports_time_rate_and_reached(torchscript_model, tmp_path, capsys):

@@ -129,13 +129,17 @@ def test_start_page_shows_examples_and_three_doors(monkeypatch):
     ranks = [r["second_opinion"]["photo_rank"] or 10**6 for r in strip]
     assert ranks == sorted(ranks) and ranks[0] == 1  # nearest to a real photo of their class first
     links = [el.proto.label for el in at.get("page_link")]
-    assert links[-3:] == ["See a class", "Audit a model", "Browse the gallery"] and len(links) == 6 + 3
+    assert links[-3:] == ["See a class", "Audit a model", "Browse the gallery"] and len(links) == 6 + 1 + 3
+    assert "side by side" in links[6]  # the other method is a click away
     # each example opens the See-a-class page on its own settings, where it is shown from disk
     first = at.get("page_link")[0].proto
     assert first.page == "single"
     again = app("single_class", **dict(urllib.parse.parse_qsl(first.query_string)))
     assert any("ready-made example" in c.value for c in again.caption), (
         "the shipped examples no longer match the presets: regenerate them (dashboard/examples/README.md)")
+    # ... and the side-by-side link opens both methods' examples from disk, each with its own preset's steps
+    both = app("single_class", **dict(urllib.parse.parse_qsl(at.get("page_link")[6].proto.query_string)))
+    assert len(images(both)) == 2 and any("ready-made example" in c.value for c in both.caption)
 
 
 def test_start_page_without_examples_says_so():

@@ -24,7 +24,7 @@ methods = [opts["method"]] + ([opts["compare"]] if opts["compare"] not in (contr
 seeds = tuple(range(int(opts["seed"]), int(opts["seed"]) + int(opts["samples"])))
 name = clf.classes[idx]
 requests = [
-    Request(choice.spec, (f"class:{idx}",), m, int(opts["steps"]), seeds, controls.size_arg(int(opts["size"]), m),
+    Request(choice.spec, (f"class:{idx}",), m, controls.steps_for(m, opts), seeds, controls.size_arg(int(opts["size"]), m),
             choice.weights, choice.name, label=f"{name} · {words.method_label(m)}", target_labels=(name,))
     for m in methods
 ]

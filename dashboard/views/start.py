@@ -34,6 +34,12 @@ if examples:
                          query_params={"class": rec.get("target_label", ""), "method": rec["method"], "steps": str(rec.get("steps_max", ""))},
                          help="Open it on the See a class page, with the settings it was made with.")
             st.caption(words.md(f"{words.compact_verdict(rec)} · {words.method_short(rec['method'])}"))
+    other = showcase.other_method(examples[0])
+    if other:
+        first = examples[0]
+        st.page_link(SINGLE, label=words.md(f"{first.get('target_label', '')}: {words.method_short(first['method'])} and {words.method_short(other)}, side by side"),
+                     query_params={"class": first.get("target_label", ""), "method": first["method"], "compare": other, "steps": str(first.get("steps_max", ""))},
+                     icon=":material/compare:", help="The same class drawn by two methods, both made beforehand, on the See a class page.")
 else:
     st.info("No ready-made examples on this server (see dashboard/examples/README.md to make them).")
 
