@@ -115,7 +115,8 @@ def advanced(page_key: str, compare: bool = False, samples: bool = False, extra=
             preset_steps = get_preset(out["method"]).steps
             out["steps"] = state.widget(st.number_input, "Steps (at most)", f"{page_key}.steps.{out['method']}", min(preset_steps, lim.max_steps),
                                         "steps", min_value=1, max_value=lim.max_steps, step=10,
-                                        help="How many small changes the picture may get. Most methods stop early once the classifier is 99% sure.")
+                                        help="How many small changes the picture may get. Most methods stop early once the classifier is 99% sure. "
+                                             + ("A method compared side by side keeps its own usual steps until you change these." if compare else ""))
         with cols[1]:
             out["size"] = state.widget(st.selectbox, "Picture size (px)", f"{page_key}.size", default_size, "size", options=sizes,
                                        help="Side of the picture; smaller is faster. The classifier sees it resized to its own input size.")
