@@ -1,0 +1,109 @@
+"""An independent check of a suspected ImageNet shortcut: a cue made by hand, pasted onto other classes' photos.
+
+    python bench/cue_check.py [--photos ../shared/imagenet-samples] [--class "web site"] [--sizes 56,112] [--alpha 1] [--json out.json]
+    python bench/cue_check.py --sizes 224 --alpha 0.5      # the text over the whole photo, half transparent
+
+The whole-model audit's one lead on EfficientNet-Lite0 was "web site": the fine texture of
+its real photo (a screenshot: text and interface lines) turned 59% of other photos into
+that class (docs/audit.md). This checks the lead without the generated images: a patch of
+black text on white, drawn here, pasted in the top-left corner of every photo of another
+class, against three controls of the same size and place: the white patch without text,
+grey noise, and the text patch with its 4 x 4 px blocks shuffled (the same ink, no letters).
+It counts the photos whose top-1 becomes the class (and was not before), with Wilson 95%
+intervals, and names the classes the text patch moves photos to most. Only figures are
+written: no photo, pasted or not, leaves the machine's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from dgncore.audit.intervention import paste, wilson
+from dgncore.data import image_files, load_for_model
+from dgncore.evaluation import DEFAULT_PHOTOS, photo_class
+from dgncore.models.classifiers import load_classifier
+
+WORDS = "Home News Sport Weather Contact Login Search Account Help About Shop Cart Sign in Menu Terms Privacy Blog Video".split()
+MARGIN = 8
+
+
+def text_patch(size: int, seed: int = 0) -> torch.Tensor:
+    """(3, size, size) black interface text on white, a few short lines."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    im = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(im)
+    y = 2
+    while y < size - 10:
+        line = " ".join(rng.choice(WORDS, 4))
+        draw.text((2, y), line, fill=(20, 20, 20))
+        y += 11
+    draw.line((0, 0, size, 0), fill=(60, 60, 200), width=3)  # a menu bar's edge
+    return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)
+
+
+def controls(text: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    size = text.shape[-1]
+    blocks = text.unfold(1, 4, 4).unfold(2, 4, 4)  # (3, n, n, 4, 4)
+    n = blocks.shape[1]
+    flat = blocks.reshape(3, n * n, 4, 4)[:, torch.randperm(n * n, generator=gen)]
+    shuffled = torch.ones_like(text)
+    shuffled[:, : n * 4, : n * 4] = flat.reshape(3, n, n, 4, 4).permute(0, 1, 3, 2, 4).reshape(3, n * 4, n * 4)
+    return {"text": text, "blank": torch.ones_like(text), "noise": torch.rand(1, size, size, generator=gen).expand(3, -1, -1).clone(),
+            "shuffled text": shuffled}
+
+
+@torch.inference_mode()
+def top1(clf, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    return torch.cat([clf.logits(images[i : i + batch]).argmax(1) for i in range(0, len(images), batch)])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
+    ap.add_argument("--class", dest="cls", default="web site")
+    ap.add_argument("--sizes", default="56,112")
+    ap.add_argument("--alpha", type=float, default=1.0, help="the patch's opacity (below 1 it is blended over the photo)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    clf = load_classifier("efficientnet_lite0", device="cpu")
+    target = clf.classes.index(args.cls)
+    files = [f for f in image_files(args.photos) if photo_class(f) is not None and photo_class(f) != target]
+    photos = torch.stack([load_for_model(f, clf.input_size) for f in files])
+    before = top1(clf, photos)
+    out: dict = {"class": args.cls, "alpha": args.alpha, "photos": len(files), "predicted_before": int((before == target).sum()), "sizes": {}}
+    print(f"{len(files)} photos of other classes; {out['predicted_before']} already called {args.cls!r}")
+    for size in (int(s) for s in args.sizes.split(",")):
+        rows = {}
+        for name, patch in controls(text_patch(size)).items():
+            at = 0 if size + MARGIN > clf.input_size else MARGIN
+            region = photos[:, :, at : at + size, at : at + size]
+            after = top1(clf, paste(photos, patch, at, at) if args.alpha >= 1 else
+                         paste(photos, torch.zeros_like(patch), at, at) + torch.nn.functional.pad(
+                             (1 - args.alpha) * region + args.alpha * patch, (at, clf.input_size - at - size, at, clf.input_size - at - size)))
+            flips = int(((after == target) & (before != target)).sum())
+            lo, hi = wilson(flips, len(files))
+            moved = Counter(clf.classes[int(c)] for c, b in zip(after, before) if c != b)
+            rows[name] = {"flips": flips, "rate": round(flips / len(files), 4), "ci": [round(lo, 4), round(hi, 4)], "changed": int((after != before).sum()),
+                          "moved_to": moved.most_common(4)}
+            print(f"  {size:>3} px {name:>13}: {flips:>3} to {args.cls!r} ({flips / len(files):.1%} [{lo:.1%}-{hi:.1%}]), "
+                  f"{rows[name]['changed']} changed top-1, most to {moved.most_common(3)}", flush=True)
+        out["sizes"][str(size)] = rows
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
