@@ -145,7 +145,7 @@ METHODS = ("grad-cam", "integrated gradients")
 def _cell(row: dict, m: str) -> str:
     if m == "audit":
         a = row.get("audit")
-        return "-" if a is None else f"{a['verdict'].replace(' shortcut', '')} ({a['G']:.2f})" + (f", also {'/'.join(a['confirmed_others'])}" if a["confirmed_others"] else "")
+        return "-" if a is None else f"{a['verdict'].replace(' shortcut', '')}" + ("" if a["G"] is None else f" ({a['G']:.2f})") + (f", also {'/'.join(a['confirmed_others'])}" if a["confirmed_others"] else "")
     r = row.get(m)
     return "(the reference)" if r is None else f"{r['verdict']} ({r['statistic']:.3f} vs {r['control']:.3f})"
 

@@ -137,10 +137,10 @@ def steps_for(method: str, opts: dict[str, Any]) -> int:
     """The steps for ``method`` on a page that draws it beside ``opts["method"]``: the steps
     chosen, or, while they are still the first method's preset, ``method``'s own preset
     (each method as it ships, so a side-by-side of shipped examples opens from disk)."""
-    steps = int(opts["steps"])
-    if method == opts["method"] or steps != get_preset(opts["method"]).steps:
+    steps, cap = int(opts["steps"]), state.limits().max_steps
+    if method == opts["method"] or steps != min(get_preset(opts["method"]).steps, cap):
         return steps
-    return min(get_preset(method).steps, state.limits().max_steps)
+    return min(get_preset(method).steps, cap)
 
 
 def size_arg(size: int | None, method: str) -> int | None:

@@ -249,6 +249,11 @@ def _extra_commands() -> list[tuple[str, Callable[[argparse.ArgumentParser], Cal
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:  # before build_parser, whose subcommands load torch
+        from dgncore.serving.job_process import quiet_openmp
+
+        quiet_openmp()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

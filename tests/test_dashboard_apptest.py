@@ -388,6 +388,14 @@ def test_layers_open_on_the_shipped_atlas_of_every_stage(monkeypatch, tmp_path):
     assert [m.split("**")[1] for m in markdown(at) if m.startswith("**blocks.")] == at.multiselect[0].value  # shallow to deep
 
 
+def test_layers_open_within_a_small_batch_limit(monkeypatch):
+    monkeypatch.setenv("DGN_MAX_BATCH", "4")
+    at = app("layers")
+    chosen = at.multiselect[0].value
+    assert not at.error and len(chosen) == 4 and chosen[0] == "blocks.0" and chosen[-1] == "blocks.6"  # shallow to deep
+    assert at.text_input(key="layers.filters").value == "0"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("filters, fragment", [("0-3,abc", "cannot read filters"), ("999", "out of range"), ("0-20", "at most 8")])
 def test_layers_bad_filters(filters, fragment):

@@ -216,6 +216,16 @@ def test_the_job_process_lets_openmp_sleep_unless_the_environment_says_otherwise
     assert out.stdout.strip() == kept
 
 
+@pytest.mark.parametrize("command, policy", [("worker", "PASSIVE"), ("generate", "None")])
+def test_the_worker_command_sets_the_wait_policy_before_torch_loads(command, policy):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = ("import os, sys; import dgncore.__main__ as m; "
+            "m.build_parser = lambda: sys.exit(print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)); "
+            f"m.main([{command!r}])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert out.stdout.split() == [policy, "False"], out.stderr  # the command line keeps OpenMP's default
+
+
 def _job_children() -> list[int]:
     """This process's live job processes (Linux): spawned children, not multiprocessing's resource tracker."""
     out = []

@@ -48,12 +48,14 @@ def layer_label(name: str) -> str:
 
 
 def default_layers() -> list[str]:
-    """Every stage of the network, at most :data:`MAX_STAGES` spread from shallow to deep
-    (EfficientNet-Lite0 has 7: the page opens on the shipped atlas of their first filters)."""
+    """Every stage of the network, at most :data:`MAX_STAGES` (and no more than the server's
+    pictures a run) spread from shallow to deep (EfficientNet-Lite0 has 7: the page opens on
+    the shipped atlas of their first filters)."""
     stages = [l.name for l in layers if l.kind == "Sequential"] or names
-    if len(stages) <= MAX_STAGES:
+    k = max(1, min(MAX_STAGES, state.limits().max_batch))  # a picture each, within the server's batch
+    if len(stages) <= k:
         return stages
-    return [stages[round(i * (len(stages) - 1) / (MAX_STAGES - 1))] for i in range(MAX_STAGES)]
+    return sorted({stages[round(i * (len(stages) - 1) / max(1, k - 1))] for i in range(k)}, key=stages.index)
 
 
 def parse_filters(text: str) -> list[int]:

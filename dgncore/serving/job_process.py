@@ -37,7 +37,8 @@ class JobLost(RuntimeError):
 
 def quiet_openmp() -> None:
     """Give this process :data:`WAIT_POLICY` unless the environment names one; only before
-    torch loads (OpenMP reads it once). The job child and ``python -m dgncore worker`` call it."""
+    torch loads (OpenMP reads it once). The job child and ``python -m dgncore worker`` (in
+    :func:`dgncore.__main__.main`, before any subcommand loads torch) call it."""
     if "torch" in sys.modules:
         log.warning("torch was loaded before the job process could set OMP_WAIT_POLICY")
         return

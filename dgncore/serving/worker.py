@@ -60,10 +60,6 @@ def register_cli(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], i
 def _cmd_worker(args: argparse.Namespace) -> int:
     import os
 
-    from dgncore.serving.job_process import quiet_openmp
-
-    quiet_openmp()  # first: torch must not be loaded yet
-
     if args.redis:
         os.environ["REDIS_URL"] = args.redis
     if args.queue:
