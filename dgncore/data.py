@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 import tempfile
 import threading
 import warnings
@@ -75,7 +76,8 @@ def open_image(source: str | Path | bytes, max_pixels: int = MAX_IMAGE_PIXELS) -
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputError(f"image {name} is too large to decode safely (decompression bomb)") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError, struct.error) as e:
+        # Pillow's decoders raise more than OSError on damaged data (a TIFF tag of the wrong type: TypeError)
         raise InputError(f"{name} is not a readable image ({one_line(e, 80)})") from e
 
 

@@ -153,6 +153,15 @@ def test_open_image_of_any_bytes_is_an_image_or_an_input_error(blob):
     assert im.mode == "RGB"
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_tiff_whose_tag_has_the_wrong_type_is_an_input_error():
+    blob = bytearray(png_bytes(12, 9, fmt="TIFF"))
+    blob[72] = 7  # found by the test below: Pillow raised TypeError while decoding
+    blob = bytes(blob[:140])
+    with pytest.raises(InputError, match="not a readable image"):
+        data.open_image(blob)
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on damaged TIFF/EXIF data
 @FAST
 @given(st.sampled_from([png_bytes(12, 9), png_bytes(12, 9, fmt="JPEG"), png_bytes(12, 9, fmt="GIF"), png_bytes(12, 9, fmt="BMP"), png_bytes(12, 9, fmt="TIFF"), png_bytes(12, 9, fmt="WEBP")]), st.data())
