@@ -85,8 +85,8 @@ def second_opinion(classifier: Classifier, image: torch.Tensor, target: Target) 
     :func:`second_opinion_model` (loaded once per process), or None where there is none.
     Where the judge is the shipped photo bank's (Lite2), also ``"nearest"``: the classes of
     the real photos nearest to the image in its features, and ``"photo_rank"``: where the
-    target's own photo comes among them (plausibility; 1 = nearest). A blob that fools
-    the judge's softmax still sits far from every real photo of its class."""
+    target's own photo comes among them (plausibility; 1 = nearest): what the picture
+    resembles, in class names a person can check (``bench/nearest_photos.py``)."""
     name = second_opinion_model(classifier) if target.is_class else None
     if name is None:
         return None
