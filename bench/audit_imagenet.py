@@ -29,6 +29,15 @@ from dgncore.audit.pipeline import AuditProgress, audit
 #: ImageNet classes with a known or reported shortcut (evaluation.md; Singla & Feizi 2022; the paper)
 SUSPECTS = ["tench", "hummingbird", "koala", "ibex", "otter", "Band Aid", "carton", "cradle", "crib", "harmonica", "monitor", "muzzle",
             "safe", "ski", "web site"]
+#: classes whose photos often share a context (hands, water, snow, people, babies, labels,
+#: sky, ice), chosen before the 2026-12-07 run as further suspects
+CONTEXT = ["lipstick", "ballpoint", "screwdriver", "syringe", "cellular telephone",  # held in a hand
+           "snorkel", "paddle", "canoe", "scuba diver",  # water
+           "dogsled", "snowmobile",  # snow
+           "bow tie", "sunglasses", "seat belt", "jersey",  # worn by a person
+           "bib", "bassinet", "diaper",  # babies
+           "packet", "pill bottle",  # printed labels
+           "kite", "puck"]  # sky, an ice rink
 
 
 def link_folder(photos: Path, dest: Path) -> Path:
@@ -43,18 +52,48 @@ def link_folder(photos: Path, dest: Path) -> Path:
     return dest
 
 
+def ship(report_dir: Path, dest: Path, dataset_name: str) -> None:
+    """Copy a ``--no-write-photos`` report for the dashboard: ``report.json`` (the dataset
+    named in words, no path of this machine) and the images it refers to; no HTML (the
+    page makes it on demand) and no per-image records."""
+    import json
+    import shutil
+
+    from dgncore.data import write_json
+
+    report = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+    if report.get("photos") is not False:
+        raise SystemExit("only a report made without photos may ship (run with --no-write-photos)")
+    report["dataset"] = dataset_name
+    report.pop("index", None)
+    rels = [r["png"] for rows in report["generated"].values() for rs in rows.values() for r in rs]
+    rels += [c["picture"] for c in (report.get("intervention") or {}).get("classes", {}).values() if c.get("picture")]
+    if dest.exists():
+        shutil.rmtree(dest)
+    for rel in rels:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(report_dir / rel, dest / rel)
+    write_json(report, dest / "report.json")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", required=True, help="folder of <wnid>_<name>.JPEG photos")
     ap.add_argument("--out", default="bench/results/audit-lite0")
     ap.add_argument("--model", default="efficientnet_lite0")
     ap.add_argument("--controls", type=int, default=5, help="random control classes (with a photo) added to the suspects")
+    ap.add_argument("--context", action="store_true", help="add the context suspects (CONTEXT) to the known ones")
+    ap.add_argument("--classes", help="audit these classes only (comma list of names), e.g. the top suspects of a first run")
+    ap.add_argument("--write-photos", action=argparse.BooleanOptionalAction, default=False,
+                    help="write images made from the photos (samples, exemplars, pasted examples) into the report; off: a report that may ship")
     ap.add_argument("--methods", default="untrained")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--images", type=int, default=32, help="other classes' photos each patch is pasted onto")
+    ap.add_argument("--images", type=int, default=32, help="other classes' photos each patch is pasted onto (1000: all of them)")
     ap.add_argument("--grid", type=int, default=5, help="occlusion positions per axis")
     ap.add_argument("--control-patches", type=int, default=3, help="control patches of each kind per class")
+    ap.add_argument("--format", choices=("png", "webp"), default="png", help="generated images and pictures as PNG, or as WebP (a report to ship)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--ship", help="then copy the report (made with --format webp, without photos) here: dashboard/examples/audit-lite0")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -70,11 +109,15 @@ def main() -> None:
     from dgncore.models.classifiers import load_classifier
 
     clf = load_classifier(args.model)
-    suspects = [clf.class_index(c) for c in SUSPECTS]
-    rng = np.random.default_rng(0)
-    pool = [i for i in have if i not in suspects]
-    controls = sorted(int(i) for i in rng.choice(pool, size=args.controls, replace=False))
-    classes = suspects + controls
+    if args.classes:
+        classes = [clf.class_index(c.strip()) for c in args.classes.split(",") if c.strip()]
+        controls: list[int] = []
+    else:
+        suspects = [clf.class_index(c) for c in SUSPECTS + (CONTEXT if args.context else [])]
+        rng = np.random.default_rng(0)
+        pool = [i for i in have if i not in suspects]
+        controls = sorted(int(i) for i in rng.choice(pool, size=args.controls, replace=False))
+        classes = suspects + controls
     print("classes:", ", ".join(f"{clf.classes[i]} ({i})" for i in classes), file=sys.stderr)
     t0 = time.perf_counter()
 
@@ -83,11 +126,13 @@ def main() -> None:
         print(f"\r[{p.phase_no}/{p.phases}] {p.stage[:60]} {p.done}/{p.total}{left}   ", end="", file=sys.stderr, flush=True)
 
     rep = audit(clf, args.out, dataset=folder, classes=[str(i) for i in classes], methods=args.methods.split(","),
-                seeds=[int(s) for s in args.seeds.split(",")], samples=1, exemplars=4, model_name=args.model,
+                seeds=[int(s) for s in args.seeds.split(",")], samples=1, exemplars=4, model_name=args.model, photos=args.write_photos, image_format=args.format,
                 intervention=InterventionConfig(images=args.images, grid=args.grid, controls=args.control_patches), progress=progress)
     print("", file=sys.stderr)
     _print_summary(rep)
     print(f"{time.perf_counter() - t0:.0f} s; controls: {', '.join(clf.classes[i] for i in controls)}; report: {Path(args.out) / 'report.html'}")
+    if args.ship:
+        ship(Path(args.out), Path(args.ship), f"{photos.resolve().name} ({sum(1 for _ in folder.glob('*/*'))} ImageNet photos; not shipped)")
 
 
 if __name__ == "__main__":

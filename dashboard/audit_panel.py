@@ -42,7 +42,10 @@ from dgncore.errors import InputError
 from dgncore.serving.status import QueueUnavailable
 
 DEMO = "A built-in model with a planted shortcut (the demo)"
+READY = "EfficientNet-Lite0 on ImageNet photos (ready-made)"
 OWN = "The sidebar's model on your images"
+#: the shipped whole-model audit of the default classifier (``bench/audit_imagenet.py --ship``)
+READY_FOLDER = "audit-lite0"
 JOB = "audit.job"  # the session's last audit job (to say how it ended)
 
 
@@ -59,10 +62,17 @@ def render(ctx: AuditContext) -> None:
     """Draw the tab: what to audit, its settings under Advanced, Run, the live progress,
     the saved audits, and the chosen report."""
     lim = state.limits()
-    own = bool(samples.sources()) and state.widget(
-        st.radio, "What to audit", "whole.of", DEMO, "audit_of", options=[DEMO, OWN], horizontal=True,
+    ready = ready_folder()
+    options = [DEMO] + ([READY] if ready is not None else []) + ([OWN] if samples.sources() else [])
+    what = state.widget(
+        st.radio, "What to audit", "whole.of", DEMO, "audit_of", options=options, horizontal=True,
         help="The demo audits a small built-in network trained with a shortcut planted on purpose, so you can see what a found shortcut "
-             "looks like; the other choice audits the model chosen in the sidebar with images of its classes.") == OWN
+             "looks like; the ready-made audit is the default classifier's, run once on real photos and shown from disk; the last choice "
+             "audits the model chosen in the sidebar with images of its classes.") if len(options) > 1 else DEMO
+    if what == READY and ready is not None:
+        ready_made(ready)
+        return
+    own = what == OWN
     builtin: str | None = None
     root: Path | None = None
     if own:
@@ -106,6 +116,37 @@ def render(ctx: AuditContext) -> None:
     if report is None:
         st.caption("No report for these settings yet: press Run the audit." + ("" if lim.hosted else f" It will be saved in `{folder}`."))
         return
+    show_report(report, folder)
+
+
+# --------------------------------------------------------------------------- the ready-made audit
+
+
+def ready_folder() -> Path | None:
+    """The shipped audit's folder, if this copy of the app has it."""
+    from dashboard.showcase import examples_root
+
+    folder = examples_root() / READY_FOLDER
+    return folder if (folder / "report.json").is_file() else None
+
+
+def ready_made(folder: Path) -> None:
+    """The default classifier's whole-model audit, made once (no photo in it) and shown from disk."""
+    report = saved_report(folder)
+    if report is None:
+        return
+    iv = report.get("intervention") or {}
+    found = [c for c in iv.get("ranking", []) if iv["classes"][c]["verdict"] != "none"]
+    cfg = iv.get("config") or {}
+    page.intro(
+        f"**A real model, audited once.** {words.md(report['model'])}, the default classifier, audited on the ImageNet sample photos "
+        f"(one per class) for {len(report['classes'])} classes: classes whose photos often share a context (a hand, water, snow, a "
+        "watermark, a baby) and classes drawn at random as controls. Each class was drawn with "
+        f"{words.plural(len(report['seeds']), 'seed')}, and a piece, the texture and the colours of each drawing were moved onto "
+        f"{cfg.get('images', '?')} photos of other classes. "
+        + (f"Suspects: {', '.join(words.md(c) for c in found)}. " if found else "No class came out as a suspect. ")
+        + "The photos themselves are not shown (their terms keep them out of this app); every figure was measured on them. "
+          "docs/audit.md says what was checked by hand.")
     show_report(report, folder)
 
 
@@ -202,12 +243,16 @@ def audit_spec(ctx: AuditContext, builtin: str | None, root: Path | None, lim):
                                  max_value=lim.max_steps, step=10, help="At most this many optimisation steps per image (each stops once the classifier is sure).")
         classes = "" if demo else state.widget(st.text_input, "Classes", "whole.classes", "", "audit_classes", placeholder="every class folder",
                                                help="A comma list of class names or indices; empty: every class with a folder.")
-        prior = state.widget(st.checkbox, "Train a prior on this data (slow the first time)", f"whole.prior.{'demo' if demo else 'own'}", False,
+        from dgncore.prior.dataset import BUDGET_SECONDS, prior_fits
+
+        fits = prior_fits(lim.job_timeout)
+        prior = state.widget(st.checkbox, "Train a prior on this data (minutes, the first time)", f"whole.prior.{'demo' if demo else 'own'}", fits,
                              "audit_prior",
                              help="Train a small picture decoder on the dataset's own images and use it for the image-prior method, so its "
-                                  "drawings look like the data. The first time for a folder it takes long (the demo's: about 45 minutes on "
-                                  "a busy 2-core CPU, far less on a GPU; the progress box shows the time left); it is then kept on disk, "
-                                  "and a stopped training goes on where it stopped.")
+                                  f"drawings look like the data. The first time for a folder it takes up to {BUDGET_SECONDS / 60:.0f} minutes "
+                                  "(the progress box shows the time left); it is then kept on disk, and a stopped training goes on where it "
+                                  "stopped." + ("" if fits else f" Off at first here: this server stops a job after {lim.job_timeout} s, "
+                                                "which leaves too little time for the training and the audit together."))
     try:
         if not methods:
             raise InputError("choose at least one method")

@@ -90,7 +90,7 @@ def show_report(report: dict[str, Any], folder: Path) -> None:
     where = "" if state.limits().hosted else f", saved in `{folder}`"  # no server paths for visitors
     st.caption(f"Report of {words.md(report['model'])}, {report['created'][:16].replace('T', ' ')} ({report.get('seconds', '?')} s){where}: "
                "kept on disk, the same settings show it again.")
-    downloads(folder)
+    downloads(folder, report)
     for m, why in report.get("skipped_methods", {}).items():
         st.caption(f"**{words.md(words.method_label(m))}** was skipped: {words.md(why)}")
     if report.get("intervention"):
@@ -231,7 +231,8 @@ def _peak(rows: list[dict[str, Any]]) -> float:
 def class_boxes(report: dict[str, Any], folder: Path) -> None:
     """Per class, top suspects first: its verdict with the numbers and the intervention
     picture, then the generated images beside the dataset's samples and exemplars."""
-    dc = report.get("dataset_classes") or {}
+    photos = report.get("photos", True)
+    dc = (report.get("dataset_classes") or {}) if photos else {}
     iv = report.get("intervention") or {}
     biased = (report.get("cue") or {}).get("biased_class")
     has_cue = bool(report.get("cue"))
@@ -239,6 +240,8 @@ def class_boxes(report: dict[str, Any], folder: Path) -> None:
     ratios = [max(2, min(per_method, 6)), 4, 4] if dc else [1]
     order = list(iv.get("ranking") or []) + [c for c in report["classes"] if c not in (iv.get("ranking") or [])]
     st.markdown("##### Each class" + (", most suspicious first" if iv else "") + ": what each method drew, beside real images")
+    if not photos:
+        st.caption("This report holds no photo (their terms keep them out of it): the generated images and the figures measured on the photos.")
     head = st.columns(ratios)
     head[0].caption("**Generated**: seed · p(class)" + (" · cue score" if has_cue else ""))
     if dc:
@@ -247,12 +250,14 @@ def class_boxes(report: dict[str, Any], folder: Path) -> None:
     for c in order:
         d = dc.get(c, {})
         with st.container(border=True):
-            st.markdown(class_line(c, d, c == biased))
+            st.markdown(class_line(c, (report.get("dataset_classes") or {}).get(c, {}), c == biased))
             entry = (iv.get("classes") or {}).get(c)
             if entry:
                 st.markdown(suspect_line(c, entry))
                 if entry.get("picture") and (folder / entry["picture"]).is_file():
-                    st.image(str(folder / entry["picture"]), caption=f"what the audit pasted for {words.md(c)}, and onto what", width="stretch")
+                    said = f"what the audit pasted for {words.md(c)}, and onto what" if photos else \
+                        f"the generated images of {words.md(c)}, the piece the audit pasted outlined"
+                    st.image(str(folder / entry["picture"]), caption=said, width="stretch" if photos else "content")
             cols = st.columns(ratios)
             with cols[0]:
                 for m in report["methods"]:
@@ -316,13 +321,18 @@ def thumbs(folder: Path, rels: list[str], captions: list[str]) -> None:
         st.caption("none")
 
 
-def downloads(folder: Path) -> None:
+def downloads(folder: Path, report: dict[str, Any]) -> None:
     html = folder / "report.html"
     c1, c2, _ = st.columns([1, 1, 2])
-    if html.is_file():
-        c1.download_button("Report page (HTML)", data=html.read_bytes, file_name="bias-audit-report.html", mime="text/html",
-                           key="whole.html", on_click="ignore", icon=":material/download:", width="stretch",
-                           help="One self-contained page with every image: open it in a browser or send it to someone.")
+
+    def page_bytes() -> bytes:  # a shipped report has no page on disk: it is drawn when asked for
+        from dgncore.audit.report import render_html
+
+        return html.read_bytes() if html.is_file() else render_html(report, folder).encode("utf-8")
+
+    c1.download_button("Report page (HTML)", data=page_bytes, file_name="bias-audit-report.html", mime="text/html",
+                       key="whole.html", on_click="ignore", icon=":material/download:", width="stretch",
+                       help="One self-contained page with every image: open it in a browser or send it to someone.")
     c2.download_button("Report folder (ZIP)", data=lambda: zip_folder(folder), file_name=f"bias-audit-{folder.name}.zip",
                        mime="application/zip", key="whole.zip", on_click="ignore", icon=":material/folder_zip:", width="stretch",
                        help="report.json with every number, report.html, and every image.")

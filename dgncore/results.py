@@ -40,6 +40,13 @@ SECOND_OPINION_OF_JUDGE = "efficientnet_lite0"
 IMAGE_FORMATS = {"png": ".png", "webp": ".webp"}
 
 
+def image_suffix(image_format: str) -> str:
+    """The file suffix of a saved image format (:data:`IMAGE_FORMATS`), or an InputError."""
+    if image_format not in IMAGE_FORMATS:
+        raise InputError(f"unknown image format {image_format[:20]!r}: choose one of {', '.join(IMAGE_FORMATS)}")
+    return IMAGE_FORMATS[image_format]
+
+
 @torch.inference_mode()
 def score_image(classifier: Classifier, image: torch.Tensor, target: Target) -> dict[str, Any]:
     """Scores of one (3, H, W) image in [0, 1] for ``target``: the target's softmax
@@ -156,10 +163,8 @@ def save_result(
 ) -> dict[str, Any]:
     """Write ``<stem>.png`` (or ``.webp``), reload it, score it (with a second opinion
     where there is one), write ``<stem>.json``; return the record."""
-    if image_format not in IMAGE_FORMATS:
-        raise InputError(f"unknown image format {image_format[:20]!r}: choose one of {', '.join(IMAGE_FORMATS)}")
     out_dir = Path(out_dir)
-    png = out_dir / f"{stem}{IMAGE_FORMATS[image_format]}"
+    png = out_dir / f"{stem}{image_suffix(image_format)}"
     save_image(image, png)
     reloaded = load_image(png)
     opinion = second_opinion(classifier, reloaded, target)

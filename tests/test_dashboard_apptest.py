@@ -42,7 +42,7 @@ def _env(tmp_path, monkeypatch):
     monkeypatch.setenv("DGN_UPLOADS", str(tmp_path / "uploads"))
     (tmp_path / "no-examples").mkdir()
     monkeypatch.setenv("DGN_EXAMPLES", str(tmp_path / "no-examples"))
-    for name in ("DGN_HOSTED", "DGN_MODELS", "DGN_MAX_STEPS", "DGN_MAX_SIZE", "DGN_MAX_BATCH"):
+    for name in ("DGN_HOSTED", "DGN_MODELS", "DGN_MAX_STEPS", "DGN_MAX_SIZE", "DGN_MAX_BATCH", "DGN_JOB_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -480,7 +480,7 @@ def test_audit_page_leads_with_the_whole_model_and_explains_the_demo(demo_env):
     assert "Sepia tone on 70% of the triangles" in at.selectbox(key="whole.builtin").options
     assert [m.label for m in at.metric][0] == "Other shapes called triangle with the cue"
     assert at.multiselect(key="whole.methods").value == ["pretrained", "untrained", "pixel"] and at.text_input(key="whole.seeds").value == "0,1,2"
-    assert not at.checkbox(key="whole.prior.demo").value  # training a prior takes long: a person asks for it
+    assert at.checkbox(key="whole.prior.demo").value  # the prior fits: no job time limit here
     assert any("No report for these settings yet" in c.value for c in at.caption)
     assert any("uses its own small built-in model" in c.value for c in at.sidebar.caption)
     assert not any("built-in model" in c.value for c in app("layers").sidebar.caption)  # only on the audit page
@@ -546,6 +546,10 @@ def test_hosted_audit_page_reopens_saved_audits_without_server_paths(demo_env, m
 
     audit("planted", tmp_path / "results" / "audit" / "planted-earlier", methods=["untrained"], seeds=[0], steps=2)
     monkeypatch.setenv("DGN_HOSTED", "1")
+    monkeypatch.setenv("DGN_JOB_TIMEOUT", "600")
+    fresh = app("bias_audit")
+    assert not fresh.checkbox(key="whole.prior.demo").value  # 600 s leave no room for the prior: off at first, and said
+    assert "stops a job after 600 s" in fresh.checkbox(key="whole.prior.demo").help
     at = app("bias_audit", **DEMO)
     assert not at.radio and at.selectbox(key="whole.builtin").value == "planted"  # no folders, no uploads: the demo only
     at.selectbox(key="whole.open").select("planted-earlier").run()
@@ -556,12 +560,46 @@ def test_hosted_audit_page_reopens_saved_audits_without_server_paths(demo_env, m
 
 
 @pytest.mark.slow
+def test_the_ready_made_audit_opens_from_disk_without_photos(demo_env, monkeypatch, tmp_path):
+    from dgncore.audit.pipeline import audit
+
+    examples = tmp_path / "examples"
+    audit("planted", examples / "audit-lite0", methods=["untrained"], seeds=[0], steps=2, photos=False, image_format="webp")
+    (examples / "audit-lite0" / "report.html").unlink()  # shipped without its page: the download draws it
+    monkeypatch.setenv("DGN_EXAMPLES", str(examples))
+    before = sorted((examples / "audit-lite0").rglob("*"))
+    at = app("bias_audit", audit_of="EfficientNet-Lite0 on ImageNet photos (ready-made)")
+    assert not at.exception and not at.error
+    assert any("A real model, audited once" in c.value for c in at.caption)
+    assert any(m.startswith("| rank | class | verdict") for m in markdown(at))
+    assert any("This report holds no photo" in c.value for c in at.caption)
+    assert not any(b.label == "Run the audit" for b in at.button)  # nothing to run: it is shown from disk
+    assert {d.label for d in at.get("download_button")} >= {"Report page (HTML)", "Report folder (ZIP)"}
+    assert sorted((examples / "audit-lite0").rglob("*")) == before  # nothing written there (the app's code is read-only when hosted)
+    monkeypatch.setenv("DGN_EXAMPLES", str(tmp_path / "no-examples"))
+    assert all("ready-made" not in o for r in app("bias_audit").radio for o in r.options)
+
+
+def test_the_shipped_audit_of_lite0_holds_no_photo():
+    """What ships in dashboard/examples/audit-lite0: a report made without photos, the images
+    it refers to (generated ones, WebP) and nothing else, no path of the machine it was made on."""
+    folder = ROOT / "dashboard" / "examples" / "audit-lite0"
+    report = json.loads((folder / "report.json").read_text())
+    assert report["photos"] is False and "/" not in report["dataset"] and "index" not in report
+    assert all(not d.get("samples") and "exemplars" not in d for d in report["dataset_classes"].values())
+    refs = {r["png"] for rows in report["generated"].values() for rs in rows.values() for r in rs}
+    refs |= {c["picture"] for c in report["intervention"]["classes"].values() if c.get("picture")}
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert on_disk == refs | {"report.json"} and all(r.endswith(".webp") for r in refs)
+    assert 50 <= len(report["classes"]) <= 100 and report["intervention"]["ranking"]
+
+
+@pytest.mark.slow
 def test_audit_of_your_own_model_on_your_folder(tmp_path):
     ds = image_folder(tmp_path / "ds")
     at = app("bias_audit", audit_folder=str(ds), audit_of="The sidebar's model on your images", audit_methods="untrained", audit_seeds="0",
-             audit_steps="2")
+             audit_steps="2", audit_prior="False")
     assert any("2 class folders" in c.value for c in at.caption)
-    assert not at.checkbox(key="whole.prior.own").value
     run_audit(at)
     report = json.loads(next((tmp_path / "results" / "audit").glob("efficientnet_lite0-*/report.json")).read_text())
     assert report["classes"] == ["tench", "goldfish"] and "cue" not in report and "intervention" in report

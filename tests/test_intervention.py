@@ -251,6 +251,50 @@ def test_cli_audit_with_intervention(tmp_path, capsys):
     assert main(["audit", "--model", str(pt), "--dataset", str(folder), "--out", str(tmp_path / "r3"), "--patch", "0.9"]) == 2
 
 
+@pytest.mark.slow
+def test_an_audit_without_photos_writes_no_image_made_from_them(tmp_path):
+    """--no-photos (the report that ships with the dashboard): no sample, exemplar or pasted
+    photo on disk or in the page, only the generated images (WebP, scored as saved) and the
+    figures, which were still measured on the photos."""
+    from dgncore.__main__ import main
+    from dgncore.audit.report import render_html
+
+    folder = tmp_path / "data"
+    P.make_dataset(folder, n_per_class=3, seed=0)
+    pt = tmp_path / "reader.pt"
+    torch.jit.save(torch.jit.script(Reader(stamp=True, cyan=False)), str(pt))
+    pt.with_suffix(".json").write_text(json.dumps({"input_size": 64, "mean": [0.0] * 3, "std": [1.0] * 3, "classes": list(P.CLASSES)}))
+    args = ["audit", "--model", str(pt), "--dataset", str(folder), "--methods", "untrained", "--seeds", "0,1", "--steps", "1",
+            "--paste-images", "8", "--controls", "2"]
+    assert main(args + ["--out", str(tmp_path / "with")]) == 0
+    assert main(args + ["--out", str(tmp_path / "without"), "--no-photos"]) == 0
+    with_, without = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("with", "without"))
+    assert with_["photos"] and without["photos"] is False
+    files = {p.relative_to(tmp_path / "without").parts[0] for p in (tmp_path / "without").rglob("*") if p.is_file()}
+    assert files == {"report.json", "report.html", "generated", "intervention"}  # no samples/, no exemplars/
+    assert (tmp_path / "with" / "samples").is_dir() and (tmp_path / "with" / "exemplars").is_dir()
+    assert all(not d.get("samples") and "exemplars" not in d for d in without["dataset_classes"].values())
+    assert without["intervention"]["ranking"] and without["intervention"]["pool"] == with_["intervention"]["pool"]  # measured on the photos all the same
+    from PIL import Image
+
+    for c, r in without["intervention"]["classes"].items():  # the picture: one cell per seed, none of the photos it was pasted onto
+        w_with = Image.open(tmp_path / "with" / with_["intervention"]["classes"][c]["picture"]).width
+        assert Image.open(tmp_path / "without" / r["picture"]).width == 2 * (I.PICTURE_THUMB + 6) + 6 < w_with
+    assert "holds no photo" in (tmp_path / "without" / "report.html").read_text()
+    # a compact report: WebP images, scored on the WebP files, embedded as WebP in the page
+    from dgncore.audit.run import run_audit
+    from dgncore.models.classifiers import load_classifier
+
+    rep = run_audit(load_classifier(str(pt)), tmp_path / "webp", dataset=folder, methods=["untrained"], seeds=[0], steps=1, photos=False,
+                    image_format="webp", intervention=I.InterventionConfig(images=8, controls=2, grid=3))
+    gen = rep["generated"]["untrained"]["triangle"][0]["png"]
+    assert gen.endswith(".webp") and rep["intervention"]["classes"]["triangle"]["picture"].endswith(".webp")
+    assert "WEBP" in json.loads((tmp_path / "webp" / gen).with_suffix(".json").read_text())["scored_on"]
+    assert "data:image/webp;base64," in render_html(rep, tmp_path / "webp")
+    with pytest.raises(InputError, match="unknown image format"):
+        run_audit(load_classifier(str(pt)), tmp_path / "gif", methods=["untrained"], seeds=[0], steps=1, image_format="gif")
+
+
 class CastReader(Reader):
     """Reads 'triangle' off a warm cast of the whole image (most pixels' colour along R - B)."""
 

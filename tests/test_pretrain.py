@@ -324,6 +324,21 @@ def test_photo_training_leaves_the_heldout_tenth_out_and_records_no_paths(tmp_pa
     assert everything["data"]["photos"] == 20 and everything["data"]["heldout"] == []
 
 
+def test_training_stops_when_the_heldout_error_stops_improving(tmp_path: Path) -> None:
+    from dgncore.prior.training import _no_gain
+
+    assert not _no_gain([[1, 1.0], [2, 0.9], [3, 0.8]], 2) and _no_gain([[1, 1.0], [2, 0.995], [3, 1.2]], 2)
+    folder = _photo_folder(tmp_path / "photos", 20)
+    # a learning rate too small to learn anything: the held-out error stalls at once
+    meta = pretrain(PretrainConfig(steps=50, data="folder", heldout_every=1, patience=2, **{**TINY, "lr": 1e-7}), tmp_path / "d.safetensors", images_dir=folder)
+    assert meta["stopped"] == "held-out error stopped improving" and meta["steps_done"] == 3
+    assert [s for s, _ in meta["heldout_error"]] == [1, 2, 3] and all(e > 0 for _, e in meta["heldout_error"])
+    full = pretrain(PretrainConfig(steps=3, data="folder", **TINY), tmp_path / "f.safetensors", images_dir=folder)
+    assert full["stopped"] == "all steps done" and full["heldout_error"] == []  # off unless asked for
+    timed = pretrain(PretrainConfig(steps=50, data="folder", max_seconds=0.0, **TINY), tmp_path / "t.safetensors", images_dir=folder)
+    assert timed["stopped"] == "time budget" and timed["steps_done"] == 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_only_where_the_hardware_has_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool) -> None:

@@ -46,10 +46,11 @@ import torch
 import torch.nn.functional as F
 
 from dgncore.cancel import Cancel, cancel_fn
-from dgncore.data import load_image, save_png
+from dgncore.data import load_image, save_image
 from dgncore.drawing.registry import INTERVENTION_METHODS
 from dgncore.errors import InputError
 from dgncore.models.classifiers import Classifier
+from dgncore.results import image_suffix
 
 if TYPE_CHECKING:
     from dgncore.audit.datasets import DatasetMatch
@@ -362,10 +363,13 @@ def run_intervention(
     config: InterventionConfig = InterventionConfig(),
     progress: ProgressFn | None = None,
     cancel: Cancel = None,
+    photos: bool = True,
+    image_format: str = "png",
 ) -> dict[str, Any]:
     """Test every class's generated images by intervention; returns the report's
-    ``intervention`` entry and writes ``OUT/intervention/<class>.png`` (the patches and a
-    few pasted images).
+    ``intervention`` entry and writes ``OUT/intervention/<class>.png`` (the patches and,
+    with ``photos``, a few of the dataset's images with the best patch pasted on; a WebP with
+    ``image_format="webp"``).
 
     ``generated[method][class]`` are the audit's rows (``png`` relative to ``root``,
     ``seed``); ``class_index`` maps the report's class names to the model's indices;
@@ -381,7 +385,7 @@ def run_intervention(
         raise InputError(f"no generated images to test: the intervention uses the methods {', '.join(config.methods or DEFAULT_METHODS)}")
     rng = np.random.default_rng(config.seed)
     report("intervention: loading held-out images", 0, 1, phase="intervention")
-    pool = _pool(classifier, match, MAX_POOL, rng, is_cancelled)
+    pool = _pool(classifier, match, max(MAX_POOL, config.images), rng, is_cancelled)
     folder_of = {idx: name for name, idx in match.class_of.items()}
     classes = list(class_index)
     results: dict[str, Any] = {}
@@ -389,7 +393,7 @@ def run_intervention(
         if is_cancelled():
             raise InputError("the audit was cancelled")
         report(f"intervention: {name}", ci, len(classes), phase="intervention")
-        results[name] = _one_class(classifier, name, class_index[name], generated, methods, pool, match, folder_of, root, out, side, config, rng)
+        results[name] = _one_class(classifier, name, class_index[name], generated, methods, pool, match, folder_of, root, out, side, config, rng, photos, image_format)
     report("intervention", len(classes), len(classes), phase="intervention")
     ranking = sorted(classes, key=lambda c: (VERDICTS.index(results[c]["verdict"]), -(results[c]["ci"][0] or 0), -(results[c]["flip_rate"] or 0)))
     kinds = list(config.kinds)
@@ -410,7 +414,7 @@ def run_intervention(
 
 def _one_class(classifier: Classifier, name: str, cls: int, generated: dict[str, dict[str, list[dict[str, Any]]]], methods: list[str],
                pool: _Pool, match: DatasetMatch, folder_of: dict[int, str], root: Path, out: Path, side: int, config: InterventionConfig,
-               rng: np.random.Generator) -> dict[str, Any]:
+               rng: np.random.Generator, photos: bool = True, image_format: str = "png") -> dict[str, Any]:
     size = classifier.input_size
     # what it is all applied to: other classes' images the model does not call `name`
     cand = np.nonzero((pool.label != cls) & (pool.predicted != cls))[0]
@@ -443,7 +447,8 @@ def _one_class(classifier: Classifier, name: str, cls: int, generated: dict[str,
     # the headline: the strongest (kind, method), its numbers at the top level
     entry.update(verdict=b["verdict"], kind=best_kind, method=best, flip_rate=b["rate"], ci=b["ci"], methods=res["methods"],
                  located_real=res["located_real"], controls=res["controls"])
-    entry["picture"] = _picture(classifier, name, cls, best_kind, b["patches"], targets, root, out, side)
+    entry["picture"] = _picture(classifier, name, cls, best_kind, b["patches"], targets if photos else targets[:0], root, out, side,
+                                image_format=image_format)
     return entry
 
 
@@ -523,9 +528,10 @@ def _transfer_test(kind: str, classifier: Classifier, cls: int, gen_imgs: dict[s
 
 
 def _picture(classifier: Classifier, name: str, cls: int, kind: str, patches: list[dict[str, Any]], targets: torch.Tensor, root: Path, out: Path,
-             side: int, n_show: int = 4) -> str:
+             side: int, n_show: int = 4, image_format: str = "png") -> str:
     """One PNG per class: each seed's generated image (the patch outlined), then what the
-    best of them does to ``n_show`` held-out images, captioned with the prediction."""
+    best of them does to ``n_show`` of ``targets`` (held-out images; none: the picture
+    holds generated images only), captioned with the prediction."""
     from PIL import Image, ImageDraw
 
     size = classifier.input_size
@@ -533,13 +539,16 @@ def _picture(classifier: Classifier, name: str, cls: int, kind: str, patches: li
     best = max(patches, key=lambda p: p["flip_rate"])
     gen = _load_at(root / best["png"], size)
     chosen = targets[:n_show].float() / 255
-    if kind == "patch":
+    if not len(chosen):
+        shown, pred = chosen, []
+    elif kind == "patch":
         y, x, _ = best["box"]
         shown = paste(chosen, gen[:, y : y + side, x : x + side], y, x)
     else:
         shown = transfer(kind, chosen, gen)
-    with torch.no_grad():
-        pred = classifier.logits(shown).argmax(1).tolist()
+    if len(chosen):
+        with torch.no_grad():
+            pred = classifier.logits(shown).argmax(1).tolist()
     cells: list[tuple[torch.Tensor, Any, str, bool]] = []
     for p in patches[:4]:
         cells.append((_load_at(root / p["png"], size), p["box"], f"seed {p['seed']}: {p['flip_rate']:.0%}", True))
@@ -559,8 +568,8 @@ def _picture(classifier: Classifier, name: str, cls: int, kind: str, patches: li
         colour = (0, 110, 0) if good and caption.startswith("->") else (180, 0, 0) if caption.startswith("->") else (40, 40, 40)
         draw.text((x0, t + 8), caption, fill=colour)
     slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")[:50] or "class"
-    rel = Path("intervention") / f"{cls}-{slug}.png"
-    save_png(np.asarray(canvas), out / rel)
+    rel = Path("intervention") / f"{cls}-{slug}{image_suffix(image_format)}"
+    save_image(np.asarray(canvas), out / rel)
     return rel.as_posix()
 
 

@@ -11,7 +11,8 @@ from dgncore.data import slug
 
 
 def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    mime = "image/webp" if path.suffix.lower() == ".webp" else "image/png"
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _img(out: Path, rel: str, caption: str, cls: str = "") -> str:
@@ -111,7 +112,16 @@ def _intervention_html(report: dict[str, Any], out: Path) -> list[str]:
 
 
 def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
-    """The self-contained page ``OUT/report.html`` (every image a data URI)."""
+    """Write :func:`render_html` to ``OUT/report.html``."""
+    from dgncore.data import write_bytes
+
+    path = Path(out_dir) / "report.html"
+    write_bytes(render_html(report, out_dir).encode("utf-8"), path)
+    return path
+
+
+def render_html(report: dict[str, Any], out_dir: str | Path) -> str:
+    """The report as one self-contained page (every image of ``out_dir`` a data URI)."""
     out = Path(out_dir)
     e = html.escape
     cue = report.get("cue")
@@ -207,6 +217,8 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
         if ivc and ivc.get("picture"):
             what = ("the generated images' class-carrying patch (outlined), pasted onto other classes' images" if ivc.get("kind", "patch") == "patch"
                     else f"the generated images' {ivc['kind']}, transferred onto other classes' images")
+            if report.get("photos") is False:
+                what += " (the images it was applied to are not shown: this report holds no photo)"
             h.append(f"<div class='label'>Intervention ({e(ivc['verdict'])}): {what}</div>")
             h.append(_img(out, ivc["picture"], "", "wide"))
         d = dc.get(c, {})
@@ -238,8 +250,4 @@ def write_html(report: dict[str, Any], out_dir: str | Path) -> Path:
             h.append("</div>")
         h.append("</section>")
     h.append(f"<p class='note'>Made by DGN Explorer in {report.get('seconds', '?')} s. Figures: report.json beside this page.</p></body></html>")
-    path = out / "report.html"
-    from dgncore.data import write_bytes
-
-    write_bytes("\n".join(h).encode("utf-8"), path)
-    return path
+    return "\n".join(h)

@@ -43,6 +43,7 @@ from dgncore.data import load_image, save_png, slug, write_json
 from dgncore.drawing.objectives import Target, parse_target
 from dgncore.errors import InputError
 from dgncore.models.classifiers import Classifier
+from dgncore.results import image_suffix
 
 if TYPE_CHECKING:
     from dgncore.audit.exemplars import Exemplar
@@ -66,12 +67,6 @@ CRITERION = (
 #: optimisation step of the current batch as (step, steps)
 ProgressFn = Callable[..., None]
 CueFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-# --------------------------------------------------------------------------- dataset checks
-
-
-# --------------------------------------------------------------------------- presets
 
 
 # --------------------------------------------------------------------------- the audit
@@ -128,6 +123,8 @@ def run_audit(
     progress: ProgressFn | None = None,
     cancel: Cancel = None,
     intervention: InterventionConfig | None = None,
+    photos: bool = True,
+    image_format: str = "png",
 ) -> dict[str, Any]:
     """Run an audit and write the report folder; returns the report (also in
     ``OUT/report.json``; the page is ``OUT/report.html``).
@@ -140,7 +137,11 @@ def run_audit(
     ``checkpoint``: decoder for the pretrained method (default: the preset's).
     ``intervention``: with a dataset, test each class's generated images by pasting
     their class-carrying patch onto other classes' images (:mod:`dgncore.audit.intervention`);
-    the report then ranks the classes by it (``report["intervention"]["ranking"]``)."""
+    the report then ranks the classes by it (``report["intervention"]["ranking"]``).
+    ``photos=False``: the folder gets no image made from the dataset's photos (no samples,
+    exemplars or pasted examples: generated images and figures only), for photos whose
+    terms keep them out of a shared report. ``image_format="webp"``: the generated images
+    and intervention pictures as lossy WebP (a compact report; scored on the WebP files)."""
     from dgncore.audit.exemplars import build_index
     from dgncore.drawing.presets import MAX_BATCH
     from dgncore.runs import generate
@@ -156,6 +157,9 @@ def run_audit(
         raise InputError("samples must be 0-64 and exemplars 0-32 per class")
     seeds = parse_seeds(seeds)
     methods = parse_methods(methods)
+    if not photos:
+        samples = exemplars = 0
+    image_suffix(image_format)  # an unknown format fails now, not after the drawing
 
     match = check_dataset(dataset, classifier) if dataset is not None else None
     targets = _audit_targets(classifier, classes, match)
@@ -248,7 +252,7 @@ def run_audit(
             folder = out / "generated" / m / f"seed{s}"
             for lo in range(0, len(batch_targets), MAX_BATCH):
                 recs = generate(classifier, batch_targets[lo : lo + MAX_BATCH], preset, folder, seed=s, model=model_name,
-                                stems=batch_stems[lo : lo + MAX_BATCH], cancel=cancel, reuse=reuse,
+                                stems=batch_stems[lo : lo + MAX_BATCH], cancel=cancel, reuse=reuse, image_format=image_format,
                                 progress=lambda p, m=m, s=s, done=done: report_progress(f"{m} seed {s}: step {p.step}/{p.total}", done, total,
                                                                                                    phase="generate", step=(p.step, p.total)))
                 for j, rec in enumerate(recs):
@@ -273,7 +277,7 @@ def run_audit(
             skipped_intervention = f"no images of {', '.join(intervention.methods or TESTABLE)} to test (the pixel baseline's are adversarial noise)"
     if intervention is not None and match is not None and skipped_intervention is None:
         tested = run_intervention(classifier, generated, {n: t.units[0] for n, t in zip(names, targets)}, match, out, out, intervention,
-                                  progress=report_progress, cancel=is_cancelled)
+                                  progress=report_progress, cancel=is_cancelled, photos=photos, image_format=image_format)
     report_progress("writing the report", total, total, phase="report")
 
     report: dict[str, Any] = {
@@ -289,6 +293,7 @@ def run_audit(
         "steps": {m: p.steps for m, p in presets.items()},
         "early_stop": early_stop,
         "presets": {m: p.to_dict() for m, p in presets.items()},
+        "photos": photos,
         "dataset_classes": dataset_info,
         "generated": generated,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -402,18 +407,6 @@ def load_report(out_dir: str | Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise InputError(f"no readable audit report in {str(out_dir)[:120]}") from e
-
-
-# --------------------------------------------------------------------------- built-in case
-
-
-# --------------------------------------------------------------------------- one entry for the CLI and a page
-
-
-# --------------------------------------------------------------------------- HTML
-
-
-# --------------------------------------------------------------------------- CLI
 
 
 __all__ = ["CRITERION", "cue_rows", "cue_summary", "cue_verdict", "load_report", "run_audit"]

@@ -37,6 +37,15 @@ CHECKPOINT_EVERY = 25
 PHOTO_MIN_SCALE = 0.9
 #: decoders for inputs up to this size use 4 stages (58 px native), larger ones 5 (113 px)
 FOUR_STAGES_UP_TO = 80
+#: what an audit needs beside the prior's training, for :func:`prior_fits`
+AUDIT_ALLOWANCE_SECONDS = 300.0
+#: training measures the held-out tenth's reconstruction error this often and stops when
+#: it has not improved for PATIENCE measurements ...
+HELDOUT_EVERY = 100
+PATIENCE = 3
+#: ... or after this much wall time, whatever comes first (the learning rate decays over
+#: whichever of steps and time runs out first)
+BUDGET_SECONDS = 540.0
 
 #: (stage, done, total, seconds left or None)
 PriorProgress = Callable[[str, int, int, "float | None"], None]
@@ -48,6 +57,12 @@ class _Stopped(Exception):
 
 def cache_dir() -> Path:
     return paths.cache_dir("priors")
+
+
+def prior_fits(job_timeout: float) -> bool:
+    """Whether training a prior and then auditing fits a job time limit (0: none), so that
+    a page can have the prior on by default there and off, said, where it does not fit."""
+    return not job_timeout or job_timeout >= BUDGET_SECONDS + AUDIT_ALLOWANCE_SECONDS
 
 
 def dataset_key(folder: str | Path) -> str:
@@ -68,12 +83,13 @@ def prior_config(input_size: int, steps: int = DEFAULT_STEPS) -> Any:
         raise InputError(f"the model's input size {input_size} is outside 16-512 px")
     stages = 4 if input_size <= FOUR_STAGES_UP_TO else 5
     return PretrainConfig(width=WIDTH, stages=stages, out_size=input_size, steps=steps, data="folder", checkpoint_every=CHECKPOINT_EVERY,
-                          photo_min_scale=PHOTO_MIN_SCALE)
+                          photo_min_scale=PHOTO_MIN_SCALE, heldout_every=HELDOUT_EVERY, patience=PATIENCE, max_seconds=BUDGET_SECONDS)
 
 
 def prior_path(folder: str | Path, input_size: int, steps: int = DEFAULT_STEPS) -> Path:
     cfg = prior_config(input_size, steps)
-    return cache_dir() / f"{dataset_key(folder)}-{input_size}px-s{cfg.stages}w{cfg.width:g}c{cfg.photo_min_scale:g}-{steps}.safetensors"
+    stop = f"h{cfg.heldout_every}p{cfg.patience}t{cfg.max_seconds:g}"
+    return cache_dir() / f"{dataset_key(folder)}-{input_size}px-s{cfg.stages}w{cfg.width:g}c{cfg.photo_min_scale:g}-{steps}-{stop}.safetensors"
 
 
 @dataclass(frozen=True)
@@ -127,6 +143,8 @@ def train_prior(
         done_now = step - first[0]
         elapsed = time.perf_counter() - t0
         left = elapsed / done_now * (total - step) if done_now >= 3 else None
+        if left is not None and config.max_seconds:  # the time budget ends it first (a resumed run has spent some already)
+            left = min(left, max(0.0, config.max_seconds - elapsed))
         report(f"training the dataset prior (loss {loss:.4f})", step, total, left)
 
     try:
@@ -141,4 +159,4 @@ def train_prior(
     return Prior(path, False, meta)
 
 
-__all__ = ["DEFAULT_STEPS", "Prior", "cache_dir", "dataset_key", "prior_config", "prior_path", "train_prior"]
+__all__ = ["BUDGET_SECONDS", "DEFAULT_STEPS", "Prior", "cache_dir", "dataset_key", "prior_config", "prior_fits", "prior_path", "train_prior"]

@@ -95,6 +95,11 @@ class PretrainConfig:
     mean_code_images: int = 256
     #: stop (and save) once this much wall time has passed, whatever ``steps`` says
     max_seconds: float | None = None
+    #: photo folders with a held-out tenth: every this many steps, measure the autoencoder's
+    #: reconstruction error on it, and stop once that has not improved by HELDOUT_MIN_GAIN
+    #: for ``patience`` measurements in a row (0: train all ``steps``)
+    heldout_every: int = 0
+    patience: int = 3
     #: start the decoder from this decoder file, with a fresh encoder: extends a decoder
     #: whose training state (``.state.pt``) is gone, like the shipped one's
     init_decoder: str | None = None
@@ -124,6 +129,8 @@ class PretrainConfig:
             raise InputError(f"freeze_decoder_steps must be between 0 and steps ({self.steps}), got {self.freeze_decoder_steps}")
         if self.feature_weight < 0 or not 0 <= self.photo_jitter < 1:
             raise InputError("feature_weight must not be negative and photo_jitter must be in [0, 1)")
+        if self.heldout_every < 0 or self.patience < 1:
+            raise InputError("heldout_every must not be negative and patience must be at least 1")
         if self.freeze_decoder_steps and not self.init_decoder:
             raise InputError("freeze_decoder_steps keeps a decoder from --init-decoder as it is: give --init-decoder too")
 
@@ -236,6 +243,21 @@ class EarlyFeatures(nn.Module):
         raise RuntimeError("the feature layer was never reached")
 
 
+#: the relative improvement of the held-out error that counts as still learning
+HELDOUT_MIN_GAIN = 0.01
+#: held-out images measured (the first of the held-out tenth)
+HELDOUT_IMAGES = 64
+
+
+@torch.no_grad()
+def _heldout_error(model: nn.Module, images: torch.Tensor, dev: torch.device) -> float:
+    """Mean squared error of the autoencoder (eval mode) on clean held-out images."""
+    model.eval()
+    err = sum(F.mse_loss(model(x.to(dev)).float(), x.to(dev), reduction="sum").item() for x in images.split(32)) / images.numel()
+    model.train()
+    return err
+
+
 def _lr_at(step: int, elapsed: float, config: PretrainConfig) -> float:
     """Linear warm-up over the first 5% (at most 50 steps), then cosine decay to a tenth;
     progress is the larger of steps done and time used, so that a run cut short by
@@ -248,6 +270,15 @@ def _lr_at(step: int, elapsed: float, config: PretrainConfig) -> float:
         t = max(t, elapsed / config.max_seconds)
     t = min(1.0, t)
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _no_gain(heldout: list[list[float]], patience: int) -> bool:
+    """Whether the last ``patience`` held-out measurements all failed to beat the best
+    before them by :data:`HELDOUT_MIN_GAIN`."""
+    if len(heldout) <= patience:
+        return False
+    best = min(e for _, e in heldout[:-patience])
+    return all(e > best * (1 - HELDOUT_MIN_GAIN) for _, e in heldout[-patience:])
 
 
 def state_path_for(out_path: str | Path) -> Path:
@@ -315,6 +346,7 @@ def pretrain(
     model = nn.Sequential(encoder, decoder).to(dev, memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     step, seconds, losses, pixel_losses = 0, 0.0, [], []
+    heldout: list[list[float]] = []  # [step, held-out error] at each measurement
     init_meta = _init_decoder(decoder, config) if config.init_decoder else None
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -324,6 +356,7 @@ def pretrain(
         opt.load_state_dict(state["optimizer"])
         step, seconds, losses = int(state["step"]), float(state["seconds"]), list(state["losses"])
         pixel_losses = list(state.get("pixel_losses", losses))
+        heldout = [list(h) for h in state.get("heldout", [])]
     amp = config.bf16 and native_bf16(dev)
     features = EarlyFeatures(config.feature_model, config.feature_layer).to(dev).eval() if config.feature_weight else None
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
@@ -333,14 +366,24 @@ def pretrain(
         state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = state_path.with_name(state_path.name + ".tmp")
         torch.save({"arch": _arch(config), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "step": step, "seconds": seconds, "losses": losses,
+                    "step": step, "seconds": seconds, "losses": losses, "heldout": heldout,
                     "pixel_losses": pixel_losses, "config": dataclasses.asdict(config)}, tmp)
         tmp.replace(state_path)
 
+    held = None
+    if config.heldout_every and data.heldout:
+        from dgncore.prior.fitting import heldout_photos
+
+        held = heldout_photos(images_dir or config.data.partition(":")[2], config.train_size, limit=HELDOUT_IMAGES)
     model.train()
     start = time.perf_counter() - seconds
+    stopped = "steps"
     while step < config.steps:
         if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
+            stopped = "time"
+            break
+        if held is not None and _no_gain(heldout, config.patience):
+            stopped = "held-out"
             break
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, time.perf_counter() - start, config)
@@ -365,6 +408,8 @@ def pretrain(
         seconds = time.perf_counter() - start
         if progress is not None:
             progress(step, config.steps, losses[-1])
+        if held is not None and step % config.heldout_every == 0:
+            heldout.append([step, round(_heldout_error(model, held, dev), 6)])
         if step % config.checkpoint_every == 0 or step == config.steps:
             save_state()
     save_state()
@@ -380,6 +425,8 @@ def pretrain(
         "data": data.description,
         "command": command or _this_command(),
         "steps_done": step,
+        "stopped": {"steps": "all steps done", "time": "time budget", "held-out": "held-out error stopped improving"}[stopped],
+        "heldout_error": heldout,
         "final_loss": round(sum(recent) / max(1, len(recent)), 6),
         "seconds": round(seconds, 1),
         "loss_every_10": losses[::10],
