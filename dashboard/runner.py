@@ -55,6 +55,22 @@ def results_root() -> Path:
     return Path(raw).expanduser()
 
 
+#: the gallery's ``?open=`` values of shipped examples start with this
+EXAMPLES_PREFIX = "examples/"
+
+
+def gallery_key(rec: dict[str, Any]) -> str | None:
+    """The gallery's ``?open=`` value for a result, so that it opens on a page of its own:
+    ``examples/<path>`` for a shipped example, its JSON's path under the results root for
+    one made here, None for anything else."""
+    if rec.get("example"):
+        return f"{EXAMPLES_PREFIX}{rec['path']}"
+    try:
+        return Path(rec["_file"]).with_suffix(".json").resolve().relative_to(results_root().resolve()).as_posix()
+    except (KeyError, ValueError):
+        return None
+
+
 def safe_name(text: str, limit: int = 80) -> str:
     """A folder-name-safe version of ``text``."""
     out = re.sub(r"[^A-Za-z0-9_.+-]+", "-", str(text)).strip("-.") or "model"

@@ -371,9 +371,9 @@ def test_layers_lists_layers_and_generates_a_grid(tmp_path):
     assert [f.name for f in result_files(tmp_path)] == ["filter-blocks-1-0.png"]
     assert any(m.startswith("**blocks.1**") for m in markdown(at))
     assert "second_opinion" not in json.loads(result_files(tmp_path)[0].with_suffix(".json").read_text())  # filters: none
-    larger = next(b for b in at.button if b.label == "Larger")
-    larger.click().run()  # opens the dialog with the image larger
-    assert not at.exception
+    next(b for b in at.button if b.label == "Open").click().run()  # the picture on a page of its own: the gallery's, a link to share
+    assert not at.exception and at.query_params["open"].endswith("filter-blocks-1-0.json")
+    assert at.subheader and at.subheader[0].value.startswith("blocks.1")
 
 
 @pytest.mark.slow

@@ -342,15 +342,16 @@ def sample_folder(server) -> Path:
 
 def test_layers_page(page, server):
     open_page(page, server, f"/layers?{FAST}&layers=blocks.1&filters=0&folder={sample_folder(server)}", "Inside the layers")
-    generate(page, wait_for="Larger")
+    generate(page, wait_for="Open")
     assert loaded(main_images(page).first)
     assert page.get_by_text("Real images that score highest for").is_visible()  # the folder's exemplars of the filter
     shot(page, "layers")
-    button(page, "Larger").first.click()
-    dialog = page.locator('[data-testid="stDialog"]')
-    dialog.locator("img").first.wait_for(timeout=60_000)
+    button(page, "Open").first.click()  # a page of its own, with an address to share
+    page.wait_for_url(re.compile(r"/gallery\?.*open="), timeout=60_000)
+    page.get_by_role("button", name="Close").wait_for(timeout=60_000)
     idle(page)
-    shot(page, "layers-larger")
+    assert loaded(main_images(page).first)
+    shot(page, "layers-open")
 
 
 def test_bias_audit_page(page, server):

@@ -57,7 +57,7 @@ if not root.is_dir() and root != runner.results_root().expanduser():
     page.error(f"the folder {str(root)[:200]} does not exist")
     st.stop()
 made = scan(str(root), fingerprint(root)) if root.is_dir() else []
-examples = [dict(r, path=f"examples/{r['path']}") for r in showcase.example_records()]
+examples = [dict(r, path=runner.gallery_key(r)) for r in showcase.example_records()]
 records = made + examples
 if not records:
     st.info(f"No pictures in {root} yet. Make some on the other pages, or with `python -m dgncore generate --out {root}`.")

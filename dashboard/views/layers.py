@@ -128,6 +128,15 @@ def caption(rec: dict) -> str:
     return words.md(f"filter {k} " + words.result_sentence(rec))
 
 
+def open_page(rec: dict) -> None:
+    """The picture on a page of its own (the gallery's, with a link to share), else larger in a dialog."""
+    key = runner.gallery_key(rec)
+    if key is None:
+        cards.open_dialog(rec)
+    else:
+        st.switch_page("views/gallery.py", query_params={"open": key})
+
+
 if results:
     recs = results[0]
     by_layer: dict[str, list[dict]] = {}
@@ -136,7 +145,7 @@ if results:
     for name in chosen:
         st.markdown(f"**{words.md(name)}** · {words.md(layer_label(name).split(' · ', 1)[1])}")
         cards.image_grid(by_layer.get(name, []), f"{PAGE}.{name}", columns=max(len(filters), 4), caption_of=caption,
-                         on_open=cards.open_dialog, open_label="Larger")
+                         on_open=open_page, open_label="Open")
     downloads.zip_button(recs, PAGE, name="dgn-layers.zip")
 
 if targets and not bad and not state.limits().hosted:
