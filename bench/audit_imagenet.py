@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,24 +53,38 @@ def link_folder(photos: Path, dest: Path) -> Path:
     return dest
 
 
+def _no_paths(value: Any) -> Any:
+    """``value`` with every absolute path of this machine cut down to its file name."""
+    if isinstance(value, dict):
+        return {k: _no_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_paths(v) for v in value]
+    if isinstance(value, str) and Path(value).is_absolute():
+        return Path(value).name
+    return value
+
+
 def ship(report_dir: Path, dest: Path, dataset_name: str) -> None:
-    """Copy a ``--no-write-photos`` report for the dashboard: ``report.json`` (the dataset
-    named in words, no path of this machine) and the images it refers to; no HTML (the
-    page makes it on demand) and no per-image records."""
+    """Copy a report made without photos, as WebP, for the dashboard: ``report.json`` (the
+    dataset named in words, no path of this machine) and the images it names; no HTML (the
+    page draws it on demand) and no per-image records. ``dest`` must be absent or an
+    earlier shipped report (it is replaced)."""
     import json
     import shutil
 
+    from dgncore.audit.run import report_files
     from dgncore.data import write_json
 
     report = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
-    if report.get("photos") is not False:
-        raise SystemExit("only a report made without photos may ship (run with --no-write-photos)")
-    report["dataset"] = dataset_name
+    rels = report_files(report)
+    if report.get("photos") is not False or not all(r.endswith(".webp") for r in rels):
+        raise SystemExit("only a report made without photos and with WebP images may ship (run with --format webp, and without --write-photos)")
+    if dest.exists() and not (dest / "report.json").is_file():
+        raise SystemExit(f"{dest} is not an earlier shipped report: give a new folder")
     report.pop("index", None)
-    rels = [r["png"] for rows in report["generated"].values() for rs in rows.values() for r in rs]
-    rels += [c["picture"] for c in (report.get("intervention") or {}).get("classes", {}).values() if c.get("picture")]
-    if dest.exists():
-        shutil.rmtree(dest)
+    report = _no_paths(report)
+    report["dataset"] = dataset_name
+    shutil.rmtree(dest, ignore_errors=True)
     for rel in rels:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(report_dir / rel, dest / rel)

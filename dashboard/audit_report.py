@@ -84,12 +84,13 @@ def saved_report(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def show_report(report: dict[str, Any], folder: Path) -> None:
+def show_report(report: dict[str, Any], folder: Path, shipped: bool = False) -> None:
     """The report: its line and downloads, the suspects (table and chart), the built-in
-    model's cue verdicts, then one box per class, top suspects first."""
-    where = "" if state.limits().hosted else f", saved in `{folder}`"  # no server paths for visitors
-    st.caption(f"Report of {words.md(report['model'])}, {report['created'][:16].replace('T', ' ')} ({report.get('seconds', '?')} s){where}: "
-               "kept on disk, the same settings show it again.")
+    model's cue verdicts, then one box per class, top suspects first (``shipped``: one
+    that comes with the app, made elsewhere)."""
+    where = "" if state.limits().hosted or shipped else f", saved in `{folder}`"  # no server paths for visitors
+    kept = "made once and shipped with the app." if shipped else "kept on disk, the same settings show it again."
+    st.caption(f"Report of {words.md(report['model'])}, {report['created'][:16].replace('T', ' ')} ({report.get('seconds', '?')} s){where}: {kept}")
     downloads(folder, report)
     for m, why in report.get("skipped_methods", {}).items():
         st.caption(f"**{words.md(words.method_label(m))}** was skipped: {words.md(why)}")
@@ -256,7 +257,8 @@ def class_boxes(report: dict[str, Any], folder: Path) -> None:
                 st.markdown(suspect_line(c, entry))
                 if entry.get("picture") and (folder / entry["picture"]).is_file():
                     said = f"what the audit pasted for {words.md(c)}, and onto what" if photos else \
-                        f"the generated images of {words.md(c)}, the piece the audit pasted outlined"
+                        (f"the generated images of {words.md(c)}, the patch the audit pasted outlined" if entry.get("kind") == "patch" else
+                         f"the generated images of {words.md(c)}, whose {words.PASTED.get(entry.get('kind'), 'piece').removeprefix('the ')} the audit carried over")
                     st.image(str(folder / entry["picture"]), caption=said, width="stretch" if photos else "content")
             cols = st.columns(ratios)
             with cols[0]:
@@ -335,7 +337,7 @@ def downloads(folder: Path, report: dict[str, Any]) -> None:
                        help="One self-contained page with every image: open it in a browser or send it to someone.")
     c2.download_button("Report folder (ZIP)", data=lambda: zip_folder(folder), file_name=f"bias-audit-{folder.name}.zip",
                        mime="application/zip", key="whole.zip", on_click="ignore", icon=":material/folder_zip:", width="stretch",
-                       help="report.json with every number, report.html, and every image.")
+                       help="report.json with every number and every image the report shows.")
 
 
 def zip_folder(folder: Path) -> bytes:

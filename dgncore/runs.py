@@ -17,7 +17,7 @@ from dgncore.drawing.presets import Preset
 from dgncore.errors import InputError
 from dgncore.models.classifiers import Classifier
 from dgncore.result_files import preset_record, read_result, write_index
-from dgncore.results import run_records, save_result
+from dgncore.results import image_suffix, run_records, save_result
 
 
 def _request_key(rec: dict[str, Any]) -> tuple:
@@ -32,8 +32,10 @@ def _canon(obj: Any) -> Any:
     return obj
 
 
-def cached_result(out_dir: Path, stem: str, model: str, target: Target, preset: Preset, seed: int) -> dict[str, Any] | None:
-    """The saved result for exactly this request, if one is on disk and complete."""
+def cached_result(out_dir: Path, stem: str, model: str, target: Target, preset: Preset, seed: int,
+                  image_format: str | None = None) -> dict[str, Any] | None:
+    """The saved result for exactly this request, if one is on disk and complete (and, with
+    ``image_format``, saved in that format)."""
     path = Path(out_dir) / f"{stem}.json"
     if not path.is_file():
         return None
@@ -42,6 +44,8 @@ def cached_result(out_dir: Path, stem: str, model: str, target: Target, preset: 
     except InputError:
         return None
     if not (Path(out_dir) / str(rec.get("png", ""))).is_file():
+        return None
+    if image_format is not None and Path(str(rec.get("png", ""))).suffix != image_suffix(image_format):
         return None
     want = (model, target.spec, seed, _canon(preset_record(preset)))
     if rec.get("cancelled") or _request_key(rec) != want:
@@ -72,7 +76,7 @@ def generate(
     if len(set(stems)) != len(stems):
         raise InputError("the same target is asked for twice in one batch")
     records: list[dict[str, Any] | None] = [
-        cached_result(out_dir, s, model, t, preset, seed) if reuse else None for s, t in zip(stems, targets)
+        cached_result(out_dir, s, model, t, preset, seed, image_format) if reuse else None for s, t in zip(stems, targets)
     ]
     todo = [i for i, r in enumerate(records) if r is None]
     if todo:

@@ -40,6 +40,7 @@ def register_cli(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], i
     p.add_argument("--exemplars", type=int, default=4, help="top/bottom exemplars shown per class")
     p.add_argument("--photos", action=argparse.BooleanOptionalAction, default=True,
                    help="write images made from the dataset's photos (samples, exemplars, pasted examples); --no-photos: generated images and figures only")
+    p.add_argument("--format", choices=("png", "webp"), default="png", help="generated images and pictures as PNG, or lossy WebP (a compact report; scored as saved)")
     p.add_argument("--checkpoint", help="decoder checkpoint (.safetensors) for the pretrained method")
     p.add_argument("--force", action="store_true", help="regenerate images even if the same ones are on disk")
     g = p.add_argument_group("dataset prior", "a decoder trained on the dataset's own images, for the pretrained method")
@@ -83,7 +84,7 @@ def _cmd(args: argparse.Namespace) -> int:
     report = audit(model, args.out, dataset=args.dataset, train_prior=args.train_prior, prior_steps=args.prior_steps, intervention=intervention,
                    weights=args.weights, device=args.device, allow_torchscript=torchscript_allowed(), progress=progress, classes=args.classes, methods=methods, k=args.k, seeds=seeds,
                    steps=args.steps, early_stop=args.early_stop, samples=args.samples, exemplars=args.exemplars, checkpoint=args.checkpoint,
-                   reuse=not args.force, photos=args.photos)
+                   reuse=not args.force, photos=args.photos, image_format=args.format)
     print("", file=sys.stderr)
     _print_summary(report)
     print(Path(args.out) / "report.html")

@@ -21,6 +21,7 @@ for a method when, at every seed, the biased class's generated images carry the 
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -157,8 +158,10 @@ def run_audit(
         raise InputError("samples must be 0-64 and exemplars 0-32 per class")
     seeds = parse_seeds(seeds)
     methods = parse_methods(methods)
-    if not photos:
+    if not photos:  # and no photo left from an earlier run into the same folder
         samples = exemplars = 0
+        for sub in ("samples", "exemplars", "intervention"):
+            shutil.rmtree(Path(out_dir) / sub, ignore_errors=True)
     image_suffix(image_format)  # an unknown format fails now, not after the drawing
 
     match = check_dataset(dataset, classifier) if dataset is not None else None
@@ -399,6 +402,12 @@ def cue_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def report_files(report: dict[str, Any]) -> list[str]:
+    """The images a report names (relative to its folder): generated images and intervention pictures."""
+    rels = [r["png"] for per_class in report["generated"].values() for rows in per_class.values() for r in rows]
+    return rels + [c["picture"] for c in (report.get("intervention") or {}).get("classes", {}).values() if c.get("picture")]
+
+
 def load_report(out_dir: str | Path) -> dict[str, Any]:
     import json
 
@@ -409,4 +418,4 @@ def load_report(out_dir: str | Path) -> dict[str, Any]:
         raise InputError(f"no readable audit report in {str(out_dir)[:120]}") from e
 
 
-__all__ = ["CRITERION", "cue_rows", "cue_summary", "cue_verdict", "load_report", "run_audit"]
+__all__ = ["CRITERION", "cue_rows", "cue_summary", "cue_verdict", "load_report", "report_files", "run_audit"]

@@ -42,7 +42,7 @@ AUDIT_ALLOWANCE_SECONDS = 300.0
 #: training measures the held-out tenth's reconstruction error this often and stops when
 #: it has not improved for PATIENCE measurements ...
 HELDOUT_EVERY = 100
-PATIENCE = 3
+PATIENCE = 5
 #: ... or after this much wall time, whatever comes first (the learning rate decays over
 #: whichever of steps and time runs out first)
 BUDGET_SECONDS = 540.0
@@ -143,8 +143,8 @@ def train_prior(
         done_now = step - first[0]
         elapsed = time.perf_counter() - t0
         left = elapsed / done_now * (total - step) if done_now >= 3 else None
-        if left is not None and config.max_seconds:  # the time budget ends it first (a resumed run has spent some already)
-            left = min(left, max(0.0, config.max_seconds - elapsed))
+        if left is not None and config.max_seconds:  # the time budget may end it first (for a resumed run, whose
+            left = min(left, max(0.0, config.max_seconds - elapsed))  # earlier time is not counted here, this overstates)
         report(f"training the dataset prior (loss {loss:.4f})", step, total, left)
 
     try:
