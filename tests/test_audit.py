@@ -138,6 +138,9 @@ def test_the_audit_keeps_its_early_stop_for_pretrained(ts_model):
     clf = load_classifier(str(ts_model), device="cpu")
     preset, _ = methods.method_preset("pretrained", clf)
     assert preset.early_stop == methods.AUDIT_EARLY_STOP == 0.99
+    from dgncore.drawing.methods.paper import AUDIT_RESTARTS
+
+    assert preset.restarts == AUDIT_RESTARTS > 1  # a second start reaches the class where a first gets stuck (bench/prior_reach.py)
     assert methods.method_preset("pretrained", clf, early_stop=0)[0].early_stop is None
     assert methods.method_preset("pretrained", clf, early_stop=0.5)[0].early_stop == 0.5
 

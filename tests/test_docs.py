@@ -45,7 +45,7 @@ def test_every_relative_link_and_the_dockerfiles_reference_resolve():
 def test_the_examples_are_small_complete_and_each_has_a_second_opinion():
     files = [f for f in EXAMPLES.rglob("*") if f.is_file()]
     assert sum(f.stat().st_size for f in files) <= 10 * 1024**2
-    every = [(f, json.loads(f.read_text())) for f in EXAMPLES.glob("*/*.json") if f.name != "index.json"]
+    every = [(f, json.loads(f.read_text())) for f in EXAMPLES.glob("*/*.json") if f.name != "index.json" and f.parent.name != "audit-lite0"]  # (the audit: its own test)
     records = [r for f, r in every if f.parent.name != "layers"]
     atlas = [r for f, r in every if f.parent.name == "layers"]
     classes = (EXAMPLES / "classes.txt").read_text().strip().split(",")

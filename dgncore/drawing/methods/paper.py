@@ -29,6 +29,10 @@ if TYPE_CHECKING:  # torch and the sources are imported when a picture is made: 
 #: class, which is where a shortcut shows (pushed for the whole budget the images drift
 #: into saturated patterns)
 AUDIT_EARLY_STOP = 0.99
+#: the audit's starts per image for ``pretrained`` (the best after ``prune_after`` steps goes
+#: on): a decoder trained for minutes on a small folder has starts that never reach their
+#: class, which a second start does (bench/prior_reach.py, docs/audit.md)
+AUDIT_RESTARTS = 4
 
 
 @functools.lru_cache(maxsize=2)
@@ -71,7 +75,8 @@ def _pretrained_for_audit(size: int, steps: int | None, checkpoint: str | None) 
     why) when there is no readable decoder and none was asked for."""
     from dgncore.prior.decoder import decoder_config
 
-    preset = _PRETRAINED.with_options(steps=steps, early_stop=AUDIT_EARLY_STOP, **({"checkpoint": str(checkpoint)} if checkpoint else {}))
+    preset = _PRETRAINED.with_options(steps=steps, early_stop=AUDIT_EARLY_STOP, restarts=AUDIT_RESTARTS,
+                                      **({"checkpoint": str(checkpoint)} if checkpoint else {}))
     ckpt = Path(preset.checkpoint or "")
     if checkpoint and not ckpt.is_file():
         raise InputError(f"decoder checkpoint {str(ckpt)[:120]} does not exist")
