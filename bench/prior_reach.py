@@ -25,10 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from dgncore.audit.methods import DEFAULT_METHODS
 from dgncore.audit.pipeline import audit
 
 MODELS = "planted,planted-stripes@0.9,planted-sepia@0.9,planted-sticker@0.9,planted-invisible@0.9,planted-control"
-OTHERS = ("untrained", "pixel")
+#: the audit's other default methods (the registry's say)
+OTHERS = tuple(m for m in DEFAULT_METHODS if m != "pretrained")
 SHARE = 0.9
 SEEDS_NEEDED = 2
 

@@ -674,7 +674,11 @@ def test_hosted_mode_lands_on_examples_without_uploads_folders_or_server_paths(m
     assert images(at) and not any(t.label == "Results folder" for t in at.text_input)
     assert not any(str(tmp_path) in c.value for c in at.caption)
     at.switch_page("views/bias_audit.py").run()
-    assert not at.exception and not at.radio  # no folder on the server, no uploads
+    assert not at.exception and at.radio[0].options == ["A built-in model with a planted shortcut (the demo)",
+                                                        "EfficientNet-Lite0 on ImageNet photos (ready-made)"]  # no folder on the server, no uploads
+    at.radio[0].set_value("EfficientNet-Lite0 on ImageNet photos (ready-made)").run()
+    assert not at.exception and not at.error and any(m.startswith("| rank | class | verdict") for m in markdown(at))
+    assert not any("saved in" in c.value for c in at.caption)  # no server path
     # every page opens on something to do, within the hosted limits; See a class on an example
     for view in ("single_class", "compound", "layers", "bias_audit", "gallery"):
         at.switch_page(f"views/{view}.py").run()
