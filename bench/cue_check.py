@@ -108,6 +108,17 @@ def texture_controls(cue: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor
 TEXTURES = {"web site": lambda: text_patch(224), "spider web": web_image, "cliff dwelling": rock_image}
 
 
+def other_photos(folder: Path, cls: str, also_out: str | None = None):
+    """(classifier, the class's index, the photos of every other class (and not of
+    ``also_out``) with their files, and Lite0's top-1 on them as they are)."""
+    clf = load_classifier("efficientnet_lite0", device="cpu")
+    target = clf.classes.index(cls)
+    skip = {target} | ({clf.classes.index(also_out)} if also_out else set())
+    files = [f for f in image_files(folder) if photo_class(f) is not None and photo_class(f) not in skip]
+    photos = torch.stack([load_for_model(f, clf.input_size) for f in files])
+    return clf, target, files, photos, top1(clf, photos)
+
+
 @torch.inference_mode()
 def top1(clf, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
     return torch.cat([clf.logits(images[i : i + batch]).argmax(1) for i in range(0, len(images), batch)])
@@ -127,11 +138,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.texture:
         return texture_check(args)
-    clf = load_classifier("efficientnet_lite0", device="cpu")
-    target = clf.classes.index(args.cls)
-    files = [f for f in image_files(args.photos) if photo_class(f) is not None and photo_class(f) != target]
-    photos = torch.stack([load_for_model(f, clf.input_size) for f in files])
-    before = top1(clf, photos)
+    clf, target, files, photos, before = other_photos(args.photos, args.cls)
     out: dict = {"class": args.cls, "alpha": args.alpha, "photos": len(files), "predicted_before": int((before == target).sum()), "sizes": {}}
     print(f"{len(files)} photos of other classes; {out['predicted_before']} already called {args.cls!r}")
     for size in (int(s) for s in args.sizes.split(",")):
@@ -162,16 +169,12 @@ def texture_check(args: argparse.Namespace) -> int:
 
     if args.cls not in TEXTURES and not args.from_photo:
         raise SystemExit(f"no hand-made texture for {args.cls!r}: one of {', '.join(TEXTURES)}, or --from-photo CLASS")
-    clf = load_classifier("efficientnet_lite0", device="cpu")
-    target = clf.classes.index(args.cls)
-    source = clf.classes.index(args.from_photo) if args.from_photo else None
-    files = [f for f in image_files(args.photos) if photo_class(f) is not None and photo_class(f) not in (target, source)]
-    if source is not None:
+    clf, target, files, photos, before = other_photos(args.photos, args.cls, also_out=args.from_photo)
+    if args.from_photo:
+        source = clf.classes.index(args.from_photo)
         cue_image = load_for_model(next(f for f in image_files(args.photos) if photo_class(f) == source), clf.input_size)
     else:
         cue_image = TEXTURES[args.cls]()
-    photos = torch.stack([load_for_model(f, clf.input_size) for f in files])
-    before = top1(clf, photos)
     out: dict = {"class": args.cls, "test": "texture", "from_photo": args.from_photo, "photos": len(files), "predicted_before": int((before == target).sum()), "cues": {}}
     print(f"{len(files)} photos of other classes; {out['predicted_before']} already called {args.cls!r}")
     for name, cue in texture_controls(cue_image).items():

@@ -447,7 +447,7 @@ def _one_class(classifier: Classifier, name: str, cls: int, generated: dict[str,
     # the headline: the strongest (kind, method), its numbers at the top level
     entry.update(verdict=b["verdict"], kind=best_kind, method=best, flip_rate=b["rate"], ci=b["ci"], methods=res["methods"],
                  located_real=res["located_real"], controls=res["controls"])
-    entry["picture"] = _picture(classifier, name, cls, best_kind, b["patches"], targets if photos else targets[:0], root, out, side,
+    entry["picture"] = _picture(classifier, name, cls, best_kind, b["patches"], targets, root, out, side, n_show=4 if photos else 0,
                                 image_format=image_format)
     return entry
 
@@ -530,23 +530,21 @@ def _transfer_test(kind: str, classifier: Classifier, cls: int, gen_imgs: dict[s
 def _picture(classifier: Classifier, name: str, cls: int, kind: str, patches: list[dict[str, Any]], targets: torch.Tensor, root: Path, out: Path,
              side: int, n_show: int = 4, image_format: str = "png") -> str:
     """One PNG per class: each seed's generated image (the patch outlined), then what the
-    best of them does to ``n_show`` of ``targets`` (held-out images; none: the picture
-    holds generated images only), captioned with the prediction."""
+    best of them does to ``n_show`` of ``targets`` (held-out images; 0: the picture holds
+    generated images only), captioned with the prediction."""
     from PIL import Image, ImageDraw
 
     size = classifier.input_size
     t = PICTURE_THUMB
     best = max(patches, key=lambda p: p["flip_rate"])
     gen = _load_at(root / best["png"], size)
-    chosen = targets[:n_show].float() / 255
-    if not len(chosen):
-        shown, pred = chosen, []
-    elif kind == "patch":
-        y, x, _ = best["box"]
-        shown = paste(chosen, gen[:, y : y + side, x : x + side], y, x)
-    else:
-        shown = transfer(kind, chosen, gen)
-    if len(chosen):
+    shown, pred = targets[:n_show].float() / 255, []
+    if len(shown):
+        if kind == "patch":
+            y, x, _ = best["box"]
+            shown = paste(shown, gen[:, y : y + side, x : x + side], y, x)
+        else:
+            shown = transfer(kind, shown, gen)
         with torch.no_grad():
             pred = classifier.logits(shown).argmax(1).tolist()
     cells: list[tuple[torch.Tensor, Any, str, bool]] = []

@@ -252,8 +252,8 @@ HELDOUT_IMAGES = 64
 @torch.no_grad()
 def _heldout_error(model: nn.Module, images: torch.Tensor, dev: torch.device) -> float:
     """Mean squared error of the autoencoder on clean held-out images, with batch
-    statistics: the running ones lag the weights (a noisy signal that once stopped a run
-    at 700 steps); what this adds to them is replaced by :func:`_recalibrate_bn` at the end."""
+    statistics (the running ones lag the weights: a noisy signal to stop on); what this
+    adds to the running ones is replaced by :func:`_recalibrate_bn` at the end."""
     return sum(F.mse_loss(model(x.to(dev)).float(), x.to(dev), reduction="sum").item() for x in images.split(32)) / images.numel()
 
 
