@@ -69,7 +69,7 @@ def main() -> None:
         ckpt = None
         if args.prior == "control" and "pretrained" in args.methods:
             ctrl = planted.builtin(names[0])
-            ckpt = prior_mod.train_prior(ctrl.samples, ctrl.config.size, steps=args.prior_steps).path
+            ckpt = prior_mod.train_prior(ctrl.samples, ctrl.config.size, steps=args.prior_steps, classifier=ctrl.classifier()).path
         for name in names:
             t0 = time.perf_counter()
             rep = audit(name, out / name, methods=args.methods.split(","), seeds=[0, 1, 2], samples=4, exemplars=3,

@@ -140,7 +140,7 @@ def test_the_audit_keeps_its_early_stop_for_pretrained(ts_model):
     assert preset.early_stop == methods.AUDIT_EARLY_STOP == 0.99
     from dgncore.drawing.methods.paper import AUDIT_RESTARTS
 
-    assert preset.restarts == AUDIT_RESTARTS > 1  # a second start reaches the class where a first gets stuck (bench/prior_reach.py)
+    assert preset.restarts == AUDIT_RESTARTS > 1 and preset.prune_after == 0  # every start runs: which one gets stuck shows late (bench/prior_reach.py)
     assert methods.method_preset("pretrained", clf, early_stop=0)[0].early_stop is None
     assert methods.method_preset("pretrained", clf, early_stop=0.5)[0].early_stop == 0.5
 

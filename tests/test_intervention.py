@@ -29,7 +29,7 @@ def _setup(monkeypatch, tmp_path):
     torch.set_num_threads(1)
     monkeypatch.setenv("DGN_CACHE", str(tmp_path / "cache"))
     real = PR.prior_config  # a narrow decoder and few images for its mean code: the tests check the plumbing, not the prior
-    monkeypatch.setattr(PR, "prior_config", lambda size, steps=PR.DEFAULT_STEPS: dataclasses.replace(real(size, steps), width=0.1, mean_code_images=16))
+    monkeypatch.setattr(PR, "prior_config", lambda size, steps=PR.DEFAULT_STEPS, model=None: dataclasses.replace(real(size, steps, model), width=0.1, mean_code_images=16))
 
 
 # --------------------------------------------------------------------------- statistics and the verdict
@@ -203,9 +203,22 @@ def test_audit_with_prior_and_intervention_on_a_torchscript_model(tmp_path):
     page = (tmp_path / "out" / "report.html").read_text()
     assert "Suspects: confirmation by intervention" in page and "dataset prior" in page
     assert json.loads((tmp_path / "out" / "report.json").read_text())["intervention"]["ranking"] == iv["ranking"]
-    # the same folder again: the prior comes from the cache
-    again = PR.train_prior(folder, 32, steps=2)
+    # the prior keeps what the audited model reads: its loss has a term on that model's logits
+    meta = json.loads(Path(rep["prior"]["checkpoint"]).with_suffix(".json").read_text())
+    assert meta["train_config"]["feature_layer"] == "logits" and meta["train_config"]["feature_weight"] == PR.LOGIT_WEIGHT
+    assert meta["train_size"] == 32 and not meta["train_config"]["photo_flip"]  # at the model's input size, unmirrored
+    # the same folder and model again: the prior comes from the cache; another model's is another file
+    from dgncore.models.classifiers import load_classifier
+
+    user = load_classifier(str(pt), device="cpu")
+    again = PR.train_prior(folder, 32, steps=2, classifier=user)
     assert again.cached and str(again.path) == rep["prior"]["checkpoint"]
+    from dgncore.models.classifiers import Classifier
+
+    with torch.no_grad():
+        net[0].bias.add_(1.0)  # the same network, eager, with one weight changed
+    changed = Classifier("user", net, 32, (0.5,) * 3, (0.25,) * 3, ["circle", "square", "triangle"])
+    assert PR.prior_path(folder, 32, steps=2, classifier=changed) != again.path != PR.prior_path(folder, 32, steps=2)
 
 
 @pytest.mark.slow

@@ -53,6 +53,40 @@ def test_photo_crops_from_folder(tmp_path: Path) -> None:
         PhotoCrops.from_folder(tmp_path / "missing", 24)
 
 
+def test_photo_crops_can_keep_images_whole_and_unmirrored(tmp_path: Path) -> None:
+    """The dataset prior's crops: each image as the classifier saw it (a cue with a fixed
+    place or pattern must stay where it was)."""
+    img = np.zeros((40, 40, 3), dtype=np.uint8)
+    img[:, :6] = 255  # bright on the left only
+    Image.fromarray(img).save(tmp_path / "a.png")
+    whole = PhotoCrops.from_folder(tmp_path, 40, min_scale=1.0, flip=False).sample(8, torch.Generator().manual_seed(0))
+    assert torch.allclose(whole, torch.from_numpy(img).permute(2, 0, 1).float().div(255).expand(8, -1, -1, -1), atol=1e-6)
+    mirrored = PhotoCrops.from_folder(tmp_path, 40, min_scale=1.0).sample(8, torch.Generator().manual_seed(0))
+    assert any(float(x[:, :, -6:].mean()) > 0.9 for x in mirrored)  # the default mirrors some
+
+
+def test_training_through_the_resize_learns_at_the_output_size(tmp_path: Path) -> None:
+    folder = _photo_folder(tmp_path / "photos", 10, size=40)
+    native = pretrain(PretrainConfig(steps=1, data="folder", **TINY), tmp_path / "n.safetensors", images_dir=folder)
+    through = pretrain(PretrainConfig(steps=1, data="folder", train_at_out_size=True, **TINY), tmp_path / "t.safetensors", images_dir=folder)
+    assert native["train_size"] == 58 and through["train_size"] == 32 == through["generator"]["out_size"]
+    decoder, mean_code, _ = load_decoder(tmp_path / "t.safetensors")
+    assert decoder(mean_code[None]).shape[-1] == 32
+
+
+def test_logits_feature_term_compares_the_given_classifier(tmp_path: Path, tiny_classifier) -> None:
+    from dgncore.prior.training import LOGITS
+
+    calls: list[tuple[int, ...]] = []
+    logits = tiny_classifier.logits
+    tiny_classifier.logits = lambda x: calls.append(tuple(x.shape)) or logits(x)  # type: ignore[method-assign]
+    cfg = PretrainConfig(steps=2, feature_weight=0.01, feature_layer=LOGITS, feature_model="tiny", **TINY)
+    meta = pretrain(cfg, tmp_path / "f.safetensors", comparator=tiny_classifier)
+    assert meta["final_loss"] > meta["final_pixel_loss"] > 0 and meta["train_config"]["feature_layer"] == LOGITS
+    assert len(calls) == 4 and calls[0][0] == TINY["batch"]  # the clean and the rebuilt batch, each step
+    assert all(not p.requires_grad for p in tiny_classifier.model.parameters())
+
+
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
     out = tmp_path / "dec.safetensors"
     seen: list[int] = []

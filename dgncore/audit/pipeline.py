@@ -119,7 +119,7 @@ def audit(
             raise InputError("give either a decoder checkpoint or --train-prior, not both")
         got = prior_mod.train_prior(dataset, clf.input_size, steps=prior_steps or prior_mod.DEFAULT_STEPS,
                                     progress=lambda st, d, t, left: clock(st, d, t, left, phase="prior"), cancel=is_cancelled,
-                                    device=str(clf.device))  # where the audited model runs
+                                    device=str(clf.device), classifier=clf)  # where the audited model runs, against its logits
         kwargs["checkpoint"] = got.path
         kwargs["methods"] = parse_methods(kwargs.get("methods", DEFAULT_METHODS))
         extra["prior"] = {"checkpoint": str(got.path), "cached": got.cached, "steps": got.meta.get("steps_done"),

@@ -17,7 +17,7 @@ class PhotoCrops:
     each within +-``jitter``)."""
 
     def __init__(self, photos: list[torch.Tensor], size: int, jitter: float = 0.0, names: list[str] | None = None,
-                 min_scale: float = 0.25) -> None:
+                 min_scale: float = 0.25, flip: bool = True) -> None:
         if not photos:
             raise ValueError("no photos")
         self.photos = photos
@@ -25,10 +25,11 @@ class PhotoCrops:
         self.jitter = jitter
         self.names = names or []
         self.min_scale = min_scale
+        self.flip = flip
 
     @classmethod
     def from_folder(cls, folder: str | Path, size: int, max_side: int = 512, limit: int = 5000, jitter: float = 0.0,
-                    holdout: bool = False, min_scale: float = 0.25) -> "PhotoCrops":
+                    holdout: bool = False, min_scale: float = 0.25, flip: bool = True) -> "PhotoCrops":
         """Every readable image under ``folder`` (recursively, sorted by path, through the
         guarded loader), downscaled so its short side is at most ``max_side``; unreadable
         files are skipped. ``holdout``: leave out the fixed held-out tenth
@@ -38,11 +39,11 @@ class PhotoCrops:
         files = image_files(folder, limit)
         if holdout:
             files = holdout_split(files)[0]
-        return cls.from_files(files, size, max_side, jitter, root=Path(folder), min_scale=min_scale)
+        return cls.from_files(files, size, max_side, jitter, root=Path(folder), min_scale=min_scale, flip=flip)
 
     @classmethod
     def from_files(cls, files: Sequence[Path], size: int, max_side: int = 512, jitter: float = 0.0,
-                   root: Path | None = None, min_scale: float = 0.25) -> "PhotoCrops":
+                   root: Path | None = None, min_scale: float = 0.25, flip: bool = True) -> "PhotoCrops":
         from dgncore.data import open_image
         from dgncore.errors import InputError
 
@@ -63,7 +64,7 @@ class PhotoCrops:
         if not photos:
             where = root.name[:80] if root is not None else "the given files"
             raise InputError(f"no readable images (at least 32x32 pixels) in {where}")
-        return cls(photos, size, jitter, names, min_scale)
+        return cls(photos, size, jitter, names, min_scale, flip)
 
     def __len__(self) -> int:
         return len(self.photos)
@@ -79,7 +80,7 @@ class PhotoCrops:
             x = int(torch.randint(0, w - side + 1, (1,), generator=gen))
             crop = p[:, y : y + side, x : x + side].unsqueeze(0).float() / 255
             crop = F.interpolate(crop, size=self.size, mode="bilinear", antialias=True, align_corners=False)
-            if bool(torch.rand(1, generator=gen) < 0.5):
+            if bool(torch.rand(1, generator=gen) < 0.5) and self.flip:
                 crop = crop.flip(-1)
             if self.jitter:
                 crop = _colour_jitter(crop, self.jitter, gen)

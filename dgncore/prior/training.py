@@ -6,6 +6,9 @@ from noisy ones (MSE, Adam) on images that exist offline: procedural dead leaves
 1/f noise (:mod:`procedural`), a folder of photos, or both. The decoder is trained at its
 native size (113 px for 5 stages, 224 for 6) and saved with ``out_size`` set to the run
 time size; its last resize is fixed interpolation, so nothing it learns depends on it.
+A dataset prior (:mod:`dgncore.prior.dataset`) is trained through that resize, at the
+audited model's input size, instead: a round trip through another size blurs away the
+fine detail a model may rely on.
 
 It writes the decoder file (:mod:`dgncore.prior.decoder`) and, while training,
 ``CKPT.state.pt`` (weights, optimiser, step; read back with ``weights_only=True``), which
@@ -30,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgncore.errors import InputError
-from dgncore.models.classifiers import pick_device
+from dgncore.models.classifiers import Classifier, pick_device
 from dgncore.models.generators import (
     SEED_CHANNELS,
     SEED_SIZE,
@@ -72,6 +75,12 @@ class PretrainConfig:
     #: photo crops take this share of a photo's short side up to all of it (0.9 keeps a
     #: dataset's small images near their own scale: the dataset prior, dgncore.prior.dataset)
     photo_min_scale: float = 0.25
+    #: mirror half the photo crops (off for a dataset prior: a cue with a fixed place or
+    #: pattern must be learnt where the classifier saw it)
+    photo_flip: bool = True
+    #: train through the decoder's final resize, on images at ``out_size``, instead of at
+    #: its native size: what the decoder learns is then what the classifier is shown
+    train_at_out_size: bool = False
     #: procedural images kept in memory (seen through random crops / flips / rotations) ...
     pool: int = 512
     #: ... of which this many are replaced by fresh ones every step
@@ -90,6 +99,8 @@ class PretrainConfig:
     #: image, which keeps the detail that pixel MSE averages away (0: pixel MSE only)
     feature_weight: float = 0.0
     feature_model: str = "efficientnet_lite0"
+    #: a layer name, or :data:`LOGITS` for the classifier's output (what the dataset prior
+    #: compares, on the audited model: what that model reads in an image is kept)
     feature_layer: str = "blocks.2"
     #: training images averaged into ``mean_code``
     mean_code_images: int = 256
@@ -112,7 +123,7 @@ class PretrainConfig:
 
     @property
     def train_size(self) -> int:
-        return self.generator_config().native_size
+        return self.out_size if self.train_at_out_size else self.generator_config().native_size
 
     def validate(self) -> None:
         if not 0.03 <= self.width <= 4 or not 4 <= self.stages <= 6:
@@ -152,7 +163,7 @@ class TrainingImages:
             raise InputError(f"training data {kind!r} needs an image folder (--images DIR)")
         self.kind, self.gen, self.size = kind, gen, config.train_size
         self.photos = (PhotoCrops.from_folder(path, self.size, jitter=config.photo_jitter, holdout=config.holdout,
-                                              min_scale=config.photo_min_scale) if path else None)
+                                              min_scale=config.photo_min_scale, flip=config.photo_flip) if path else None)
         self.heldout = _heldout_names(path) if path and config.holdout else []
         self.photo_fraction = 1.0 if kind == "folder" else config.photo_fraction if kind == "mix" else 0.0
         self.procedural_kind = "procedural" if kind in ("folder", "mix") else kind
@@ -243,6 +254,21 @@ class EarlyFeatures(nn.Module):
         raise RuntimeError("the feature layer was never reached")
 
 
+#: ``feature_layer`` for the classifier's logits
+LOGITS = "logits"
+
+
+def _feature_fn(config: PretrainConfig, dev: torch.device, comparator: Classifier | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What the feature term compares: an early layer of ``feature_model`` or its logits."""
+    if config.feature_layer != LOGITS:
+        return EarlyFeatures(config.feature_model, config.feature_layer).to(dev).eval()
+    if comparator is None:
+        from dgncore.models.classifiers import load_classifier
+
+        comparator = load_classifier(config.feature_model, device=str(dev))
+    return comparator.logits
+
+
 #: the relative improvement of the held-out error that counts as still learning
 HELDOUT_MIN_GAIN = 0.01
 #: held-out images measured (the first of the held-out tenth)
@@ -323,8 +349,12 @@ def pretrain(
     resume: bool = True,
     command: str | None = None,
     device: str | torch.device = "cpu",
+    comparator: Classifier | None = None,
 ) -> dict[str, Any]:
     """Train the denoising autoencoder and write the decoder file; returns its metadata.
+
+    ``comparator``: the loaded classifier that ``config.feature_model`` names, for a
+    :data:`LOGITS` feature term (the audited model, already in memory; else it is loaded).
 
     With ``resume`` and a state file from an earlier run of the same architecture, training
     continues from its step (the data stream is re-seeded from ``seed`` and that step).
@@ -357,7 +387,7 @@ def pretrain(
         pixel_losses = list(state.get("pixel_losses", losses))
         heldout = [list(h) for h in state.get("heldout", [])]
     amp = config.bf16 and native_bf16(dev)
-    features = EarlyFeatures(config.feature_model, config.feature_layer).to(dev).eval() if config.feature_weight else None
+    features = _feature_fn(config, dev, comparator) if config.feature_weight else None
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     data = TrainingImages(config, images_dir, gen)
 
@@ -512,7 +542,7 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
                         help="with --init-decoder: train only the encoder for this many steps first")
     parser.add_argument("--feature-weight", type=float, default=d.feature_weight,
                         help="weight of the feature-space term (a frozen classifier's early features of the rebuilt vs the clean image); 0: pixel MSE only")
-    parser.add_argument("--feature-layer", default=d.feature_layer, help=f"the layer of {d.feature_model} that term compares")
+    parser.add_argument("--feature-layer", default=d.feature_layer, help=f"the layer of {d.feature_model} that term compares, or {LOGITS} (its output)")
     parser.add_argument("--photo-jitter", type=float, default=d.photo_jitter, help="colour jitter of photo crops (brightness, contrast, saturation within +-this)")
     parser.add_argument("--holdout", action=argparse.BooleanOptionalAction, default=d.holdout,
                         help="leave every 10th photo out of training (for evaluation; listed in the decoder's JSON)")

@@ -29,10 +29,12 @@ if TYPE_CHECKING:  # torch and the sources are imported when a picture is made: 
 #: class, which is where a shortcut shows (pushed for the whole budget the images drift
 #: into saturated patterns)
 AUDIT_EARLY_STOP = 0.99
-#: the audit's starts per image for ``pretrained`` (the best after ``prune_after`` steps goes
-#: on): a decoder trained for minutes on a small folder has starts that never reach their
-#: class, which a second start does (bench/prior_reach.py, docs/audit.md)
-AUDIT_RESTARTS = 4
+#: the audit's starts per image for ``pretrained``, every one run until its target stops
+#: (no pruning): a decoder trained for minutes on a small folder has starts that fall into
+#: a flat picture or a wrong basin, and which start does cannot be told after a few steps;
+#: 4 starts pruned after 10 steps left such traps on 1-3 of 3 seeds, 8 unpruned on none
+#: (bench/prior_reach.py, docs/audit.md)
+AUDIT_RESTARTS = 8
 
 
 @functools.lru_cache(maxsize=2)
@@ -75,7 +77,7 @@ def _pretrained_for_audit(size: int, steps: int | None, checkpoint: str | None) 
     why) when there is no readable decoder and none was asked for."""
     from dgncore.prior.decoder import decoder_config
 
-    preset = _PRETRAINED.with_options(steps=steps, early_stop=AUDIT_EARLY_STOP, restarts=AUDIT_RESTARTS,
+    preset = _PRETRAINED.with_options(steps=steps, early_stop=AUDIT_EARLY_STOP, restarts=AUDIT_RESTARTS, prune_after=0,
                                       **({"checkpoint": str(checkpoint)} if checkpoint else {}))
     ckpt = Path(preset.checkpoint or "")
     if checkpoint and not ckpt.is_file():
