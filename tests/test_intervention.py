@@ -29,7 +29,11 @@ def _setup(monkeypatch, tmp_path):
     torch.set_num_threads(1)
     monkeypatch.setenv("DGN_CACHE", str(tmp_path / "cache"))
     real = PR.prior_config  # a narrow decoder and few images for its mean code: the tests check the plumbing, not the prior
-    monkeypatch.setattr(PR, "prior_config", lambda size, steps=PR.DEFAULT_STEPS, model=None: dataclasses.replace(real(size, steps, model), width=0.1, mean_code_images=16))
+
+    def narrow(size, steps=PR.DEFAULT_STEPS, classifier=None):
+        return dataclasses.replace(real(size, steps, classifier), width=0.1, mean_code_images=16)
+
+    monkeypatch.setattr(PR, "prior_config", narrow)
 
 
 # --------------------------------------------------------------------------- statistics and the verdict

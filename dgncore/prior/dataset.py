@@ -15,8 +15,9 @@ cannot draw fine detail the model may rely on (docs/audit.md, "A prior from the 
 dataset").
 
 The decoder is cached by the folder's content (relative paths and file bytes, the hash
-the exemplar index uses), the image size and the classifier's weights, under ``$DGN_CACHE/priors`` (default
-``~/.cache/dgn-explorer/priors``): the same folder is trained on once. Training saves its
+the exemplar index uses), the image size and the classifier's weights, under
+``$DGN_CACHE/priors`` (default ``~/.cache/dgn-explorer/priors``): the same folder is
+trained on once. Training saves its
 state every :data:`CHECKPOINT_EVERY` steps, so a stopped or interrupted run resumes.
 """
 
@@ -102,24 +103,24 @@ def model_key(classifier: Classifier) -> str:
     return h.hexdigest()[:12]
 
 
-def prior_config(input_size: int, steps: int = DEFAULT_STEPS, model: str | None = None) -> Any:
+def prior_config(input_size: int, steps: int = DEFAULT_STEPS, classifier: Classifier | None = None) -> Any:
     """The :class:`~dgncore.prior.training.PretrainConfig` of a dataset prior for a model whose
     input is ``input_size`` px: trained on the folder's images only, at that size; with
-    ``model`` (its name, for the record) the loss has the :data:`LOGIT_WEIGHT` term on that
-    model's logits."""
+    ``classifier`` the loss has the :data:`LOGIT_WEIGHT` term on that model's logits (the
+    config names it, for the record)."""
     from dgncore.prior.training import LOGITS, PretrainConfig
 
     if not 16 <= input_size <= 512:
         raise InputError(f"the model's input size {input_size} is outside 16-512 px")
     stages = 4 if input_size <= FOUR_STAGES_UP_TO else 5
-    logits = {"feature_weight": LOGIT_WEIGHT, "feature_model": model, "feature_layer": LOGITS} if model else {}
+    logits = {"feature_weight": LOGIT_WEIGHT, "feature_model": classifier.name, "feature_layer": LOGITS} if classifier is not None else {}
     return PretrainConfig(width=WIDTH, stages=stages, out_size=input_size, steps=steps, data="folder", checkpoint_every=CHECKPOINT_EVERY,
                           photo_min_scale=PHOTO_MIN_SCALE, photo_flip=False, train_at_out_size=True, heldout_every=HELDOUT_EVERY,
                           patience=PATIENCE, max_seconds=BUDGET_SECONDS, **logits)
 
 
 def prior_path(folder: str | Path, input_size: int, steps: int = DEFAULT_STEPS, classifier: Classifier | None = None) -> Path:
-    cfg = prior_config(input_size, steps, classifier.name if classifier is not None else None)
+    cfg = prior_config(input_size, steps, classifier)
     stop = f"h{cfg.heldout_every}p{cfg.patience}t{cfg.max_seconds:g}"
     against = f"m{model_key(classifier)}w{cfg.feature_weight:g}" if classifier is not None else "pixels"
     return cache_dir() / (f"{dataset_key(folder)}-{input_size}px-s{cfg.stages}w{cfg.width:g}c{cfg.photo_min_scale:g}-{steps}-{stop}"
@@ -167,7 +168,7 @@ def train_prior(
         return Prior(path, True, json.loads(sidecar.read_text("utf-8")))
     if force:
         state_path_for(path).unlink(missing_ok=True)
-    config = prior_config(input_size, steps, classifier.name if classifier is not None else None)
+    config = prior_config(input_size, steps, classifier)
     t0 = time.perf_counter()
     first: list[int] = []
 

@@ -72,8 +72,8 @@ class PretrainConfig:
     data: str = "procedural"
     #: share of photo crops in a "mix" batch
     photo_fraction: float = 0.5
-    #: photo crops take this share of a photo's short side up to all of it (0.9 keeps a
-    #: dataset's small images near their own scale: the dataset prior, dgncore.prior.dataset)
+    #: photo crops take this share of a photo's short side up to all of it (1.0, the images
+    #: whole: the dataset prior, dgncore.prior.dataset)
     photo_min_scale: float = 0.25
     #: mirror half the photo crops (off for a dataset prior: a cue with a fixed place or
     #: pattern must be learnt where the classifier saw it)
