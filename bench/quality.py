@@ -99,13 +99,15 @@ class Method:
 
 def parse_methods(text: str) -> list[Method]:
     """Method names: our presets (``PRESET``, ``PRESET:STEPS``, and for the decoder methods
-    ``PRESET[:STEPS]=DECODER_FILE``) and the peers (``lucent[STEPS][@SIZE]``)."""
+    ``PRESET[:STEPS]=DECODER_FILE``), each optionally followed by ``+KEY=VALUE`` preset
+    settings (``natural:96+views=2``), and the peers (``lucent[STEPS][@SIZE]``)."""
     out = []
     for name in dict.fromkeys(m.strip() for m in text.split(",") if m.strip()):
         peer = parse_peer(name)
         if peer:
             out.append(Method(name, None, *peer))
             continue
+        name, *settings = name.split("+")
         spec, _, decoder = name.partition("=")
         preset, _, steps = spec.partition(":")
         if preset.lower() not in PRESETS or (steps and not steps.isdigit()) or (decoder and preset.lower() not in METHODS_WITH_DECODER):
@@ -113,12 +115,25 @@ def parse_methods(text: str) -> list[Method]:
                              "lucent, lucent64, lucent@128")
         if decoder and not Path(decoder).is_file():
             raise InputError(f"no decoder file {decoder!r}")
-        label = preset + (f"-{steps}" if steps else "") + (f"-{Path(decoder).stem}" if decoder else "")
+        label = preset + (f"-{steps}" if steps else "") + (f"-{Path(decoder).stem}" if decoder else "") + "".join(f"-{s}" for s in settings)
         overrides: dict[str, Any] = {"checkpoint": decoder} if decoder else {}
+        for setting in settings:
+            key, eq, value = setting.partition("=")
+            if not eq:
+                raise InputError(f"write a preset setting as +KEY=VALUE, got {setting!r}")
+            overrides[key] = _value(value)
         out.append(Method(label, make_preset(preset, steps=int(steps) if steps else None, **overrides)))
     if not out:
         raise InputError("no methods given")
     return out
+
+
+def _value(text: str) -> Any:
+    """A preset setting's value as written on the command line: a number, true/false, or a word."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def parse_classes(text: str, clf: Classifier) -> list[Target]:

@@ -46,9 +46,9 @@ def example_records() -> list[dict[str, Any]]:
 
 
 def _key(model: str, target: str, seed: int, hyperparameters: dict[str, Any]) -> tuple:
-    from dgncore.runs import _canon
+    from dgncore.result_files import settings_key
 
-    return (model, target, int(seed), _canon(hyperparameters))
+    return (model, target, int(seed), settings_key(hyperparameters))
 
 
 def find_example(model: str, target: str, preset, seed: int) -> dict[str, Any] | None:

@@ -47,12 +47,14 @@ def _method_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restarts", type=int, help="independent starts per target; the best-scoring one is kept")
     p.add_argument("--init-jitter", dest="init_jitter", type=float, help="pretrained: spread of alpha's seeded start around the mean code")
     p.add_argument("--prune-after", dest="prune_after", type=int, help="with restarts: after this many steps only each target's best start goes on (0: never)")
+    p.add_argument("--views", type=int, help="transformed views of each image the classifier sees per step (with transforms)")
+    p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"], help="learning rate over the run (cosine: down to 0 at the last step)")
 
 
 def _preset(args: argparse.Namespace):
     from dgncore.drawing.registry import make_preset
 
-    names = ("lr", "penalty", "reg_weight", "noise_sigma", "early_stop", "final", "checkpoint", "restarts", "init_jitter", "prune_after")
+    names = ("lr", "penalty", "reg_weight", "noise_sigma", "early_stop", "final", "checkpoint", "restarts", "init_jitter", "prune_after", "views", "lr_schedule")
     given: dict[str, Any] = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     return make_preset(args.method, steps=args.steps, size=args.size, width=args.width, **given)
 

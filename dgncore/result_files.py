@@ -7,6 +7,7 @@ No torch here: the start page and the gallery show saved pictures with these alo
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -71,6 +72,22 @@ def preset_record(preset: Preset) -> dict[str, Any]:
     if preset.photo_stats:
         d["photo_stats"], d["photo_stats_sha256"] = Path(preset.photo_stats).name, file_sha256(preset.photo_stats)
     return d
+
+
+def _canon(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return tuple(sorted((k, _canon(v)) for k, v in obj.items()))
+    if isinstance(obj, (list, tuple)):
+        return tuple(_canon(v) for v in obj)
+    return obj
+
+
+def settings_key(hyperparameters: dict[str, Any] | None) -> tuple:
+    """A result's recorded settings in a form two requests compare by. A setting the record
+    lacks is taken at its default: the result was made before the setting existed, and so
+    with what it does by default (shipped examples keep matching when a setting is added)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Preset) if f.default is not dataclasses.MISSING}
+    return _canon({**defaults, **(hyperparameters or {})})
 
 
 def read_result(path: Path) -> dict[str, Any]:

@@ -16,20 +16,12 @@ from dgncore.drawing.optimize import MAX_BATCH, ProgressFn, optimize
 from dgncore.drawing.presets import Preset
 from dgncore.errors import InputError
 from dgncore.models.classifiers import Classifier
-from dgncore.result_files import preset_record, read_result, write_index
+from dgncore.result_files import preset_record, read_result, settings_key, write_index
 from dgncore.results import image_suffix, run_records, save_result
 
 
 def _request_key(rec: dict[str, Any]) -> tuple:
-    return (rec.get("model"), rec.get("target"), rec.get("seed"), _canon(rec.get("hyperparameters")))
-
-
-def _canon(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return tuple(sorted((k, _canon(v)) for k, v in obj.items()))
-    if isinstance(obj, (list, tuple)):
-        return tuple(_canon(v) for v in obj)
-    return obj
+    return (rec.get("model"), rec.get("target"), rec.get("seed"), settings_key(rec.get("hyperparameters")))
 
 
 def cached_result(out_dir: Path, stem: str, model: str, target: Target, preset: Preset, seed: int,
@@ -47,7 +39,7 @@ def cached_result(out_dir: Path, stem: str, model: str, target: Target, preset: 
         return None
     if image_format is not None and Path(str(rec.get("png", ""))).suffix != image_suffix(image_format):
         return None
-    want = (model, target.spec, seed, _canon(preset_record(preset)))
+    want = (model, target.spec, seed, settings_key(preset_record(preset)))
     if rec.get("cancelled") or _request_key(rec) != want:
         return None
     return rec

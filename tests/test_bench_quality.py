@@ -35,6 +35,13 @@ def test_peer_and_method_names():
         quality.parse_methods("fourier,nope")
     longer = quality.parse_methods("natural:160")[0]  # a preset at another step count
     assert longer.name == "natural-160" and longer.preset.steps == 160 and longer.preset.method == "natural"
+    (varied,) = quality.parse_methods("natural:96+views=2+lr_schedule=cosine")  # and with other settings
+    assert varied.name == "natural-96-views=2-lr_schedule=cosine"
+    assert (varied.preset.steps, varied.preset.views, varied.preset.lr_schedule) == (96, 2, "cosine")
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        quality.parse_methods("natural+views")
+    with pytest.raises(InputError, match="unknown preset setting"):
+        quality.parse_methods("natural+colour=2")
 
 
 def test_decoder_methods_name_their_file(tmp_path):

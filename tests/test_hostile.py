@@ -474,6 +474,7 @@ def test_bad_torchscript_sidecars_are_input_errors(sidecar, torchscript_model):
         {"early_stop": 2}, {"early_stop": float("nan")}, {"not_a_setting": 1},
         {"restarts": 0}, {"restarts": 10**6}, {"restarts": 1.5}, {"restarts": True}, {"init_jitter": -1}, {"init_jitter": float("nan")},
         {"prune_after": -1}, {"prune_after": 2.5}, {"prune_after": 10**9}, {"transforms": 1}, {"transforms": "no"}, {"bf16": "yes"},
+        {"views": 0}, {"views": 10**6}, {"views": "2"}, {"views": 2}, {"lr_schedule": "warm"}, {"lr_schedule": None},
     ],
 )
 def test_absurd_preset_numbers_are_input_errors(kwargs):

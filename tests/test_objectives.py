@@ -62,3 +62,17 @@ def test_layer_targets_use_channel_means(tiny_classifier):
     m = acts["features.0"].mean((2, 3))
     assert torch.allclose(a, m[:, 1] + 0.5 * m[:, 2])
     assert torch.isnan(obj.probability(torch.zeros(2, 10))).all()
+
+
+def test_several_views_of_a_row_average_their_losses(tiny_classifier):
+    """Logits holding two views of each row (view after view) give each row the mean of
+    its views' losses and activations, for class and layer targets alike."""
+    targets = [parse_target("class:tench", tiny_classifier), parse_target("filter:features.2:3", tiny_classifier)]
+    obj = Objective(targets, 10, penalty=0.1)
+    logits = torch.randn(4, 10)
+    acts = {"features.2": torch.randn(4, 8, 5, 5)}
+    reg = torch.tensor([0.5, 0.25])
+    loss, act = obj.loss(logits, acts, reg)
+    one = [obj.loss(logits[v * 2:(v + 1) * 2], {"features.2": acts["features.2"][v * 2:(v + 1) * 2]}, reg) for v in (0, 1)]
+    assert loss.shape == (2,) and torch.allclose(loss, (one[0][0] + one[1][0]) / 2)
+    assert torch.allclose(act, (one[0][1] + one[1][1]) / 2)

@@ -159,3 +159,77 @@ def test_keep_rows_cuts_a_grouped_generator_and_its_optimizer_state():
     opt.zero_grad()
     source().sum().backward()  # the optimiser steps the cut-down parameters
     opt.step()
+
+
+def test_several_views_per_step_reach_the_classifier(tiny_classifier):
+    """views=V: every training pass shows the classifier V transformed copies of each row;
+    the checks score the image itself, once."""
+    t = parse_target("class:hen", tiny_classifier)
+    sizes: list[int] = []
+    tiny_classifier.fast_model  # built (with a probe pass) before counting  # noqa: B018
+    preprocess = tiny_classifier.preprocess
+    tiny_classifier.preprocess = lambda x: (sizes.append(x.shape[0]), preprocess(x))[1]
+    try:
+        run = optimize(tiny_classifier, [t, t], _tiny("fourier", steps=4, early_stop=None, views=3), seed=0, check_every=4)
+    finally:
+        tiny_classifier.preprocess = preprocess
+    assert sizes == [6] * 4 + [2]
+    assert run.images.shape[0] == 2 and len(run.activation) == 4
+
+
+def test_cosine_schedule_brings_the_step_size_down_to_zero(tiny_classifier, monkeypatch):
+    """lr_schedule="cosine": the learning rate starts at the preset's and has reached 0 by
+    the last step; "constant" keeps it."""
+    seen: list[float] = []
+    step = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    t = parse_target("class:hen", tiny_classifier)
+    optimize(tiny_classifier, [t], _tiny("fourier", steps=8, early_stop=None, lr_schedule="cosine"), seed=0)
+    assert seen[0] == pytest.approx(0.05) and seen == sorted(seen, reverse=True) and seen[-1] < 0.05 * 0.05
+    seen.clear()
+    optimize(tiny_classifier, [t], _tiny("fourier", steps=8, early_stop=None), seed=0)
+    assert seen == [pytest.approx(0.05)] * 8
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"views": 0}, "views must be a whole number"),
+    ({"views": 2.0}, "views must be a whole number"),
+    ({"views": 9}, "between 1 and 8"),
+    ({"views": 2, "transforms": False}, "need transforms on"),
+    ({"lr_schedule": "linear"}, "lr_schedule must be constant or cosine"),
+])
+def test_bad_views_and_schedules_are_input_errors(changes, fragment):
+    with pytest.raises(InputError, match=fragment):
+        make_preset("fourier").replace(**changes)
+
+
+def test_views_and_schedule_from_the_command_line():
+    from dgncore.__main__ import _preset as cli_preset
+    from dgncore.__main__ import build_parser
+
+    args = build_parser().parse_args(["generate", "--target", "class:tench", "--views", "2", "--lr-schedule", "cosine"])
+    preset = cli_preset(args)
+    assert (preset.method, preset.views, preset.lr_schedule) == ("natural", 2, "cosine")
+
+
+def test_a_result_made_before_a_setting_existed_matches_its_default(tiny_classifier, tmp_path):
+    """A saved result whose record lacks a setting added later was made with its default:
+    it is still reused, and a request for another value is not."""
+    import json
+
+    from dgncore.runs import cached_result
+
+    t = parse_target("class:hen", tiny_classifier)
+    preset = _tiny(steps=3, early_stop=None)
+    (rec,) = generate(tiny_classifier, [t], preset, tmp_path, seed=0, stems=["hen"])
+    path = tmp_path / "hen.json"
+    data = json.loads(path.read_text())
+    del data["hyperparameters"]["views"], data["hyperparameters"]["lr_schedule"]
+    path.write_text(json.dumps(data))
+    assert cached_result(tmp_path, "hen", rec["model"], t, preset, 0) is not None
+    assert cached_result(tmp_path, "hen", rec["model"], t, preset.replace(lr_schedule="cosine"), 0) is None

@@ -227,10 +227,19 @@ class Objective:
 
     def loss(self, logits: torch.Tensor, acts: dict[str, torch.Tensor], reg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-row loss of Equation 2 (rows are independent problems) and the per-row
-        target activation a(target) (detached)."""
-        act = self.activation(logits, acts)
-        penalty = (torch.relu(logits) * self.others).sum(1)
-        return -act + penalty + reg, act.detach()
+        target activation a(target) (detached). ``logits`` (and ``acts``) may hold several
+        views of every row, view after view: each row's loss and activation are then the
+        means over its views."""
+        b = len(self.targets)
+        views = logits.shape[0] // b
+        losses, activations = [], []
+        for v in range(views):
+            part = slice(v * b, (v + 1) * b)
+            act = self.activation(logits[part], {k: a[part] for k, a in acts.items()})
+            penalty = (torch.relu(logits[part]) * self.others).sum(1)
+            losses.append(-act + penalty)
+            activations.append(act.detach())
+        return torch.stack(losses).mean(0) + reg, torch.stack(activations).mean(0)
 
     def probability(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax mass on the target classes per row (NaN for layer targets)."""

@@ -97,6 +97,12 @@ def build_source(preset: Preset, n: int, device: torch.device) -> ImageSource:
     return source.to(device)
 
 
+def _views(images: torch.Tensor, views: int) -> torch.Tensor:
+    """The batch the classifier's training pass sees: ``views`` copies of every row, view
+    after view, each transformed on its own by the source."""
+    return images if views == 1 else images.repeat(views, 1, 1, 1)
+
+
 def _optimizer(preset: Preset, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
     if preset.optimizer == "adamax":
         return torch.optim.Adamax(params, lr=preset.lr, betas=preset.betas, eps=preset.eps)
@@ -176,6 +182,7 @@ def optimize(
     objective = Objective(row_targets, classifier.n_classes, preset.penalty, device)
     params = [p for p in source.parameters() if p.requires_grad]
     opt = _optimizer(preset, params)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, preset.steps) if preset.lr_schedule == "cosine" else None
     candidates = _Candidates(preset)
 
     final: torch.Tensor | None = None
@@ -252,15 +259,17 @@ def optimize(
         if amp:  # bf16 autocast for the training pass only; candidates and scores stay fp32
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 images = source()
-                logits, layer_acts = classifier.logits_and_activations(source.classifier_view(images.float()), objective.layers)
+                logits, layer_acts = classifier.logits_and_activations(source.classifier_view(_views(images.float(), preset.views)), objective.layers)
             images, logits, layer_acts = images.float(), logits.float(), {k: v.float() for k, v in layer_acts.items()}
         else:
             images = source()
-            logits, layer_acts = classifier.logits_and_activations(source.classifier_view(images), objective.layers)
+            logits, layer_acts = classifier.logits_and_activations(source.classifier_view(_views(images, preset.views)), objective.layers)
         loss, act = objective.loss(logits, layer_acts, source.regularizer())
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
+        if schedule is not None:
+            schedule.step()
         row_act[alive_dev] = act.to(row_act.dtype)  # (detached)
         acts.append(row_act.view(n, n_starts).max(1).values)
         if step == 0:

@@ -27,6 +27,7 @@ MAX_OUT_SIZE = 512
 MAX_BATCH = 64
 MAX_SEED = 2**63 - 1
 MAX_RESTARTS = 16
+MAX_VIEWS = 8
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,12 @@ class Preset:
     #: (scores and saved images stay fp32). It pays for some methods and not others
     #: (bench/README.md), so each preset says
     bf16: bool = False
+    #: transformed views of each image the classifier sees per step, their losses averaged
+    #: (several views a step, as MACO does; with ``transforms`` only)
+    views: int = 1
+    #: the learning rate over the run: "constant", or "cosine" (from ``lr`` down to 0 at
+    #: the last step)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
 
     def replace(self, **changes: Any) -> "Preset":
         """A copy with the given fields set exactly as given (``early_stop=None`` switches
@@ -109,10 +116,14 @@ class Preset:
             raise InputError(f"image size must be between 16 and {MAX_OUT_SIZE} pixels")
         if self.penalty < 0 or self.reg_weight < 0 or self.noise_sigma < 0 or self.init_jitter < 0:
             raise InputError("penalty, regulariser weight, noise and init jitter must not be negative")
-        if isinstance(self.restarts, bool) or not isinstance(self.restarts, numbers.Integral) or not 1 <= self.restarts <= MAX_RESTARTS:
-            raise InputError(f"restarts must be a whole number between 1 and {MAX_RESTARTS}, got {str(self.restarts)[:30]!r}")
-        if isinstance(self.prune_after, bool) or not isinstance(self.prune_after, numbers.Integral) or not 0 <= self.prune_after <= MAX_STEPS:
-            raise InputError(f"prune_after must be a whole number of steps between 0 and {MAX_STEPS}, got {str(self.prune_after)[:30]!r}")
+        for name, lo, hi, what in (("restarts", 1, MAX_RESTARTS, ""), ("prune_after", 0, MAX_STEPS, " of steps"), ("views", 1, MAX_VIEWS, "")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+                raise InputError(f"{name} must be a whole number{what} between {lo} and {hi}, got {str(value)[:30]!r}")
+        if self.views > 1 and not self.transforms:
+            raise InputError("several views per step need transforms on (each view is a different random transformation)")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise InputError(f"lr_schedule must be constant or cosine, got {str(self.lr_schedule)[:30]!r}")
         if self.transform_set not in ("robust", "lucent"):
             raise InputError(f"transform_set must be robust or lucent, got {str(self.transform_set)[:30]!r}")
         for name in ("transforms", "bf16"):
