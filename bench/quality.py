@@ -243,22 +243,24 @@ def fmt(x: float | None, spec: str) -> str:
 def print_tables(rows: list[dict[str, Any]], summary: list[dict[str, Any]], seeds: list[int]) -> None:
     methods = [s["method"] for s in summary]
     print(f"\n## Per class: Lite2 top-1 over seeds, median plausibility rank (r), median seconds ({len(seeds)} seed(s))")
-    print(f"{'class':<18}" + "".join(f"{m[:15]:>17}" for m in methods))
+    col = max(17, *(len(m) + 2 for m in methods))  # whole method names: +KEY=VALUE variants differ at the end
+    print(f"{'class':<18}" + "".join(f"{m:>{col}}" for m in methods))
     for c in dict.fromkeys(r["class"] for r in rows):
         cells = []
         for m in methods:
             rs = [r for r in rows if r["class"] == c and r["method"] == m]
             pl = [r["plausibility"] for r in rs if r["plausibility"] is not None]
             cells.append(f"{sum(r['lite2_top1'] for r in rs)}/{len(rs)} r{fmt(median(pl), '.0f')} {median([r['seconds'] for r in rs]):.1f}s")
-        print(f"{next(r['label'] for r in rows if r['class'] == c)[:17]:<18}" + "".join(f"{x:>17}" for x in cells))
+        print(f"{next(r['label'] for r in rows if r['class'] == c)[:17]:<18}" + "".join(f"{x:>{col}}" for x in cells))
     ref = next((s["reference"] for s in summary if s["reference"]), None)
     print("\n## Per method (p on the saved PNG under Lite0; L2 = EfficientNet-Lite2; plausibility: rank of the class's photo, 1 = nearest)")
     w = max(11, len(ref or "") + 5)
-    print(f"{'method':<14}{'images':>7}{'med s':>8}{'vs ' + (ref or 'lucent'):>{w}}{'p>=0.9':>8}{'med st':>7}{'L2 top1':>8}{'L2 top5':>8}"
+    mw = max(14, *(len(m) + 1 for m in methods))
+    print(f"{'method':<{mw}}{'images':>7}{'med s':>8}{'vs ' + (ref or 'lucent'):>{w}}{'p>=0.9':>8}{'med st':>7}{'L2 top1':>8}{'L2 top5':>8}"
           f"{'plaus med':>10}{'divers.':>8}{'near-dup':>9}")
     for s in summary:
         n = s["images"]
-        print(f"{s['method'][:13]:<14}{n:>7}{s['median_s']:>8.1f}{fmt(s['vs_lucent'], '.2f'):>{w}}{s['p_ok']:>5}/{n:<2}{fmt(s['median_steps'], '.0f'):>7}"
+        print(f"{s['method']:<{mw}}{n:>7}{s['median_s']:>8.1f}{fmt(s['vs_lucent'], '.2f'):>{w}}{s['p_ok']:>5}/{n:<2}{fmt(s['median_steps'], '.0f'):>7}"
               f"{s['lite2_top1']:>5}/{n:<2}{s['lite2_top5']:>5}/{n:<2}{fmt(s['median_plausibility'], '.1f'):>10}"
               f"{fmt(s['diversity'], '.3f'):>8}{s['near_duplicates']:>5}/{s['pairs']:<3}")
 

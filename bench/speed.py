@@ -59,7 +59,7 @@ import torch  # noqa: E402
 from peers import parse_peer  # noqa: E402  (lucent itself is imported only when a peer runs)
 
 from dgncore.drawing.objectives import Objective, parse_target  # noqa: E402
-from dgncore.drawing.optimize import build_source, optimize, use_bf16  # noqa: E402
+from dgncore.drawing.optimize import build_source, optimize, use_bf16, view_batch  # noqa: E402
 from dgncore.drawing.presets import Preset  # noqa: E402
 from dgncore.drawing.registry import make_preset  # noqa: E402
 from dgncore.models.classifiers import Classifier, load_classifier  # noqa: E402
@@ -215,7 +215,8 @@ BARE_COMPILE: dict[str, bool] = {"on": False}
 
 def bare_step_fn(clf: Classifier, preset: Preset, n: int, device: torch.device) -> Callable[[], None]:
     """One bare forward+backward of the source (G) and the classifier, nothing else, for
-    the rows the loop runs: ``n`` targets x ``preset.restarts`` starts."""
+    the rows the loop runs: ``n`` targets x ``preset.restarts`` starts, each seen in
+    ``preset.views`` views."""
     torch.manual_seed(0)
     source = build_source(preset, n * preset.restarts, device)
     source.train()
@@ -231,9 +232,9 @@ def bare_step_fn(clf: Classifier, preset: Preset, n: int, device: torch.device) 
     def step() -> None:
         if amp:
             with torch.autocast(device.type, dtype=torch.bfloat16):
-                out = logits(source.classifier_view(make().float()))
+                out = logits(source.classifier_view(view_batch(make().float(), preset.views)))
         else:
-            out = logits(source.classifier_view(make()))
+            out = logits(source.classifier_view(view_batch(make(), preset.views)))
         out.float().sum().backward()
 
     return step
@@ -241,7 +242,7 @@ def bare_step_fn(clf: Classifier, preset: Preset, n: int, device: torch.device) 
 
 def count_flops(clf: Classifier, preset: Preset, n: int, device: torch.device) -> tuple[float, float]:
     """(total, generator) FLOPs of one bare step: source forward and backward, classifier
-    forward and input gradient. The ``untrained`` rows' grouped G is counted as one G
+    forward and input gradient (of every view). The ``untrained`` rows' grouped G is counted as one G
     times n: torch's FlopCounterMode counts a grouped conv's weight gradient ``groups``
     times over (fixed upstream in pytorch/pytorch#183405)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -254,7 +255,7 @@ def count_flops(clf: Classifier, preset: Preset, n: int, device: torch.device) -
     with FlopCounterMode(display=False) as gen:
         images = source()
         source.classifier_view(images).sum().backward()
-    x = torch.rand(n, 3, preset.generator.out_size, preset.generator.out_size, device=device, requires_grad=True)
+    x = torch.rand(n * preset.views, 3, preset.generator.out_size, preset.generator.out_size, device=device, requires_grad=True)
     with FlopCounterMode(display=False) as cls:
         clf.logits(x).sum().backward()
     g = float(gen.get_total_flops()) * (n if grouped else 1)

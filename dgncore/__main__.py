@@ -48,7 +48,7 @@ def _method_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-jitter", dest="init_jitter", type=float, help="pretrained: spread of alpha's seeded start around the mean code")
     p.add_argument("--prune-after", dest="prune_after", type=int, help="with restarts: after this many steps only each target's best start goes on (0: never)")
     p.add_argument("--views", type=int, help="transformed views of each image the classifier sees per step (with transforms)")
-    p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"], help="learning rate over the run (cosine: down to 0 at the last step)")
+    p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"], help="learning rate over the run (cosine: falls from --lr towards 0 by the last step)")
 
 
 def _preset(args: argparse.Namespace):

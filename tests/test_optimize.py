@@ -233,3 +233,10 @@ def test_a_result_made_before_a_setting_existed_matches_its_default(tiny_classif
     path.write_text(json.dumps(data))
     assert cached_result(tmp_path, "hen", rec["model"], t, preset, 0) is not None
     assert cached_result(tmp_path, "hen", rec["model"], t, preset.replace(lr_schedule="cosine"), 0) is None
+
+
+def test_too_many_images_a_step_is_an_input_error(tiny_classifier):
+    """targets x restarts x views bounds the classifier's batch, checked before any work."""
+    t = parse_target("class:hen", tiny_classifier)
+    with pytest.raises(InputError, match="images a step"):
+        optimize(tiny_classifier, [t] * 64, _tiny("fourier", restarts=16, views=2), seed=0)

@@ -228,3 +228,29 @@ def test_the_dashboard_loads_its_classifier_off_its_own_thread(monkeypatch):
     monkeypatch.setattr(classifiers, "load_classifier", lambda *a, **k: where.append(threading.current_thread()) or "clf")
     assert runner.load("efficientnet_lite0") == "clf"
     assert where[0] is not threading.current_thread()
+
+
+def test_the_bench_step_counts_every_view(tiny_classifier):
+    """bench/speed.py's bare step and FLOP count see what the loop's classifier sees:
+    ``views`` transformed copies of every row (the source itself runs once)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import speed
+
+    from dgncore.drawing.registry import make_preset
+
+    one = make_preset("fourier", size=32)
+    total1, gen1 = speed.count_flops(tiny_classifier, one, 1, torch.device("cpu"))
+    total2, gen2 = speed.count_flops(tiny_classifier, one.replace(views=2), 1, torch.device("cpu"))
+    assert gen2 == gen1 and total2 - gen2 == pytest.approx(2 * (total1 - gen1))
+    sizes: list[int] = []
+    tiny_classifier.fast_model  # built (with a probe pass) before counting  # noqa: B018
+    preprocess = tiny_classifier.preprocess
+    tiny_classifier.preprocess = lambda x: (sizes.append(x.shape[0]), preprocess(x))[1]
+    try:
+        speed.bare_step_fn(tiny_classifier, one.replace(views=3), 2, torch.device("cpu"))()
+    finally:
+        tiny_classifier.preprocess = preprocess
+    assert sizes == [6]

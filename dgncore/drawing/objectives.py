@@ -231,7 +231,9 @@ class Objective:
         views of every row, view after view: each row's loss and activation are then the
         means over its views."""
         b = len(self.targets)
-        views = logits.shape[0] // b
+        views, rest = divmod(logits.shape[0], b)
+        if rest or not views:
+            raise ValueError(f"{logits.shape[0]} rows of logits for {b} targets: expected a whole number of views")
         losses, activations = [], []
         for v in range(views):
             part = slice(v * b, (v + 1) * b)

@@ -23,7 +23,7 @@ import torch
 
 from dgncore.cancel import Cancel, CancelFn, cancel_fn
 from dgncore.drawing.objectives import Objective, Target
-from dgncore.drawing.presets import MAX_BATCH, MAX_SEED, Preset
+from dgncore.drawing.presets import MAX_BATCH, MAX_RESTARTS, MAX_SEED, Preset
 from dgncore.drawing.registry import get_method
 from dgncore.drawing.sources import ImageSource
 from dgncore.errors import InputError
@@ -97,7 +97,7 @@ def build_source(preset: Preset, n: int, device: torch.device) -> ImageSource:
     return source.to(device)
 
 
-def _views(images: torch.Tensor, views: int) -> torch.Tensor:
+def view_batch(images: torch.Tensor, views: int) -> torch.Tensor:
     """The batch the classifier's training pass sees: ``views`` copies of every row, view
     after view, each transformed on its own by the source."""
     return images if views == 1 else images.repeat(views, 1, 1, 1)
@@ -166,6 +166,9 @@ def optimize(
     if len(targets) > MAX_BATCH:
         raise InputError(f"at most {MAX_BATCH} targets in one batch, got {len(targets)}")
     preset.validate()
+    if len(targets) * preset.restarts * preset.views > MAX_BATCH * MAX_RESTARTS:
+        raise InputError(f"at most {MAX_BATCH * MAX_RESTARTS} images a step (targets x restarts x views), got "
+                         f"{len(targets)} x {preset.restarts} x {preset.views}: draw fewer targets at once")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
         raise InputError(f"seed must be a whole number between 0 and {MAX_SEED}, got {str(seed)[:30]!r}")
     device = classifier.device
@@ -259,11 +262,11 @@ def optimize(
         if amp:  # bf16 autocast for the training pass only; candidates and scores stay fp32
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 images = source()
-                logits, layer_acts = classifier.logits_and_activations(source.classifier_view(_views(images.float(), preset.views)), objective.layers)
+                logits, layer_acts = classifier.logits_and_activations(source.classifier_view(view_batch(images.float(), preset.views)), objective.layers)
             images, logits, layer_acts = images.float(), logits.float(), {k: v.float() for k, v in layer_acts.items()}
         else:
             images = source()
-            logits, layer_acts = classifier.logits_and_activations(source.classifier_view(_views(images, preset.views)), objective.layers)
+            logits, layer_acts = classifier.logits_and_activations(source.classifier_view(view_batch(images, preset.views)), objective.layers)
         loss, act = objective.loss(logits, layer_acts, source.regularizer())
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()

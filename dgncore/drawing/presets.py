@@ -84,8 +84,8 @@ class Preset:
     #: transformed views of each image the classifier sees per step, their losses averaged
     #: (several views a step, as MACO does; with ``transforms`` only)
     views: int = 1
-    #: the learning rate over the run: "constant", or "cosine" (from ``lr`` down to 0 at
-    #: the last step)
+    #: the learning rate over the run: "constant", or "cosine" (from ``lr`` at the first
+    #: step, falling along half a cosine towards 0 after the last)
     lr_schedule: Literal["constant", "cosine"] = "constant"
 
     def replace(self, **changes: Any) -> "Preset":
