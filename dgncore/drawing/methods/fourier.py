@@ -32,7 +32,7 @@ def _natural(preset: Preset, n: int, device: torch.device) -> ImageSource:
 
 
 _FOURIER = Preset(name="fourier", method="fourier", steps=256, optimizer="adam", lr=0.05, early_stop=0.99, transforms=True)
-_NATURAL = Preset(name="natural", method="natural", steps=160, optimizer="adam", lr=0.05, lr_schedule="cosine", transforms=True,
+_NATURAL = Preset(name="natural", method="natural", steps=160, optimizer="adam", lr=0.03, lr_schedule="cosine", transforms=True,
                   transform_set="lucent", photo_stats=str(DEFAULT_STATS))
 
 NATURAL = Method(
