@@ -86,8 +86,13 @@ def settings_key(hyperparameters: dict[str, Any] | None) -> tuple:
     """A result's recorded settings in a form two requests compare by. A setting the record
     lacks is taken at its default: the result was made before the setting existed, and so
     with what it does by default (shipped examples keep matching when a setting is added)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(Preset) if f.default is not dataclasses.MISSING}
-    return _canon({**defaults, **(hyperparameters or {})})
+    return _canon({**_preset_defaults(), **(hyperparameters or {})})
+
+
+@functools.lru_cache(maxsize=1)
+def _preset_defaults() -> dict[str, Any]:
+    """Every Preset setting that has a plain default, once (a gallery compares many records)."""
+    return {f.name: f.default for f in dataclasses.fields(Preset) if f.default is not dataclasses.MISSING}
 
 
 def read_result(path: Path) -> dict[str, Any]:
